@@ -1,0 +1,269 @@
+"""BPTT twins of the S-TLLR layers: the same forward dynamics, the secondary activation psi as
+the surrogate derivative of the spike, and the autograd graph kept through time.
+
+Each twin has the same constructor arguments and parameter names as its S-TLLR layer, so
+weights move between the two with ``load_state_dict``. Training one with a loss on the summed
+outputs and a single ``backward()`` is backpropagation through time (memory linear in T).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import torch
+from torch import nn
+from torch.nn import init
+
+from . import _checks
+from . import functional as SF
+from .functional import PsiLike
+from .layers import _pair
+
+__all__ = ["SurrogateSpike", "surrogate_spike", "LIFState", "LinearLIF", "RecurrentLIF", "Conv2dLIF",
+           "LeakyIntegrator"]
+
+
+class SurrogateSpike(torch.autograd.Function):
+    """Heaviside forward, ``psi(v)`` backward: ``ds/dv := psi(v)``."""
+
+    @staticmethod
+    def forward(ctx, v, psi):
+        ctx.save_for_backward(v)
+        ctx.psi = psi
+        return SF.heaviside(v)
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        (v,) = ctx.saved_tensors
+        return grad_spikes * ctx.psi(v), None
+
+
+def surrogate_spike(v: torch.Tensor, psi: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``H(v)`` with the surrogate derivative ``psi(v)``."""
+    return SurrogateSpike.apply(v, psi)
+
+
+class LIFState(NamedTuple):
+    """membrane u_t (after reset) and spikes s_t, both attached to the graph."""
+
+    membrane: torch.Tensor
+    spikes: torch.Tensor
+
+
+class _LIFBase(nn.Module):
+    _default_psi = "rational"
+    _stateful = True
+
+    def __init__(self, weight_shape, bias, threshold, leak, reset, psi, weight_standardization,
+                 spike_fn, device, dtype):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        threshold = _checks.check_finite_number(threshold, "threshold", minimum=0.0)
+        leak = _checks.check_finite_number(leak, "leak")
+        self.reset = _checks.check_reset(reset)
+        self.psi = SF.get_psi(self._default_psi if psi is None else psi)
+        self.weight_standardization = bool(weight_standardization)
+        self.spike_fn = spike_fn
+        self.weight = nn.Parameter(torch.empty(weight_shape, **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(weight_shape[0], **kw))
+        else:
+            self.register_parameter("bias", None)
+        if self.weight_standardization:
+            self.gain = nn.Parameter(torch.ones((weight_shape[0],) + (1,) * (len(weight_shape) - 1), **kw))
+        else:
+            self.register_parameter("gain", None)
+        self.leak = nn.Parameter(torch.tensor(leak, **kw), requires_grad=False)
+        self.threshold = nn.Parameter(torch.tensor(threshold, **kw), requires_grad=False)
+        self.state: Optional[LIFState] = None
+        self._w_cache_key = None
+        self._w_cache = None
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            init.uniform_(self.bias, -bound, bound)
+
+    def reset_state(self) -> None:
+        """Forget membrane and spikes (and drop the graph through time): call between sequences."""
+        self.state = None
+        self._w_cache_key = None
+        self._w_cache = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.state is not None:
+            self.state = LIFState(*(fn(t) for t in self.state))
+        self._w_cache_key = None
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("leak", "threshold"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].numel() == 1:
+                state_dict[key] = state_dict[key].reshape(())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._w_cache_key = None
+
+    def _weights(self):
+        return [(self.weight, self.gain)]
+
+    def _effective_weights(self):
+        """Standardised weights, computed once per sequence (with their graph) and reused by
+        every step of it; recomputed when a parameter changes or grad mode flips."""
+        tensors = [t for pair in self._weights() for t in pair if t is not None]
+        key = tuple((t._version, t.data_ptr()) for t in tensors) + (torch.is_grad_enabled(),)
+        if key != self._w_cache_key:
+            self._w_cache = [SF.standardize_weight(w, g) if (g is not None and self.weight_standardization) else w
+                             for w, g in self._weights()]
+            self._w_cache_key = key
+        return self._w_cache
+
+    def _check_batch(self, x):
+        if self.state is not None and self.state.membrane.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"x: batch size {x.shape[0]} differs from the layer state's "
+                f"{self.state.membrane.shape[0]}; call reset_state() between sequences"
+            )
+
+    def _spike(self, v):
+        return self.spike_fn(v) if self.spike_fn is not None else surrogate_spike(v, self.psi)
+
+    def _step(self, current):
+        beta = SF.beta_from_leak(self.leak)
+        theta = SF.effective_threshold(self.threshold)
+        membrane = torch.zeros_like(current) if self.state is None else self.state.membrane
+        step = SF.lif_step(current, membrane, beta, theta, self.psi, self.reset, spike_fn=self._spike)
+        self.state = LIFState(step.membrane, step.spikes)
+        return step.spikes
+
+    @property
+    def membrane(self):
+        return None if self.state is None else self.state.membrane
+
+
+class LinearLIF(_LIFBase):
+    """BPTT twin of :class:`~stllr.LinearSTLLR`: x_t [B, in_features] -> spikes [B, out_features]."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
+        self.in_features = _checks.check_positive_int(in_features, "in_features")
+        self.out_features = _checks.check_positive_int(out_features, "out_features")
+        super().__init__((out_features, in_features), bias, threshold, leak, reset, psi,
+                         weight_standardization, spike_fn, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
+        self._check_batch(x)
+        (w,) = self._effective_weights()
+        return self._step(SF.linear(x, w, self.bias))
+
+
+class RecurrentLIF(LinearLIF):
+    """BPTT twin of :class:`~stllr.RecurrentSTLLR`; the gradient also flows through s_{t-1}."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, threshold, leak, reset, psi,
+                         weight_standardization, spike_fn, device, dtype)
+        kw = {"device": device, "dtype": dtype}
+        self.weight_rec = nn.Parameter(torch.empty(out_features, out_features, **kw))
+        if self.weight_standardization:
+            self.gain_rec = nn.Parameter(torch.ones(out_features, 1, **kw))
+        else:
+            self.register_parameter("gain_rec", None)
+        init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+
+    def _weights(self):
+        return [(self.weight, self.gain), (self.weight_rec, self.gain_rec)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
+        self._check_batch(x)
+        w, w_rec = self._effective_weights()
+        current = SF.linear(x, w, self.bias)
+        if self.state is not None:
+            current = current + SF.linear(self.state.spikes, w_rec, None)
+        return self._step(current)
+
+
+class Conv2dLIF(_LIFBase):
+    """BPTT twin of :class:`~stllr.Conv2dSTLLR`: [B, C_in, H, W] -> spikes [B, C_out, H', W']."""
+
+    _default_psi = "triangle"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
+        self.in_channels = _checks.check_positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.check_positive_int(out_channels, "out_channels")
+        self.groups = _checks.check_positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold, leak,
+                         reset, psi, weight_standardization, spike_fn, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 4, self.in_channels, 1, "batch, channels, height, width")
+        self._check_batch(x)
+        (w,) = self._effective_weights()
+        current = torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self._step(current)
+
+
+class LeakyIntegrator(nn.Module):
+    """BPTT twin of :class:`~stllr.LeakyReadout`: ``u_t = beta u_{t-1} + x_t W^T + b`` (raw
+    weight), output u_t; graph kept through time. x_t [B, in_features] -> [B, out_features]."""
+
+    _stateful = True
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, leak: float = 2.0,
+                 device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.in_features = _checks.check_positive_int(in_features, "in_features")
+        self.out_features = _checks.check_positive_int(out_features, "out_features")
+        leak = _checks.check_finite_number(leak, "leak")
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.leak = nn.Parameter(torch.tensor(leak, **kw), requires_grad=False)
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(in_features)
+            init.uniform_(self.bias, -bound, bound)
+        self.membrane: Optional[torch.Tensor] = None
+
+    def reset_state(self) -> None:
+        self.membrane = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.membrane is not None:
+            self.membrane = fn(self.membrane)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "leak"
+        if key in state_dict and state_dict[key].numel() == 1:
+            state_dict[key] = state_dict[key].reshape(())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
+        if self.membrane is not None and self.membrane.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"x: batch size {x.shape[0]} differs from the layer state's {self.membrane.shape[0]}; "
+                "call reset_state() between sequences")
+        current = SF.linear(x, self.weight, self.bias)
+        beta = SF.beta_from_leak(self.leak)
+        self.membrane = current if self.membrane is None else beta * self.membrane + current
+        return self.membrane

@@ -1,0 +1,286 @@
+"""Pure functions of S-TLLR: secondary activations, one LIF step, traces, weight
+standardisation and the rule's weight gradients.
+
+Everything here is stateless: state goes in and comes out explicitly (Norse style), so a
+reader finds every equation of the rule in this one file. Equation numbers refer to the
+paper (Apolinario & Roy, TMLR 2025, arXiv 2306.15220v4); where the paper and the authors'
+code differ, the code's convention is used and noted (see ``shared/spec/rule.md``).
+
+Notation: B batch, M inputs, N neurons. ``delta`` is the learning signal dL/ds_t that
+arrives at a layer's output.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "rational", "triangle", "sigmoid", "fast_sigmoid", "PSI_FUNCTIONS", "get_psi",
+    "heaviside", "LIFStep", "lif_step", "trace_step", "standardize_weight",
+    "standardize_weight_backward", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
+    "beta_from_leak", "effective_threshold", "DEFAULT_FACTORS", "CLI_DEFAULT_FACTORS",
+    "check_factors",
+]
+
+#: Layer default ``[lambda_post, lambda_pre, alpha_post, alpha_pre]`` of the reference layers.
+DEFAULT_FACTORS = (0.5, 0.8, -0.2, 1.0)
+#: Default of the reference's ``--factors-stdp`` command-line flag.
+CLI_DEFAULT_FACTORS = (0.2, 0.75, -1.0, 1.0)
+#: Lower bound of the firing threshold used by the reference (theta^ = max(threshold, 0.5)).
+MIN_THRESHOLD = 0.5
+#: Epsilon of the weight standardisation.
+WS_EPS = 1e-4
+
+
+# ---------------------------------------------------------------------------------------
+# Secondary activations psi(v) (paper Eq. 25-28). v = m - theta^ is the pre-reset membrane
+# minus the threshold, so every psi peaks at the threshold crossing.
+# ---------------------------------------------------------------------------------------
+def rational(v: torch.Tensor) -> torch.Tensor:
+    """Eq. 25: ``1 / (100 |v| + 1)^2``. Reference default for linear and recurrent layers."""
+    return 1.0 / (100.0 * v.abs() + 1.0) ** 2
+
+
+def triangle(v: torch.Tensor) -> torch.Tensor:
+    """Eq. 26: ``0.3 * max(0, 1 - |v|)``. Reference default for conv layers."""
+    return 0.3 * torch.clamp(1.0 - v.abs(), min=0.0)
+
+
+def sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """Eq. 27 as the code computes it: ``4 s (1 - s)`` with ``s = sigmoid(4 v)``
+    (the paper prints sigma(v); the reference puts the 4 inside)."""
+    s = torch.sigmoid(4.0 * v)
+    return 4.0 * s * (1.0 - s)
+
+
+def fast_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """Eq. 28: ``1 / (1 + (10 v)^2)``."""
+    return 1.0 / (1.0 + (10.0 * v) ** 2)
+
+
+PSI_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "rational": rational,
+    "triangle": triangle,
+    "sigmoid": sigmoid,
+    "fast_sigmoid": fast_sigmoid,
+}
+_PSI_ALIASES = {"fast-sigmoid": "fast_sigmoid", "fastsigmoid": "fast_sigmoid"}
+
+PsiLike = Union[str, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def get_psi(psi: PsiLike) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return the secondary activation named ``psi`` (or ``psi`` itself if it is callable)."""
+    if callable(psi):
+        return psi
+    if isinstance(psi, str):
+        key = _PSI_ALIASES.get(psi.lower(), psi.lower())
+        if key in PSI_FUNCTIONS:
+            return PSI_FUNCTIONS[key]
+    raise ValueError(
+        f"psi: unknown secondary activation {psi!r}; expected one of "
+        f"{sorted(PSI_FUNCTIONS)} or a callable v -> psi(v)"
+    )
+
+
+def psi_name(psi: PsiLike) -> str:
+    """Name of a psi for reprs: the registry key, or the callable's ``__name__``."""
+    for name, fn in PSI_FUNCTIONS.items():
+        if fn is psi or name == psi:
+            return name
+    return getattr(psi, "__name__", repr(psi))
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters of the neuron
+# ---------------------------------------------------------------------------------------
+def beta_from_leak(leak: torch.Tensor) -> torch.Tensor:
+    """Membrane decay ``beta = sigmoid(leak)`` (leak 2.0 -> 0.881, 5.0 -> 0.9933, 0 -> 0.5)."""
+    return torch.sigmoid(leak)
+
+
+def effective_threshold(threshold: torch.Tensor) -> torch.Tensor:
+    """``theta^ = max(threshold, 0.5)``, the threshold the reference actually fires at."""
+    return torch.clamp(threshold, min=MIN_THRESHOLD)
+
+
+def check_factors(factors) -> tuple[float, float, float, float]:
+    """Validate ``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]``."""
+    if isinstance(factors, torch.Tensor):
+        values = factors.detach().flatten().tolist()
+    else:
+        try:
+            values = [float(f) for f in factors]
+        except (TypeError, ValueError):
+            raise ValueError(
+                "factors: expected 4 numbers [lambda_post, lambda_pre, alpha_post, alpha_pre], "
+                f"got {factors!r}"
+            ) from None
+    if len(values) != 4:
+        raise ValueError(
+            "factors: expected 4 numbers [lambda_post, lambda_pre, alpha_post, alpha_pre], "
+            f"got {len(values)}: {values}"
+        )
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"factors: every factor must be finite, got {values}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------
+# One LIF step (rule.md "One LIF step"; paper Eq. 1-3)
+# ---------------------------------------------------------------------------------------
+def heaviside(v: torch.Tensor) -> torch.Tensor:
+    """Spikes ``s = H(v)``: 1 where ``v > 0`` (strictly), else 0, in v's dtype."""
+    return (v > 0).to(v.dtype)
+
+
+class LIFStep(NamedTuple):
+    """Result of one LIF step; every tensor has the shape of the input current."""
+
+    spikes: torch.Tensor  #: s_t = H(v_t)
+    psi: torch.Tensor  #: psi(v_t), the secondary activation on the pre-reset membrane
+    membrane: torch.Tensor  #: u_t, the membrane after the reset (next step's state)
+    v: torch.Tensor  #: v_t = m_t - theta^, the pre-reset membrane minus the threshold
+
+
+def lif_step(
+    current: torch.Tensor,
+    membrane: torch.Tensor,
+    beta: Union[torch.Tensor, float],
+    theta: Union[torch.Tensor, float],
+    psi: Callable[[torch.Tensor], torch.Tensor],
+    reset: str = "soft",
+    spike_fn: Callable[[torch.Tensor], torch.Tensor] = heaviside,
+) -> LIFStep:
+    """One leaky integrate-and-fire step.
+
+    ``m_t = beta u_{t-1} + current`` (Eq. 1), ``v_t = m_t - theta`` , ``s_t = H(v_t)`` (Eq. 2),
+    ``psi_t = psi(v_t)``, reset soft ``u_t = m_t - theta s_t`` or hard ``u_t = m_t (1 - s_t)``
+    (Eq. 3). ``theta`` is the effective threshold ``max(threshold, 0.5)``.
+
+    Shapes: current, membrane: [B, N] or [B, C, H, W]; beta, theta: scalars.
+    ``spike_fn`` replaces H (the BPTT twins pass a surrogate-gradient Heaviside).
+    """
+    m = beta * membrane + current
+    v = m - theta
+    s = spike_fn(v)
+    if reset == "soft":
+        u = m - theta * s
+    elif reset == "hard":
+        u = m * (1.0 - s)
+    else:
+        raise ValueError(f"reset: expected 'soft' or 'hard', got {reset!r}")
+    return LIFStep(s, psi(v), u, v)
+
+
+def trace_step(trace: torch.Tensor, decay: float, x: torch.Tensor) -> torch.Tensor:
+    """Exponential trace including the current value: ``tr_t = decay * tr_{t-1} + x_t``
+    (pre-synaptic trace, paper Eq. 10 first term; post-synaptic trace of psi, Eq. 11)."""
+    return torch.add(x, trace, alpha=decay) if decay != 0.0 else x.clone()
+
+
+# ---------------------------------------------------------------------------------------
+# Weight standardisation (per output row)
+# ---------------------------------------------------------------------------------------
+def standardize_weight(weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS) -> torch.Tensor:
+    """``W~ = gain * (W - mean(W)) / sqrt(var(W) * fan_in + eps)`` per output row.
+
+    ``var`` is unbiased, ``fan_in = prod(W.shape[1:])``. weight: [N, M] or [C_out, C_in, kh, kw];
+    gain: [N, 1] or [C_out, 1, 1, 1]. Differentiable (used by the BPTT twins and as the
+    definition the analytic backward below is tested against).
+    """
+    fan_in = weight[0].numel()
+    dims = tuple(range(1, weight.dim()))
+    mean = weight.mean(dim=dims, keepdim=True)
+    var = weight.var(dim=dims, keepdim=True, unbiased=True)
+    return gain * (weight - mean) / torch.sqrt(var * fan_in + eps)
+
+
+def standardize_weight_backward(
+    grad_w_tilde: torch.Tensor, weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vector-Jacobian product of :func:`standardize_weight`: (dL/dW, dL/dgain) from dL/dW~.
+
+    With ``c = W - mean(W)``, ``d = sqrt(fan_in * sum(c^2)/(K-1) + eps)`` per row (K elements):
+    ``dL/dgain = sum(G c) / d`` and ``dL/dc = gain/d * (G - c * fan_in * sum(G c) / ((K-1) d^2))``,
+    ``dL/dW = dL/dc - mean(dL/dc)``. Costs a few passes over W instead of an autograd graph
+    kept alive across the sequence.
+    """
+    dims = tuple(range(1, weight.dim()))
+    k = weight[0].numel()
+    c = weight - weight.mean(dim=dims, keepdim=True)
+    ss = (c * c).sum(dim=dims, keepdim=True)
+    d = torch.sqrt(ss * (k / (k - 1)) + eps)  # fan_in == k
+    gc = (grad_w_tilde * c).sum(dim=dims, keepdim=True)
+    grad_gain = gc / d
+    grad_c = (gain / d) * (grad_w_tilde - c * (gc * k / ((k - 1) * d * d)))
+    grad_w = grad_c - grad_c.mean(dim=dims, keepdim=True)
+    return grad_w, grad_gain.reshape(gain.shape)
+
+
+# ---------------------------------------------------------------------------------------
+# The rule's weight gradients (rule.md "Backward at step t"; paper Eq. 10-13)
+# ---------------------------------------------------------------------------------------
+def stllr_linear_weight_grad(
+    delta: torch.Tensor,
+    psi_t: torch.Tensor,
+    post_trace_prev: torch.Tensor,
+    x_t: torch.Tensor,
+    pre_trace_t: torch.Tensor,
+    alpha_post: float,
+    alpha_pre: float,
+) -> torch.Tensor:
+    """dL/dW~ at one step, as ONE GEMM:
+
+    ``alpha_post (delta * tr_out_{t-1})^T x_t + alpha_pre (delta * psi_t)^T tr_in_t``.
+
+    The non-causal (first) and causal (second) terms are stacked along the batch so a single
+    [N, 2B] x [2B, M] product computes both. ``tr_out_{t-1}`` is the post trace *before* psi_t
+    is added; the code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10).
+    Shapes: delta, psi_t, post_trace_prev: [B, N]; x_t, pre_trace_t: [B, M] -> [N, M].
+    """
+    causal = delta * psi_t
+    if alpha_post == 0.0:
+        return (causal.t() @ pre_trace_t).mul_(alpha_pre) if alpha_pre != 1.0 else causal.t() @ pre_trace_t
+    left = torch.cat((delta * post_trace_prev * alpha_post, causal * alpha_pre), dim=0)
+    right = torch.cat((x_t, pre_trace_t), dim=0)
+    return left.t() @ right
+
+
+def stllr_conv2d_weight_grad(
+    delta: torch.Tensor,
+    psi_t: torch.Tensor,
+    post_trace_prev: torch.Tensor,
+    x_t: torch.Tensor,
+    pre_trace_t: torch.Tensor,
+    alpha_post: float,
+    alpha_pre: float,
+    weight_shape: torch.Size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """The conv form of :func:`stllr_linear_weight_grad`: one ``conv2d_weight`` call on the
+    batch-stacked non-causal and causal terms. delta, psi_t, post_trace_prev: [B, C_out, H', W'];
+    x_t, pre_trace_t: [B, C_in, H, W] -> weight_shape."""
+    causal = delta * psi_t
+    if alpha_post == 0.0:
+        inp, out = pre_trace_t, causal * alpha_pre
+    else:
+        inp = torch.cat((x_t, pre_trace_t), dim=0)
+        out = torch.cat((delta * post_trace_prev * alpha_post, causal * alpha_pre), dim=0)
+    return torch.nn.grad.conv2d_weight(inp, weight_shape, out, stride, padding, dilation, groups)
+
+
+def conv2d_input_grad(grad_out, weight, input_shape, stride, padding, dilation, groups):
+    """dL/dx of a conv2d (transposed convolution of the output gradient)."""
+    return torch.nn.grad.conv2d_input(input_shape, weight, grad_out, stride, padding, dilation, groups)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """``x W^T + b`` (kept here so the layers read like the equations)."""
+    return F.linear(x, weight, bias)

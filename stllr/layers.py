@@ -1,0 +1,464 @@
+"""S-TLLR layers: one time step per ``forward(x_t)``, ``reset_state()`` between sequences.
+
+Each layer runs its LIF dynamics without an autograd graph through time (every state is
+detached between steps, rule.md step 7). When a step is called with gradients enabled, the
+output spikes carry a small autograd node whose backward applies the S-TLLR rule
+(rule.md "Backward at step t"): the gradient reaching ``weight`` is the rule's
+eligibility-times-learning-signal, not backprop through time. Steps run under
+``torch.no_grad()`` (before the learning window) build no graph at all.
+
+Parameter and buffer names follow the reference (``weight``, ``bias``, ``gain``, ``leak``,
+``threshold``, ``factors``; recurrent adds ``weight_rec``, ``gain_rec``), so the authors'
+``state_dict``s load as-is.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+from torch.nn import init
+
+from . import _checks
+from . import functional as SF
+from .functional import DEFAULT_FACTORS, PsiLike
+
+__all__ = ["STLLRState", "LinearSTLLR", "RecurrentSTLLR", "Conv2dSTLLR", "LeakyReadout"]
+
+
+class STLLRState(NamedTuple):
+    """State of an S-TLLR layer between steps (all detached).
+
+    pre_trace: tr_in_t, [B, M] (recurrent: [B, M + N], the input and recurrent traces side
+    by side) or [B, C_in, H, W]; post_trace: tr_out_t, [B, N] / [B, C_out, H', W'];
+    membrane: u_t after reset; spikes: s_t; psi: psi(v_t) of the last step.
+    The readout keeps only pre_trace and membrane (the others are None).
+    """
+
+    pre_trace: torch.Tensor
+    post_trace: Optional[torch.Tensor]
+    membrane: torch.Tensor
+    spikes: Optional[torch.Tensor]
+    psi: Optional[torch.Tensor]
+
+
+class _SequenceConstants(NamedTuple):
+    w_tilde: torch.Tensor  # standardised (or raw) weight used by the forward pass, detached
+    lambda_post: float
+    lambda_pre: float
+    alpha_post: float
+    alpha_pre: float
+    beta: float
+    theta: float
+
+
+class _STLLRRule(torch.autograd.Function):
+    """Identity on the spikes in the forward pass; the S-TLLR rule in the backward pass.
+
+    The layer computes the step under no_grad and hands over what the rule needs; the tensors
+    go through ``save_for_backward`` so that saved-tensor hooks (memory accounting) see them.
+    """
+
+    @staticmethod
+    def forward(ctx, output, layer, meta, saved, x, *params):
+        ctx.layer = layer
+        ctx.meta = meta
+        ctx.save_for_backward(*saved)
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx, delta):
+        grads = ctx.layer._rule_backward(delta, ctx.saved_tensors, ctx.meta, ctx.needs_input_grad)
+        return (None, None, None, None) + tuple(grads)
+
+
+class _STLLRBase(nn.Module):
+    """Shared machinery: parameters, argument checks, per-sequence constants, state handling."""
+
+    _default_psi = "rational"
+    _uses_standardization = True
+    _stateful = True
+
+    def __init__(self, weight_shape, bias, threshold, leak, factors, reset, psi,
+                 weight_standardization, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        threshold = _checks.check_finite_number(threshold, "threshold", minimum=0.0)
+        leak = _checks.check_finite_number(leak, "leak")
+        factors = SF.check_factors(DEFAULT_FACTORS if factors is None else factors)
+        self.reset = _checks.check_reset(reset)
+        self.psi = SF.get_psi(self._default_psi if psi is None else psi)
+        self.weight_standardization = bool(weight_standardization)
+        self.weight = nn.Parameter(torch.empty(weight_shape, **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(weight_shape[0], **kw))
+        else:
+            self.register_parameter("bias", None)
+        if self.weight_standardization:
+            gain_shape = (weight_shape[0],) + (1,) * (len(weight_shape) - 1)
+            self.gain = nn.Parameter(torch.ones(gain_shape, **kw))
+        else:
+            self.register_parameter("gain", None)
+        # leak and threshold are parameters in the reference but the rule gives them no gradient.
+        self.leak = nn.Parameter(torch.tensor(leak, **kw), requires_grad=False)
+        self.threshold = nn.Parameter(torch.tensor(threshold, **kw), requires_grad=False)
+        self.register_buffer("factors", torch.tensor(factors, **kw))
+        self.state: Optional[STLLRState] = None
+        self._constants_key = None
+        self._constants: Optional[_SequenceConstants] = None
+        self.reset_parameters()
+
+    # -- parameters -------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """nn.Linear / nn.Conv2d default initialisation (the reference subclasses them)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def _weights(self):
+        """[(weight, gain)] pairs that are standardised separately (recurrent has two)."""
+        return [(self.weight, self.gain)]
+
+    def _effective_weight(self, weight, gain):
+        if gain is not None and self.weight_standardization and self._uses_standardization:
+            return SF.standardize_weight(weight, gain)
+        return weight
+
+    def _sequence_constants(self) -> _SequenceConstants:
+        """Standardised weight and scalar factors, computed once and reused until a parameter
+        changes (optimizer step, load_state_dict, .to()): not at every step."""
+        tensors = [t for pair in self._weights() for t in pair if t is not None]
+        tensors += [self.leak, self.threshold, self.factors]
+        key = tuple((t._version, t.data_ptr(), t.dtype) for t in tensors)
+        if key != self._constants_key:
+            with torch.no_grad():
+                parts = [self._effective_weight(w, g) for w, g in self._weights()]
+                w_tilde = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+                lp, lpre, ap, apre = (float(f) for f in self.factors.tolist())
+                beta = float(SF.beta_from_leak(self.leak))
+                theta = float(SF.effective_threshold(self.threshold))
+            self._constants = _SequenceConstants(w_tilde, lp, lpre, ap, apre, beta, theta)
+            self._constants_key = key
+        return self._constants
+
+    # -- state --------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Forget traces, membrane and spikes: call between sequences."""
+        self.state = None
+
+    def _check_batch(self, x):
+        if self.state is not None and self.state.membrane.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"x: batch size {x.shape[0]} differs from the layer state's "
+                f"{self.state.membrane.shape[0]}; call reset_state() between sequences"
+            )
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.state is not None:
+            self.state = STLLRState(*(None if t is None else fn(t) for t in self.state))
+        self._constants_key = None
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The reference may store leak/threshold as [1] or [N]-shaped tensors of one value.
+        for name in ("leak", "threshold"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].numel() == 1:
+                state_dict[key] = state_dict[key].reshape(())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._constants_key = None
+
+    def _needs_rule(self, x) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        return x.requires_grad or any(p is not None and p.requires_grad for p in self._rule_params())
+
+    def _rule_params(self):
+        return [self.weight, self.gain, self.bias]
+
+    # -- convenient views of the state ----------------------------------------------------
+    @property
+    def pre_trace(self):
+        return None if self.state is None else self.state.pre_trace
+
+    @property
+    def post_trace(self):
+        return None if self.state is None else self.state.post_trace
+
+    @property
+    def membrane(self):
+        return None if self.state is None else self.state.membrane
+
+    @property
+    def spikes(self):
+        return None if self.state is None else self.state.spikes
+
+    @property
+    def factors_tuple(self):
+        """``(lambda_post, lambda_pre, alpha_post, alpha_pre)`` as floats."""
+        return tuple(float(f) for f in self.factors.tolist())
+
+    def extra_repr(self) -> str:
+        lp, lpre, ap, apre = self.factors_tuple
+        return (f"{self._shape_repr()}, bias={self.bias is not None}, threshold={float(self.threshold):g}, "
+                f"leak={float(self.leak):g}, factors=[{lp:g}, {lpre:g}, {ap:g}, {apre:g}], reset={self.reset!r}, "
+                f"psi={SF.psi_name(self.psi)!r}, weight_standardization={self.weight_standardization}")
+
+    # -- the step -----------------------------------------------------------------------
+    def _lif_forward(self, x_in, current_fn, c: _SequenceConstants):
+        """Common LIF + trace update under no_grad. x_in: the (detached) presynaptic input."""
+        st = self.state
+        with torch.no_grad():
+            current = current_fn(x_in, c.w_tilde)
+            if st is None:
+                pre_prev = torch.zeros_like(x_in)
+                post_prev = torch.zeros_like(current)
+                membrane_prev = torch.zeros_like(current)
+            else:
+                pre_prev, post_prev, membrane_prev = st.pre_trace, st.post_trace, st.membrane
+            pre_trace = SF.trace_step(pre_prev, c.lambda_pre, x_in)            # rule.md step 1
+            step = SF.lif_step(current, membrane_prev, c.beta, c.theta,        # steps 2-4, 6
+                               self.psi, self.reset)
+            post_trace = SF.trace_step(post_prev, c.lambda_post, step.psi)     # step 5
+        self.state = STLLRState(pre_trace, post_trace, step.membrane, step.spikes, step.psi)
+        return step, pre_trace, post_prev
+
+    def _gain_grads(self, grad_w_tilde):
+        """Carry dL/dW~ through the standardisation of each (weight, gain) pair."""
+        grads = []
+        offset = 0
+        for w, g in self._weights():
+            width = w.shape[1]
+            part = grad_w_tilde if len(self._weights()) == 1 else grad_w_tilde[:, offset:offset + width]
+            offset += width
+            if g is not None and self.weight_standardization:
+                gw, gg = SF.standardize_weight_backward(part, w, g)
+            else:
+                gw, gg = part, None
+            grads += [gw, gg]
+        return grads
+
+
+class LinearSTLLR(_STLLRBase):
+    """Fully connected LIF layer trained by S-TLLR.
+
+    ``forward(x_t)``: x_t [B, in_features] -> spikes s_t [B, out_features].
+    factors = [lambda_post, lambda_pre, alpha_post, alpha_pre] (default [0.5, 0.8, -0.2, 1]).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, device=None, dtype=None):
+        self.in_features = _checks.check_positive_int(in_features, "in_features")
+        self.out_features = _checks.check_positive_int(out_features, "out_features")
+        super().__init__((out_features, in_features), bias, threshold, leak, factors, reset, psi,
+                         weight_standardization, device, dtype)
+
+    def _shape_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+    def _input(self, x):
+        return x.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
+        self._check_batch(x)
+        c = self._sequence_constants()
+        x_in = self._input(x)
+        bias = None if self.bias is None else self.bias.detach()
+        step, pre_trace, post_prev = self._lif_forward(
+            x_in, lambda inp, w: SF.linear(inp, w, bias), c)
+        if not self._needs_rule(x):
+            return step.spikes
+        meta = (c.alpha_post, c.alpha_pre)
+        saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
+                 post_prev if c.alpha_post != 0.0 else None, step.psi, c.w_tilde)
+        return _STLLRRule.apply(step.spikes, self, meta, saved, x, *self._rule_params())
+
+    def _rule_backward(self, delta, saved, meta, needs):
+        x_in, pre_trace, post_prev, psi_t, w_tilde = saved
+        alpha_post, alpha_pre = meta
+        g = delta * psi_t                                        # learning signal x psi
+        grad_x = g @ w_tilde[:, : self.in_features] if needs[4] else None   # one-step spatial BP
+        grad_w_tilde = SF.stllr_linear_weight_grad(delta, psi_t, post_prev, x_in, pre_trace,
+                                                   alpha_post, alpha_pre)
+        param_grads = self._gain_grads(grad_w_tilde)
+        grad_b = g.sum(0) if self.bias is not None else None
+        return self._pack(grad_x, param_grads, grad_b)
+
+    def _pack(self, grad_x, param_grads, grad_b):
+        # order of _rule_params(): weight, gain, bias
+        return (grad_x, param_grads[0], param_grads[1], grad_b)
+
+
+class RecurrentSTLLR(LinearSTLLR):
+    """Recurrent LIF layer trained by S-TLLR: the membrane also receives ``s_{t-1} W~_rec^T``.
+
+    ``forward(x_t)``: x_t [B, in_features] -> spikes s_t [B, out_features]. The recurrent input
+    s_{t-1} passes no gradient; its trace ``tr_rec`` (lambda_pre) gives
+    ``grad W~_rec = alpha_post (delta tr_out_{t-1})^T s_{t-1} + alpha_pre (delta psi_t)^T tr_rec``.
+    Internally the layer is a linear S-TLLR layer on ``z_t = [x_t, s_{t-1}]`` with the weight
+    ``[W~, W~_rec]``: one GEMM forward, one GEMM for both weight gradients.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, threshold, leak, factors, reset, psi,
+                         weight_standardization, device, dtype)
+        kw = {"device": device, "dtype": dtype}
+        self.weight_rec = nn.Parameter(torch.empty(out_features, out_features, **kw))
+        if self.weight_standardization:
+            self.gain_rec = nn.Parameter(torch.ones(out_features, 1, **kw))
+        else:
+            self.register_parameter("gain_rec", None)
+        init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+
+    def _weights(self):
+        return [(self.weight, self.gain), (self.weight_rec, self.gain_rec)]
+
+    def _rule_params(self):
+        return [self.weight, self.gain, self.bias, self.weight_rec, self.gain_rec]
+
+    def _input(self, x):
+        prev = (torch.zeros(x.shape[0], self.out_features, dtype=x.dtype, device=x.device)
+                if self.state is None else self.state.spikes)
+        return torch.cat((x.detach(), prev), dim=1)
+
+    def _pack(self, grad_x, param_grads, grad_b):
+        gw, gg, gw_rec, gg_rec = param_grads
+        return (grad_x, gw, gg, grad_b, gw_rec, gg_rec)
+
+    @property
+    def input_trace(self):
+        """tr_in, [B, in_features]."""
+        return None if self.state is None else self.state.pre_trace[:, : self.in_features]
+
+    @property
+    def rec_trace(self):
+        """tr_rec as used at the next step (already contains s_t), [B, out_features]."""
+        return None if self.state is None else self.state.pre_trace[:, self.in_features:]
+
+
+def _pair(v, name):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return tuple(v)
+    raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+
+
+class Conv2dSTLLR(_STLLRBase):
+    """2-D convolutional LIF layer trained by S-TLLR.
+
+    ``forward(x_t)``: x_t [B, C_in, H, W] -> spikes [B, C_out, H', W']. Traces have the input's
+    and the output's shapes; the weight gradient is one ``conv2d_weight`` on the stacked
+    non-causal and causal terms. Default psi: ``triangle`` (reference default for conv).
+    """
+
+    _default_psi = "triangle"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
+                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
+                 weight_standardization: bool = True, device=None, dtype=None):
+        self.in_channels = _checks.check_positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.check_positive_int(out_channels, "out_channels")
+        self.groups = _checks.check_positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold,
+                         leak, factors, reset, psi, weight_standardization, device, dtype)
+
+    def _shape_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+    def _conv(self, x, w, bias):
+        return torch.nn.functional.conv2d(x, w, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 4, self.in_channels, 1, "batch, channels, height, width")
+        self._check_batch(x)
+        c = self._sequence_constants()
+        x_in = x.detach()
+        bias = None if self.bias is None else self.bias.detach()
+        step, pre_trace, post_prev = self._lif_forward(x_in, lambda inp, w: self._conv(inp, w, bias), c)
+        if not self._needs_rule(x):
+            return step.spikes
+        meta = (c.alpha_post, c.alpha_pre, x.shape)
+        saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
+                 post_prev if c.alpha_post != 0.0 else None, step.psi, c.w_tilde)
+        return _STLLRRule.apply(step.spikes, self, meta, saved, x, *self._rule_params())
+
+    def _rule_backward(self, delta, saved, meta, needs):
+        x_in, pre_trace, post_prev, psi_t, w_tilde = saved
+        alpha_post, alpha_pre, x_shape = meta
+        g = delta * psi_t
+        grad_x = (SF.conv2d_input_grad(g, w_tilde, x_shape, self.stride, self.padding, self.dilation, self.groups)
+                  if needs[4] else None)
+        grad_w_tilde = SF.stllr_conv2d_weight_grad(delta, psi_t, post_prev, x_in, pre_trace, alpha_post,
+                                                   alpha_pre, self.weight.shape, self.stride, self.padding,
+                                                   self.dilation, self.groups)
+        gw, gg = self._gain_grads(grad_w_tilde)
+        grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
+        return (grad_x, gw, gg, grad_b)
+
+
+class LeakyReadout(_STLLRBase):
+    """Non-spiking leaky integrator readout (the reference's "accumulate" mode).
+
+    ``u_t = beta u_{t-1} + x_t W^T + b`` on the RAW weight (no standardisation); the output is
+    u_t (the logits). Backward: ``grad_x = delta W``, ``grad_W = delta^T tr_in`` with
+    ``tr_in = lambda_pre tr_in + x_t``, ``grad_b = sum delta``. SHD uses factors
+    [0, 0.99, 0, 1] and leak 5. x_t [B, in_features] -> u_t [B, out_features].
+    """
+
+    _uses_standardization = False
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, leak: float = 2.0,
+                 factors=None, device=None, dtype=None):
+        self.in_features = _checks.check_positive_int(in_features, "in_features")
+        self.out_features = _checks.check_positive_int(out_features, "out_features")
+        super().__init__((out_features, in_features), bias, 0.6, leak, factors, "soft", "rational",
+                         False, device, dtype)
+
+    def _shape_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+    def extra_repr(self) -> str:
+        return (f"{self._shape_repr()}, bias={self.bias is not None}, leak={float(self.leak):g}, "
+                f"lambda_pre={self.factors_tuple[1]:g}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
+        self._check_batch(x)
+        c = self._sequence_constants()
+        x_in = x.detach()
+        with torch.no_grad():
+            current = SF.linear(x_in, c.w_tilde, None if self.bias is None else self.bias.detach())
+            if self.state is None:
+                pre_prev, membrane_prev = torch.zeros_like(x_in), torch.zeros_like(current)
+            else:
+                pre_prev, membrane_prev = self.state.pre_trace, self.state.membrane
+            pre_trace = SF.trace_step(pre_prev, c.lambda_pre, x_in)
+            u = c.beta * membrane_prev + current
+        self.state = STLLRState(pre_trace, None, u, None, None)
+        if not self._needs_rule(x):
+            return u
+        return _STLLRRule.apply(u, self, None, (pre_trace, c.w_tilde), x, *self._rule_params())
+
+    def _rule_backward(self, delta, saved, meta, needs):
+        pre_trace, w = saved
+        grad_x = delta @ w if needs[4] else None
+        grad_w = delta.t() @ pre_trace
+        grad_b = delta.sum(0) if self.bias is not None else None
+        return (grad_x, grad_w, None, grad_b)

@@ -1,0 +1,132 @@
+"""Learning signals: what reaches a hidden layer's output as ``delta = dL/ds_t``.
+
+- ``bp``: the true one-step gradient from the layers above (through psi, not through time).
+- ``dfa``: Direct Feedback Alignment: the incoming gradient is replaced by ``e_t B``, with
+  ``e_t = dL/dlogits_t`` of the same step and B a fixed random matrix [classes, *layer_shape].
+- ``sdfa``: sign-DFA, ``sign(e_t) B / batch``.
+
+A model shares one :class:`FeedbackContext` between an :class:`OutputErrorTap` on its logits and
+the :class:`LearningSignal` hooks after its hidden layers. During ``loss.backward()`` the tap runs
+first (it is nearest the loss) and records ``e_t``; each hook then reads it. For cross-entropy with
+mean reduction ``e_t = (softmax(logits_t) - onehot(y)) / batch``: the reference's DFA uses the same
+error without the 1/batch (a defect noted in rule.md), so our DFA updates are the reference's
+divided by the batch size, consistent with the mean cross-entropy BP uses.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["FeedbackContext", "OutputErrorTap", "LearningSignal", "FEEDBACK_MODES"]
+
+FEEDBACK_MODES = ("bp", "dfa", "sdfa")
+
+
+class FeedbackContext:
+    """Holds the output error ``e_t = dL/dlogits_t`` of the step being back-propagated."""
+
+    def __init__(self):
+        self.error: Optional[torch.Tensor] = None
+
+    def clear(self) -> None:
+        self.error = None
+
+
+class _Tap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, context):
+        ctx.context = context
+        return logits.view_as(logits)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.context.error = grad
+        return grad, None
+
+
+class OutputErrorTap(nn.Module):
+    """Identity on the logits [B, classes] that records dL/dlogits into ``context`` on backward."""
+
+    def __init__(self, context: FeedbackContext):
+        super().__init__()
+        self.context = context
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() or not logits.requires_grad:
+            return logits
+        return _Tap.apply(logits, self.context)
+
+
+class _Signal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, hook):
+        ctx.hook = hook
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.hook._signal(grad), None
+
+
+class LearningSignal(nn.Module):
+    """Hook placed after a hidden layer: identity forward; on backward passes the BP gradient
+    (``mode='bp'``) or replaces it with a DFA / sDFA signal.
+
+    Args:
+        shape: the layer output's shape without batch, e.g. ``(450,)`` or ``(64, 32, 32)``.
+        num_classes: number of classes (rows of the feedback matrix).
+        mode: ``'bp'``, ``'dfa'`` or ``'sdfa'``.
+        context: the model's shared :class:`FeedbackContext` (required for DFA modes).
+        record: keep ``last_bp_grad`` and ``last_signal`` of the latest backward (for analysis).
+
+    Buffer ``feedback``: B, [num_classes, *shape], kaiming-uniform, fixed (saved with the model).
+    """
+
+    def __init__(self, shape: Sequence[int] | int, num_classes: int, mode: str = "bp",
+                 context: Optional[FeedbackContext] = None, record: bool = False, device=None, dtype=None):
+        super().__init__()
+        if mode not in FEEDBACK_MODES:
+            raise ValueError(f"mode: expected one of {FEEDBACK_MODES}, got {mode!r}")
+        if mode != "bp" and context is None:
+            raise ValueError(f"context: mode {mode!r} needs the model's FeedbackContext")
+        self.shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+        self.num_classes = int(num_classes)
+        self.mode = mode
+        self.context = context
+        self.record = record
+        feedback = torch.empty((self.num_classes,) + self.shape, device=device, dtype=dtype)
+        # kaiming-uniform over the flattened [classes, features] matrix (fan_in = features)
+        bound = math.sqrt(6.0 / math.prod(self.shape))
+        with torch.no_grad():
+            feedback.uniform_(-bound, bound)
+        self.register_buffer("feedback", feedback)
+        self.last_bp_grad: Optional[torch.Tensor] = None
+        self.last_signal: Optional[torch.Tensor] = None
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, num_classes={self.num_classes}, mode={self.mode!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.mode == "bp" and not self.record) or not torch.is_grad_enabled() or not x.requires_grad:
+            return x
+        return _Signal.apply(x, self)
+
+    def _signal(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.mode == "bp":
+            signal = grad
+        else:
+            error = self.context.error
+            if error is None:
+                raise RuntimeError(
+                    "LearningSignal: no output error recorded; put an OutputErrorTap with the same "
+                    "FeedbackContext on the logits of the same step")
+            if self.mode == "sdfa":
+                error = torch.sign(error) / error.shape[0]
+            signal = (error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)).reshape(grad.shape)
+        if self.record:
+            self.last_bp_grad = grad.detach()
+            self.last_signal = signal.detach()
+        return signal
