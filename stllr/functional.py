@@ -20,7 +20,8 @@ import torch.nn.functional as F
 __all__ = [
     "rational", "triangle", "sigmoid", "fast_sigmoid", "PSI_FUNCTIONS", "get_psi",
     "heaviside", "LIFStep", "lif_step", "trace_step", "standardize_weight",
-    "standardize_weight_backward", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
+    "standardize_weight_backward", "StandardizationCache", "standardization_cache",
+    "standardize_weight_backward_cached", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
     "beta_from_leak", "effective_threshold", "DEFAULT_FACTORS", "CLI_DEFAULT_FACTORS",
     "check_factors",
 ]
@@ -219,6 +220,40 @@ def standardize_weight_backward(
     grad_c = (gain / d) * (grad_w_tilde - c * (gc * k / ((k - 1) * d * d)))
     grad_w = grad_c - grad_c.mean(dim=dims, keepdim=True)
     return grad_w, grad_gain.reshape(gain.shape)
+
+
+class StandardizationCache(NamedTuple):
+    """What the backward of the standardisation needs, computed once per sequence."""
+
+    centered: torch.Tensor  #: c = W - mean(W) per row
+    inv_d: torch.Tensor  #: 1 / sqrt(fan_in * var(W) + eps), [N, 1, ...]
+    gain: torch.Tensor  #: the gain at forward time
+
+
+def standardization_cache(weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS) -> StandardizationCache:
+    dims = tuple(range(1, weight.dim()))
+    k = weight[0].numel()
+    c = weight - weight.mean(dim=dims, keepdim=True)
+    ss = (c * c).sum(dim=dims, keepdim=True)
+    return StandardizationCache(c, torch.rsqrt(ss * (k / (k - 1)) + eps), gain.detach().clone())
+
+
+def standardize_weight_backward_cached(grad_w_tilde: torch.Tensor, cache: StandardizationCache
+                                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same result as :func:`standardize_weight_backward`, from a per-sequence cache, in a few
+    passes: ``dL/dW = a (G - mean(G)) - b c`` with ``a = gain/d`` and
+    ``b = gain fan_in sum(G c) / ((K-1) d^3)`` (per row; mean(c) = 0). Consumes ``grad_w_tilde``."""
+    c, inv_d, gain = cache
+    n = c.shape[0]
+    k = c[0].numel()
+    g2 = grad_w_tilde.reshape(n, k)
+    gc = torch.bmm(g2.unsqueeze(1), c.reshape(n, k, 1)).reshape(inv_d.shape)   # sum(G c) per row
+    grad_gain = (gc * inv_d).reshape(gain.shape)
+    a = gain * inv_d
+    b = a * gc * (inv_d * inv_d) * (k / (k - 1))
+    g_mean = g2.mean(dim=1).reshape(inv_d.shape)
+    grad_w = grad_w_tilde.sub_(g_mean).mul_(a).addcmul_(c, b, value=-1.0)
+    return grad_w, grad_gain
 
 
 # ---------------------------------------------------------------------------------------

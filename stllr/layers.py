@@ -44,7 +44,10 @@ class STLLRState(NamedTuple):
 
 
 class _SequenceConstants(NamedTuple):
+    """Per-sequence constants, held by the layer (like its parameters), not by the graph."""
+
     w_tilde: torch.Tensor  # standardised (or raw) weight used by the forward pass, detached
+    ws_caches: tuple  # per (weight, gain) pair: StandardizationCache, or None when not standardised
     lambda_post: float
     lambda_pre: float
     alpha_post: float
@@ -56,14 +59,16 @@ class _SequenceConstants(NamedTuple):
 class _STLLRRule(torch.autograd.Function):
     """Identity on the spikes in the forward pass; the S-TLLR rule in the backward pass.
 
-    The layer computes the step under no_grad and hands over what the rule needs; the tensors
-    go through ``save_for_backward`` so that saved-tensor hooks (memory accounting) see them.
+    The layer computes the step under no_grad and hands over what the rule needs: the step's
+    activations go through ``save_for_backward`` (so saved-tensor hooks, i.e. memory
+    accounting, see them); the per-sequence constants (W~ and the standardisation cache) are
+    held by the layer like its parameters and passed by reference.
     """
 
     @staticmethod
-    def forward(ctx, output, layer, meta, saved, x, *params):
+    def forward(ctx, output, layer, constants, saved, x, *params):
         ctx.layer = layer
-        ctx.meta = meta
+        ctx.meta = constants
         ctx.save_for_backward(*saved)
         return output.view_as(output)
 
@@ -122,11 +127,6 @@ class _STLLRBase(nn.Module):
         """[(weight, gain)] pairs that are standardised separately (recurrent has two)."""
         return [(self.weight, self.gain)]
 
-    def _effective_weight(self, weight, gain):
-        if gain is not None and self.weight_standardization and self._uses_standardization:
-            return SF.standardize_weight(weight, gain)
-        return weight
-
     def _sequence_constants(self) -> _SequenceConstants:
         """Standardised weight and scalar factors, computed once and reused until a parameter
         changes (optimizer step, load_state_dict, .to()): not at every step."""
@@ -135,12 +135,20 @@ class _STLLRBase(nn.Module):
         key = tuple((t._version, t.data_ptr(), t.dtype) for t in tensors)
         if key != self._constants_key:
             with torch.no_grad():
-                parts = [self._effective_weight(w, g) for w, g in self._weights()]
+                caches, parts = [], []
+                for w, g in self._weights():
+                    if g is not None and self.weight_standardization and self._uses_standardization:
+                        cache = SF.standardization_cache(w, g)
+                        parts.append(cache.gain * cache.centered * cache.inv_d)   # W~
+                    else:
+                        cache = None
+                        parts.append(w.detach())
+                    caches.append(cache)
                 w_tilde = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
                 lp, lpre, ap, apre = (float(f) for f in self.factors.tolist())
                 beta = float(SF.beta_from_leak(self.leak))
                 theta = float(SF.effective_threshold(self.threshold))
-            self._constants = _SequenceConstants(w_tilde, lp, lpre, ap, apre, beta, theta)
+            self._constants = _SequenceConstants(w_tilde, tuple(caches), lp, lpre, ap, apre, beta, theta)
             self._constants_key = key
         return self._constants
 
@@ -227,20 +235,12 @@ class _STLLRBase(nn.Module):
         self.state = STLLRState(pre_trace, post_trace, step.membrane, step.spikes, step.psi)
         return step, pre_trace, post_prev
 
-    def _gain_grads(self, grad_w_tilde):
-        """Carry dL/dW~ through the standardisation of each (weight, gain) pair."""
-        grads = []
-        offset = 0
-        for w, g in self._weights():
-            width = w.shape[1]
-            part = grad_w_tilde if len(self._weights()) == 1 else grad_w_tilde[:, offset:offset + width]
-            offset += width
-            if g is not None and self.weight_standardization:
-                gw, gg = SF.standardize_weight_backward(part, w, g)
-            else:
-                gw, gg = part, None
-            grads += [gw, gg]
-        return grads
+    @staticmethod
+    def _standardization_backward(grad_w_tilde, cache):
+        """Carry dL/dW~ through the standardisation: [dL/dW, dL/dgain] (gain grad None if raw)."""
+        if cache is None:
+            return [grad_w_tilde, None]
+        return list(SF.standardize_weight_backward_cached(grad_w_tilde, cache))
 
 
 class LinearSTLLR(_STLLRBase):
@@ -274,19 +274,23 @@ class LinearSTLLR(_STLLRBase):
             x_in, lambda inp, w: SF.linear(inp, w, bias), c)
         if not self._needs_rule(x):
             return step.spikes
-        meta = (c.alpha_post, c.alpha_pre)
         saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
-                 post_prev if c.alpha_post != 0.0 else None, step.psi, c.w_tilde)
-        return _STLLRRule.apply(step.spikes, self, meta, saved, x, *self._rule_params())
+                 post_prev if c.alpha_post != 0.0 else None, step.psi)
+        return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
 
-    def _rule_backward(self, delta, saved, meta, needs):
-        x_in, pre_trace, post_prev, psi_t, w_tilde = saved
-        alpha_post, alpha_pre = meta
+    def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
+        x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t                                        # learning signal x psi
-        grad_x = g @ w_tilde[:, : self.in_features] if needs[4] else None   # one-step spatial BP
-        grad_w_tilde = SF.stllr_linear_weight_grad(delta, psi_t, post_prev, x_in, pre_trace,
-                                                   alpha_post, alpha_pre)
-        param_grads = self._gain_grads(grad_w_tilde)
+        grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None   # one-step spatial BP
+        param_grads = []
+        offset = 0
+        for (w, _), cache in zip(self._weights(), c.ws_caches):   # recurrent: [W, W_rec] parts
+            cols = slice(offset, offset + w.shape[1])
+            offset += w.shape[1]
+            grad_w_tilde = SF.stllr_linear_weight_grad(
+                delta, psi_t, post_prev, None if x_in is None else x_in[:, cols], pre_trace[:, cols],
+                c.alpha_post, c.alpha_pre)
+            param_grads += self._standardization_backward(grad_w_tilde, cache)
         grad_b = g.sum(0) if self.bias is not None else None
         return self._pack(grad_x, param_grads, grad_b)
 
@@ -394,21 +398,19 @@ class Conv2dSTLLR(_STLLRBase):
         step, pre_trace, post_prev = self._lif_forward(x_in, lambda inp, w: self._conv(inp, w, bias), c)
         if not self._needs_rule(x):
             return step.spikes
-        meta = (c.alpha_post, c.alpha_pre, x.shape)
         saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
-                 post_prev if c.alpha_post != 0.0 else None, step.psi, c.w_tilde)
-        return _STLLRRule.apply(step.spikes, self, meta, saved, x, *self._rule_params())
+                 post_prev if c.alpha_post != 0.0 else None, step.psi)
+        return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
 
-    def _rule_backward(self, delta, saved, meta, needs):
-        x_in, pre_trace, post_prev, psi_t, w_tilde = saved
-        alpha_post, alpha_pre, x_shape = meta
+    def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
+        x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t
-        grad_x = (SF.conv2d_input_grad(g, w_tilde, x_shape, self.stride, self.padding, self.dilation, self.groups)
-                  if needs[4] else None)
-        grad_w_tilde = SF.stllr_conv2d_weight_grad(delta, psi_t, post_prev, x_in, pre_trace, alpha_post,
-                                                   alpha_pre, self.weight.shape, self.stride, self.padding,
+        grad_x = (SF.conv2d_input_grad(g, c.w_tilde, pre_trace.shape, self.stride, self.padding, self.dilation,
+                                       self.groups) if needs[4] else None)
+        grad_w_tilde = SF.stllr_conv2d_weight_grad(delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post,
+                                                   c.alpha_pre, self.weight.shape, self.stride, self.padding,
                                                    self.dilation, self.groups)
-        gw, gg = self._gain_grads(grad_w_tilde)
+        gw, gg = self._standardization_backward(grad_w_tilde, c.ws_caches[0])
         grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
         return (grad_x, gw, gg, grad_b)
 
@@ -454,11 +456,11 @@ class LeakyReadout(_STLLRBase):
         self.state = STLLRState(pre_trace, None, u, None, None)
         if not self._needs_rule(x):
             return u
-        return _STLLRRule.apply(u, self, None, (pre_trace, c.w_tilde), x, *self._rule_params())
+        return _STLLRRule.apply(u, self, c, (pre_trace,), x, *self._rule_params())
 
-    def _rule_backward(self, delta, saved, meta, needs):
-        pre_trace, w = saved
-        grad_x = delta @ w if needs[4] else None
+    def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
+        (pre_trace,) = saved
+        grad_x = delta @ c.w_tilde if needs[4] else None
         grad_w = delta.t() @ pre_trace
         grad_b = delta.sum(0) if self.bias is not None else None
         return (grad_x, grad_w, None, grad_b)

@@ -1,0 +1,148 @@
+"""Time of one training sequence of the SHD-sized recurrent network, three ways.
+
+Network: RecurrentSTLLR 700 -> 450 (leak 5, rational psi, weight standardisation) + LeakyReadout
+450 -> 20 (leak 5, factors [0, 0.99, 0, 1]); B=32, T=100, learning signal (CE + backward) on the
+last 90 steps, one optimizer step. Compared:
+
+1. ``stllr``: our layers (rule backward as GEMMs, standardised weight cached per sequence).
+2. ``outer``: the same layers and the same numbers, but the weight gradient built from per-sample
+   B x N x M outer products summed over the batch, as the reference implementation does.
+3. ``bptt``: the BPTT twin (RecurrentLIF + LeakyIntegrator), CE on the summed logits, one backward.
+
+Prints seconds per sequence (median of --repeats) and the ratios measured in this run. Also
+checks that ``stllr`` and ``outer`` produce the same gradients (they must: same rule).
+
+    python benchmarks/bench_layers.py [--threads 2] [--repeats 5] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import stllr
+from stllr import functional as SF
+
+B, M, N, C, T, WINDOW = 32, 700, 450, 20, 100, 90
+
+
+class OuterProductRecurrentSTLLR(stllr.RecurrentSTLLR):
+    """Same forward and the same rule, but dL/dW~ from per-sample outer products [B, N, M]."""
+
+    def _rule_backward(self, delta, saved, c, needs):
+        x_in, pre_trace, post_prev, psi_t = saved
+        alpha_post, alpha_pre = c.alpha_post, c.alpha_pre
+        g = delta * psi_t
+        grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None
+        per_sample = alpha_pre * g.unsqueeze(2) * pre_trace.unsqueeze(1)              # [B, N, M+N]
+        if alpha_post != 0.0:
+            per_sample = per_sample + alpha_post * (delta * post_prev).unsqueeze(2) * x_in.unsqueeze(1)
+        grad_w_tilde = per_sample.sum(0)
+        gw, gg = self._standardization_backward(grad_w_tilde[:, : self.in_features].contiguous(), c.ws_caches[0])
+        gwr, ggr = self._standardization_backward(grad_w_tilde[:, self.in_features:].contiguous(), c.ws_caches[1])
+        return self._pack(grad_x, [gw, gg, gwr, ggr], g.sum(0) if self.bias is not None else None)
+
+
+def build(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    factors = [0.5, 1.0, 1.0, 1.0]  # the paper's SHD factors
+    if kind in ("stllr", "outer"):
+        cls = stllr.RecurrentSTLLR if kind == "stllr" else OuterProductRecurrentSTLLR
+        hidden = cls(M, N, leak=5.0, factors=factors, psi="rational")
+        readout = stllr.LeakyReadout(N, C, leak=5.0, factors=[0.0, 0.99, 0.0, 1.0])
+    else:
+        hidden = stllr.RecurrentLIF(M, N, leak=5.0, psi="rational")
+        readout = stllr.LeakyIntegrator(N, C, leak=5.0)
+    torch.nn.init.kaiming_normal_(hidden.weight)
+    torch.nn.init.kaiming_normal_(readout.weight)
+    return torch.nn.ModuleList([hidden, readout])
+
+
+def make_data(seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, B, M, generator=g) < 0.04).float()  # SHD-like sparse input
+    y = torch.randint(0, C, (B,), generator=g)
+    return x, y
+
+
+def run_sequence(kind: str, net, opt, x, y) -> None:
+    hidden, readout = net
+    hidden.reset_state()
+    readout.reset_state()
+    opt.zero_grad(set_to_none=True)
+    if kind == "bptt":
+        total = 0
+        for t in range(T):
+            total = total + readout(hidden(x[t]))
+        F.cross_entropy(total, y).backward()
+    else:
+        for t in range(T):
+            if t < T - WINDOW:
+                with torch.no_grad():
+                    readout(hidden(x[t]))
+            else:
+                F.cross_entropy(readout(hidden(x[t])), y).backward()
+    opt.step()
+
+
+def time_kind(kind: str, repeats: int, x, y) -> float:
+    net = build(kind)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    run_sequence(kind, net, opt, x, y)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_sequence(kind, net, opt, x, y)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gradients_agree(x, y) -> float:
+    """Max relative difference between the GEMM and outer-product gradients (one sequence)."""
+    grads = []
+    for kind in ("stllr", "outer"):
+        net = build(kind)
+        opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        run_sequence(kind, net, opt, x, y)
+        grads.append([p.grad for p in net.parameters() if p.grad is not None])
+    return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(*grads))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x, y = make_data()
+    rel = gradients_agree(x, y)
+    res = {k: time_kind(k, args.repeats if k != "outer" else max(2, args.repeats // 2), x, y)
+           for k in ("stllr", "outer", "bptt")}
+    out = {
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads",
+        "config": f"B={B}, {M}->{N} recurrent + {C} readout, T={T}, window={WINDOW}",
+        "seconds_per_sequence": res,
+        "outer_over_stllr": res["outer"] / res["stllr"],
+        "bptt_over_stllr": res["bptt"] / res["stllr"],
+        "max_rel_grad_diff_stllr_vs_outer": rel,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return out
+    print(out["config"], "|", out["machine"])
+    for k, v in res.items():
+        print(f"  {k:6s} {v * 1e3:9.1f} ms / sequence")
+    print(f"  outer-product / S-TLLR : {out['outer_over_stllr']:.1f}x  (target >= 10x)")
+    print(f"  BPTT / S-TLLR          : {out['bptt_over_stllr']:.2f}x  (target >= 1.0x)")
+    print(f"  same gradients (max rel diff): {rel:.1e}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
