@@ -1,0 +1,95 @@
+"""Analysis helpers: the STDP-like window S-TLLR implies, analytically and by simulating spike
+pairs through a real :class:`~stllr.LinearSTLLR`, and gradient comparisons."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import functional as SF
+from .layers import LinearSTLLR
+
+__all__ = ["stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window", "cosine_similarity",
+           "relative_norm"]
+
+
+def stdp_window_analytic(dts: Sequence[int], factors) -> np.ndarray:
+    """Weight change for one pre spike at t_pre and one post event (psi = 1) at t_post, with a
+    learning signal of 1 at every step; ``dt = t_post - t_pre`` in steps.
+
+    Causal side (dt >= 0, rule term ``alpha_pre psi_t tr_in_t``): ``alpha_pre * lambda_pre**dt``.
+    Non-causal side (dt < 0, term ``alpha_post tr_out_{t-1} x_t``, trace before adding psi_t):
+    ``alpha_post * lambda_post**(|dt| - 1)``. Returns an array shaped like ``dts``.
+    """
+    lambda_post, lambda_pre, alpha_post, alpha_pre = SF.check_factors(factors)
+    dts = np.asarray(dts, dtype=np.int64)
+    causal = alpha_pre * np.power(lambda_pre, np.clip(dts, 0, None).astype(float))
+    noncausal = alpha_post * np.power(lambda_post, np.clip(-dts - 1, 0, None).astype(float))
+    return np.where(dts >= 0, causal, noncausal)
+
+
+def stdp_window_simulated(dts: Sequence[int], factors, psi="rational", t_first: int = 20,
+                          n_steps: int | None = None, threshold: float = 0.6, leak: float = 0.0,
+                          overdrive: float = 1e-4, dtype=torch.float64) -> dict:
+    """Recover the window by driving an actual ``LinearSTLLR`` with spike pairs.
+
+    The layer has one neuron and two inputs: input 0 is the synapse under study (weight 0, so it
+    does not move the membrane) and carries one pre spike; input 1 is a "teacher" (weight 1) that
+    lifts the membrane just ``overdrive`` above the firing threshold at t_post. The learning
+    signal is 1 at every step (loss = sum of the spikes, one backward per step), and the window
+    is the weight gradient of input 0 read from ``layer.weight.grad``.
+
+    Returns ``{"dt", "dw" (raw gradient), "psi_post" (psi at the post spike), "dw_normalized"
+    (dw / psi_post, comparable to the analytic window)}``.
+    """
+    dts = [int(d) for d in dts]
+    span = max(abs(d) for d in dts) if dts else 0
+    t_first = max(t_first, span + 1)
+    n_steps = n_steps or (t_first + span + 5)
+    dws, psi_posts = [], []
+    for dt in dts:
+        t_pre, t_post = (t_first, t_first + dt) if dt >= 0 else (t_first - dt, t_first)
+        layer = LinearSTLLR(2, 1, bias=False, threshold=threshold, leak=leak, factors=factors, psi=psi,
+                            weight_standardization=False, dtype=dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([[0.0, 1.0]], dtype=dtype))
+        theta = max(threshold, SF.MIN_THRESHOLD)
+        psi_post = None
+        for t in range(n_steps):
+            x = torch.zeros(1, 2, dtype=dtype)
+            x[0, 0] = 1.0 if t == t_pre else 0.0
+            if t == t_post:
+                u_prev = 0.0 if layer.membrane is None else float(layer.membrane[0, 0])
+                beta = float(SF.beta_from_leak(layer.leak))
+                x[0, 1] = theta + overdrive - beta * u_prev
+            s = layer(x)
+            if t == t_post:
+                psi_post = float(layer.state.psi[0, 0])
+            s.sum().backward()
+        dws.append(float(layer.weight.grad[0, 0]))
+        psi_posts.append(psi_post)
+    dw = np.array(dws)
+    psi_post = np.array(psi_posts)
+    return {"dt": np.array(dts), "dw": dw, "psi_post": psi_post, "dw_normalized": dw / psi_post}
+
+
+def classic_stdp_window(dts: Sequence[int], a_plus: float = 1.0, a_minus: float = 0.5,
+                        tau_plus: float = 4.0, tau_minus: float = 4.0) -> np.ndarray:
+    """Pair-based exponential STDP (Bi & Poo): ``A+ exp(-dt/tau+)`` for dt >= 0,
+    ``-A- exp(dt/tau-)`` for dt < 0 (dt in steps)."""
+    dts = np.asarray(dts, dtype=float)
+    return np.where(dts >= 0, a_plus * np.exp(-dts / tau_plus), -a_minus * np.exp(dts / tau_minus))
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine of the angle between two gradients (flattened)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    denom = a.norm() * b.norm()
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def relative_norm(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``|a| / |b|``: how large an update is relative to a reference gradient."""
+    nb = b.double().norm()
+    return float(a.double().norm() / nb) if nb > 0 else float("nan")
