@@ -10,8 +10,54 @@ import torch
 from . import functional as SF
 from .layers import LinearSTLLR
 
-__all__ = ["stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window", "cosine_similarity",
+__all__ = ["record_layer", "stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window", "cosine_similarity",
            "relative_norm"]
+
+
+def record_layer(layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, sample: int = 0) -> dict:
+    """Run ``layer`` over ``inputs`` [T, B, M] (no learning) and record, for one neuron of one
+    sample, everything the rule uses, as numpy arrays over time:
+
+    ``input`` [T, M], ``pre_trace`` [T, M], ``membrane_pre_reset`` [T] (m_t), ``membrane`` [T]
+    (u_t after reset), ``spikes`` [T], ``psi`` [T], ``post_trace`` [T], and the eligibility
+    terms of the rule for every synapse of that neuron with a learning signal of 1:
+    ``causal`` [T, M] = alpha_pre psi_t tr_in_t and ``noncausal`` [T, M] = alpha_post tr_out_{t-1} x_t.
+    """
+    lambda_post, lambda_pre, alpha_post, alpha_pre = layer.factors_tuple
+    theta = float(SF.effective_threshold(layer.threshold))
+    keys = ("input", "pre_trace", "membrane_pre_reset", "membrane", "spikes", "psi", "post_trace",
+            "causal", "noncausal")
+    rec = {k: [] for k in keys}
+    layer.reset_state()
+    post_prev, u_prev = 0.0, 0.0
+    beta = float(SF.beta_from_leak(layer.leak))
+    with torch.no_grad():
+        for x_t in inputs:
+            s = layer(x_t)
+            st = layer.state
+            w_tilde = layer._sequence_constants().w_tilde
+            current = float(x_t[sample] @ w_tilde[neuron, : layer.in_features])
+            current += 0.0 if layer.bias is None else float(layer.bias[neuron])
+            x = x_t[sample, : layer.in_features].double().numpy()
+            pre = st.pre_trace[sample, : layer.in_features].double().numpy()
+            psi = float(st.psi[sample, neuron])
+            spike = float(s[sample, neuron])
+            u = float(st.membrane[sample, neuron])
+            m = beta * u_prev + current          # m_t = beta u_{t-1} + x_t W~^T + b (before the reset)
+            u_prev = u
+            rec["input"].append(x)
+            rec["pre_trace"].append(pre)
+            rec["membrane_pre_reset"].append(m)
+            rec["membrane"].append(u)
+            rec["spikes"].append(spike)
+            rec["psi"].append(psi)
+            rec["post_trace"].append(float(st.post_trace[sample, neuron]))
+            rec["causal"].append(alpha_pre * psi * pre)
+            rec["noncausal"].append(alpha_post * post_prev * x)
+            post_prev = rec["post_trace"][-1]
+    out = {k: np.asarray(v) for k, v in rec.items()}
+    out["theta"] = theta
+    return out
 
 
 def stdp_window_analytic(dts: Sequence[int], factors) -> np.ndarray:

@@ -132,7 +132,7 @@ class _LIFBase(nn.Module):
         beta = SF.beta_from_leak(self.leak)
         theta = SF.effective_threshold(self.threshold)
         membrane = torch.zeros_like(current) if self.state is None else self.state.membrane
-        step = SF.lif_step(current, membrane, beta, theta, self.psi, self.reset, spike_fn=self._spike)
+        step = SF.lif_step(current, membrane, beta, theta, None, self.reset, spike_fn=self._spike)
         self.state = LIFState(step.membrane, step.spikes)
         return step.spikes
 
@@ -236,6 +236,8 @@ class LeakyIntegrator(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.leak = nn.Parameter(torch.tensor(leak, **kw), requires_grad=False)
+        # unused by the dynamics; present so state_dicts move to and from LeakyReadout unchanged
+        self.threshold = nn.Parameter(torch.tensor(0.6, **kw), requires_grad=False)
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(in_features)
@@ -252,9 +254,10 @@ class LeakyIntegrator(nn.Module):
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "leak"
-        if key in state_dict and state_dict[key].numel() == 1:
-            state_dict[key] = state_dict[key].reshape(())
+        for name in ("leak", "threshold"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].numel() == 1:
+                state_dict[key] = state_dict[key].reshape(())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

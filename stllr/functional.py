@@ -12,7 +12,7 @@ arrives at a layer's output.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +152,7 @@ def lif_step(
     membrane: torch.Tensor,
     beta: Union[torch.Tensor, float],
     theta: Union[torch.Tensor, float],
-    psi: Callable[[torch.Tensor], torch.Tensor],
+    psi: Optional[Callable[[torch.Tensor], torch.Tensor]],
     reset: str = "soft",
     spike_fn: Callable[[torch.Tensor], torch.Tensor] = heaviside,
 ) -> LIFStep:
@@ -163,7 +163,8 @@ def lif_step(
     (Eq. 3). ``theta`` is the effective threshold ``max(threshold, 0.5)``.
 
     Shapes: current, membrane: [B, N] or [B, C, H, W]; beta, theta: scalars.
-    ``spike_fn`` replaces H (the BPTT twins pass a surrogate-gradient Heaviside).
+    ``spike_fn`` replaces H (the BPTT twins pass a surrogate-gradient Heaviside, and ``psi=None``:
+    they need psi only inside the surrogate's backward).
     """
     m = beta * membrane + current
     v = m - theta
@@ -174,7 +175,7 @@ def lif_step(
         u = m * (1.0 - s)
     else:
         raise ValueError(f"reset: expected 'soft' or 'hard', got {reset!r}")
-    return LIFStep(s, psi(v), u, v)
+    return LIFStep(s, None if psi is None else psi(v), u, v)
 
 
 def trace_step(trace: torch.Tensor, decay: float, x: torch.Tensor) -> torch.Tensor:

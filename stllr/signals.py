@@ -127,6 +127,6 @@ class LearningSignal(nn.Module):
                 error = torch.sign(error) / error.shape[0]
             signal = (error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)).reshape(grad.shape)
         if self.record:
-            self.last_bp_grad = grad.detach()
-            self.last_signal = signal.detach()
+            self.last_bp_grad = grad.detach().clone()   # snapshots: autograd may accumulate into grad
+            self.last_signal = signal.detach().clone()
         return signal
