@@ -7,7 +7,7 @@ DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16
 STAMP := $(VENV)/.stamp-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: venv test figures bench clean-venv lab
+.PHONY: venv test figures bench clean-venv
 
 venv: $(STAMP)
 
@@ -20,11 +20,17 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 	@echo ">> $(VENV) ready"
 
+# Package tests and every notebook under nbval (stored outputs compared; figures go to build/).
 test: venv
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=2 STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures $(BIN)/python -m pytest \
+		--nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
+		tests notebooks $(PYTEST_ARGS)
 
+# All figures from the notebooks (defaults: embedded procedural data, minutes on 2 CPU cores).
+# Paper scale: make figures FULL=1 DATA=/path/to/datasets [DEVICE=cuda]
 figures: venv
-	@echo "make figures: the notebook suite is coming (see issue 'The notebook suite'); nothing to regenerate yet"
+	OMP_NUM_THREADS=2 $(BIN)/python tools/make_figures.py $(if $(FULL),--full) \
+		$(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE))
 
 bench: venv
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/bench_layers.py
