@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from . import functional as SF  # noqa: E402
 
-__all__ = ["savefig", "plot_psi_functions", "plot_neuron_record", "plot_stdp_window", "PAPER_STYLE"]
+__all__ = ["interactive_figure", "savefig", "plot_psi_functions", "plot_neuron_record", "plot_stdp_window", "PAPER_STYLE"]
 
 #: colours used across notebooks: ours vs the paper's published numbers, S-TLLR vs BPTT
 PAPER_STYLE = {"stllr": "#1f77b4", "bptt": "#d62728", "dfa": "#2ca02c", "paper": "#7f7f7f",
@@ -112,3 +112,33 @@ def plot_stdp_window(dts, curves: Mapping[str, np.ndarray], styles: Optional[Map
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def interactive_figure(make_figure, **controls):
+    """An "interactive demo" widget: ``controls`` (ipywidgets value widgets, by keyword) above an
+    output area that shows ``make_figure(**values)``, redrawn whenever a control changes.
+
+    ``make_figure`` returns a matplotlib figure, or ``(figure, text)`` to print a line under it.
+    The figure is written into the output widget's state directly (not through the kernel's
+    output routing), so the demo looks the same in JupyterLab, papermill and nbval, and it
+    renders with its defaults in headless runs. Returns an ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets
+
+    out = widgets.Output()
+
+    def redraw(_change=None):
+        result = make_figure(**{name: w.value for name, w in controls.items()})
+        fig, text = result if isinstance(result, tuple) else (result, None)
+        out.outputs = ()
+        out.append_display_data(fig)
+        if text:
+            out.append_stdout(text + "\n")
+        plt.close(fig)
+
+    for w in controls.values():
+        w.observe(redraw, names="value")
+    redraw()
+    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), out])
+    box.redraw = redraw
+    return box
