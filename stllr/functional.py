@@ -21,7 +21,7 @@ __all__ = [
     "rational", "triangle", "sigmoid", "fast_sigmoid", "PSI_FUNCTIONS", "get_psi",
     "heaviside", "LIFStep", "lif_step", "trace_step", "standardize_weight",
     "standardize_weight_backward", "StandardizationCache", "standardization_cache",
-    "standardize_weight_backward_cached", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
+    "standardize_weight_backward_cached", "stllr_gemm_operands", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
     "beta_from_leak", "effective_threshold", "DEFAULT_FACTORS", "CLI_DEFAULT_FACTORS",
     "check_factors",
 ]
@@ -260,29 +260,50 @@ def standardize_weight_backward_cached(grad_w_tilde: torch.Tensor, cache: Standa
 # ---------------------------------------------------------------------------------------
 # The rule's weight gradients (rule.md "Backward at step t"; paper Eq. 10-13)
 # ---------------------------------------------------------------------------------------
+def stllr_gemm_operands(
+    delta: torch.Tensor,
+    psi_t: torch.Tensor,
+    post_trace_prev: Optional[torch.Tensor],
+    x_t: Optional[torch.Tensor],
+    pre_trace_t: torch.Tensor,
+    alpha_post: float,
+    alpha_pre: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors ``(left, right)`` of the rule's weight gradient ``left^T right``.
+
+    The non-causal term ``alpha_post (delta * tr_out_{t-1})^T x_t`` and the causal term
+    ``alpha_pre (delta * psi_t)^T tr_in_t`` are stacked along the batch, so ONE GEMM with inner
+    dimension 2B computes their sum: ``left = [alpha_post delta tr_out_{t-1}; alpha_pre delta psi_t]``
+    [2B, N], ``right = [x_t; tr_in_t]`` [2B, M]. With alpha_post = 0 only the causal half remains
+    (inner dimension B). ``tr_out_{t-1}`` is the post trace *before* psi_t is added.
+    """
+    causal = delta * psi_t
+    if alpha_pre != 1.0:
+        causal = causal * alpha_pre
+    if alpha_post == 0.0:
+        return causal, pre_trace_t
+    left = torch.cat((delta * post_trace_prev * alpha_post, causal), dim=0)
+    right = torch.cat((x_t, pre_trace_t), dim=0)
+    return left, right
+
+
 def stllr_linear_weight_grad(
     delta: torch.Tensor,
     psi_t: torch.Tensor,
-    post_trace_prev: torch.Tensor,
-    x_t: torch.Tensor,
+    post_trace_prev: Optional[torch.Tensor],
+    x_t: Optional[torch.Tensor],
     pre_trace_t: torch.Tensor,
     alpha_post: float,
     alpha_pre: float,
 ) -> torch.Tensor:
-    """dL/dW~ at one step, as ONE GEMM:
+    """dL/dW~ at one step (paper Eq. 10-13, the code's convention), as one GEMM:
 
     ``alpha_post (delta * tr_out_{t-1})^T x_t + alpha_pre (delta * psi_t)^T tr_in_t``.
 
-    The non-causal (first) and causal (second) terms are stacked along the batch so a single
-    [N, 2B] x [2B, M] product computes both. ``tr_out_{t-1}`` is the post trace *before* psi_t
-    is added; the code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10).
+    The code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10).
     Shapes: delta, psi_t, post_trace_prev: [B, N]; x_t, pre_trace_t: [B, M] -> [N, M].
     """
-    causal = delta * psi_t
-    if alpha_post == 0.0:
-        return (causal.t() @ pre_trace_t).mul_(alpha_pre) if alpha_pre != 1.0 else causal.t() @ pre_trace_t
-    left = torch.cat((delta * post_trace_prev * alpha_post, causal * alpha_pre), dim=0)
-    right = torch.cat((x_t, pre_trace_t), dim=0)
+    left, right = stllr_gemm_operands(delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre)
     return left.t() @ right
 
 
@@ -303,13 +324,8 @@ def stllr_conv2d_weight_grad(
     """The conv form of :func:`stllr_linear_weight_grad`: one ``conv2d_weight`` call on the
     batch-stacked non-causal and causal terms. delta, psi_t, post_trace_prev: [B, C_out, H', W'];
     x_t, pre_trace_t: [B, C_in, H, W] -> weight_shape."""
-    causal = delta * psi_t
-    if alpha_post == 0.0:
-        inp, out = pre_trace_t, causal * alpha_pre
-    else:
-        inp = torch.cat((x_t, pre_trace_t), dim=0)
-        out = torch.cat((delta * post_trace_prev * alpha_post, causal * alpha_pre), dim=0)
-    return torch.nn.grad.conv2d_weight(inp, weight_shape, out, stride, padding, dilation, groups)
+    left, right = stllr_gemm_operands(delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre)
+    return torch.nn.grad.conv2d_weight(right, weight_shape, left, stride, padding, dilation, groups)
 
 
 def conv2d_input_grad(grad_out, weight, input_shape, stride, padding, dilation, groups):

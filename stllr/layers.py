@@ -282,14 +282,15 @@ class LinearSTLLR(_STLLRBase):
         x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t                                        # learning signal x psi
         grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None   # one-step spatial BP
+        # dL/dW~ = left^T right: causal and non-causal terms in one GEMM per weight matrix
+        left, right = SF.stllr_gemm_operands(delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post, c.alpha_pre)
+        left_t = left.t()
         param_grads = []
         offset = 0
-        for (w, _), cache in zip(self._weights(), c.ws_caches):   # recurrent: [W, W_rec] parts
-            cols = slice(offset, offset + w.shape[1])
-            offset += w.shape[1]
-            grad_w_tilde = SF.stllr_linear_weight_grad(
-                delta, psi_t, post_prev, None if x_in is None else x_in[:, cols], pre_trace[:, cols],
-                c.alpha_post, c.alpha_pre)
+        for (w, _), cache in zip(self._weights(), c.ws_caches):   # recurrent: [W | W_rec] columns
+            width = w.shape[1]
+            grad_w_tilde = left_t @ right[:, offset:offset + width]
+            offset += width
             param_grads += self._standardization_backward(grad_w_tilde, cache)
         grad_b = g.sum(0) if self.bias is not None else None
         return self._pack(grad_x, param_grads, grad_b)
