@@ -248,7 +248,7 @@ def standardize_weight_backward_cached(grad_w_tilde: torch.Tensor, cache: Standa
     n = c.shape[0]
     k = c[0].numel()
     g2 = grad_w_tilde.reshape(n, k)
-    gc = torch.bmm(g2.unsqueeze(1), c.reshape(n, k, 1)).reshape(inv_d.shape)   # sum(G c) per row
+    gc = torch.linalg.vecdot(g2, c.reshape(n, k)).reshape(inv_d.shape)        # sum(G c) per row
     grad_gain = (gc * inv_d).reshape(gain.shape)
     a = gain * inv_d
     b = a * gc * (inv_d * inv_d) * (k / (k - 1))
