@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import init
 
 from . import _checks
+from ._stateful import StatefulLayer
 from . import functional as SF
 from .functional import PsiLike
 from .layers import _pair
@@ -44,15 +45,15 @@ def surrogate_spike(v: torch.Tensor, psi: Callable[[torch.Tensor], torch.Tensor]
 
 
 class LIFState(NamedTuple):
-    """membrane u_t (after reset) and spikes s_t, both attached to the graph."""
+    """membrane u_t (after reset) and spikes s_t, both attached to the graph (the leaky
+    integrator keeps only the membrane)."""
 
     membrane: torch.Tensor
-    spikes: torch.Tensor
+    spikes: Optional[torch.Tensor]
 
 
-class _LIFBase(nn.Module):
+class _LIFBase(StatefulLayer):
     _default_psi = "rational"
-    _stateful = True
 
     def __init__(self, weight_shape, bias, threshold, leak, reset, psi, weight_standardization,
                  spike_fn, device, dtype):
@@ -83,26 +84,9 @@ class _LIFBase(nn.Module):
             bound = 1 / math.sqrt(self.weight[0].numel())
             init.uniform_(self.bias, -bound, bound)
 
-    def reset_state(self) -> None:
-        """Forget membrane and spikes (and drop the graph through time): call between sequences."""
-        self.state = None
+    def _invalidate_cache(self) -> None:
         self._w_cache_key = None
         self._w_cache = None
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        if self.state is not None:
-            self.state = LIFState(*(fn(t) for t in self.state))
-        self._w_cache_key = None
-        return self
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("leak", "threshold"):
-            key = prefix + name
-            if key in state_dict and state_dict[key].numel() == 1:
-                state_dict[key] = state_dict[key].reshape(())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._w_cache_key = None
 
     def _weights(self):
         return [(self.weight, self.gain)]
@@ -118,13 +102,6 @@ class _LIFBase(nn.Module):
             self._w_cache_key = key
         return self._w_cache
 
-    def _check_batch(self, x):
-        if self.state is not None and self.state.membrane.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"x: batch size {x.shape[0]} differs from the layer state's "
-                f"{self.state.membrane.shape[0]}; call reset_state() between sequences"
-            )
-
     def _spike(self, v):
         return self.spike_fn(v) if self.spike_fn is not None else surrogate_spike(v, self.psi)
 
@@ -136,9 +113,6 @@ class _LIFBase(nn.Module):
         self.state = LIFState(step.membrane, step.spikes)
         return step.spikes
 
-    @property
-    def membrane(self):
-        return None if self.state is None else self.state.membrane
 
 
 class LinearLIF(_LIFBase):
@@ -217,11 +191,9 @@ class Conv2dLIF(_LIFBase):
         return self._step(current)
 
 
-class LeakyIntegrator(nn.Module):
+class LeakyIntegrator(StatefulLayer):
     """BPTT twin of :class:`~stllr.LeakyReadout`: ``u_t = beta u_{t-1} + x_t W^T + b`` (raw
     weight), output u_t; graph kept through time. x_t [B, in_features] -> [B, out_features]."""
-
-    _stateful = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, leak: float = 2.0,
                  device=None, dtype=None):
@@ -242,31 +214,13 @@ class LeakyIntegrator(nn.Module):
         if self.bias is not None:
             bound = 1 / math.sqrt(in_features)
             init.uniform_(self.bias, -bound, bound)
-        self.membrane: Optional[torch.Tensor] = None
-
-    def reset_state(self) -> None:
-        self.membrane = None
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        if self.membrane is not None:
-            self.membrane = fn(self.membrane)
-        return self
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("leak", "threshold"):
-            key = prefix + name
-            if key in state_dict and state_dict[key].numel() == 1:
-                state_dict[key] = state_dict[key].reshape(())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.state: Optional[LIFState] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
-        if self.membrane is not None and self.membrane.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"x: batch size {x.shape[0]} differs from the layer state's {self.membrane.shape[0]}; "
-                "call reset_state() between sequences")
+        self._check_batch(x)
         current = SF.linear(x, self.weight, self.bias)
         beta = SF.beta_from_leak(self.leak)
-        self.membrane = current if self.membrane is None else beta * self.membrane + current
-        return self.membrane
+        u = current if self.state is None else beta * self.state.membrane + current
+        self.state = LIFState(u, None)
+        return u

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import init
 
 from . import _checks
+from ._stateful import StatefulLayer
 from . import functional as SF
 from .functional import DEFAULT_FACTORS, PsiLike
 
@@ -78,12 +79,11 @@ class _STLLRRule(torch.autograd.Function):
         return (None, None, None, None) + tuple(grads)
 
 
-class _STLLRBase(nn.Module):
+class _STLLRBase(StatefulLayer):
     """Shared machinery: parameters, argument checks, per-sequence constants, state handling."""
 
     _default_psi = "rational"
     _uses_standardization = True
-    _stateful = True
 
     def __init__(self, weight_shape, bias, threshold, leak, factors, reset, psi,
                  weight_standardization, device=None, dtype=None):
@@ -152,32 +152,7 @@ class _STLLRBase(nn.Module):
             self._constants_key = key
         return self._constants
 
-    # -- state --------------------------------------------------------------------------
-    def reset_state(self) -> None:
-        """Forget traces, membrane and spikes: call between sequences."""
-        self.state = None
-
-    def _check_batch(self, x):
-        if self.state is not None and self.state.membrane.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"x: batch size {x.shape[0]} differs from the layer state's "
-                f"{self.state.membrane.shape[0]}; call reset_state() between sequences"
-            )
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        if self.state is not None:
-            self.state = STLLRState(*(None if t is None else fn(t) for t in self.state))
-        self._constants_key = None
-        return self
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The reference may store leak/threshold as [1] or [N]-shaped tensors of one value.
-        for name in ("leak", "threshold"):
-            key = prefix + name
-            if key in state_dict and state_dict[key].numel() == 1:
-                state_dict[key] = state_dict[key].reshape(())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def _invalidate_cache(self) -> None:
         self._constants_key = None
 
     def _needs_rule(self, x) -> bool:
@@ -196,10 +171,6 @@ class _STLLRBase(nn.Module):
     @property
     def post_trace(self):
         return None if self.state is None else self.state.post_trace
-
-    @property
-    def membrane(self):
-        return None if self.state is None else self.state.membrane
 
     @property
     def spikes(self):
