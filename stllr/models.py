@@ -181,8 +181,9 @@ class SpikingModel(nn.Module):
         self.feedback_mode = feedback_mode
         self.feedback_context: Optional[FeedbackContext] = FeedbackContext() if self.is_stllr else None
 
-    def _hook(self, shape) -> LearningSignal:
-        return LearningSignal(shape, self.num_classes, mode=self.feedback_mode, context=self.feedback_context)
+    def _hook(self, shape, **options) -> LearningSignal:
+        return LearningSignal(shape, self.num_classes, mode=self.feedback_mode, context=self.feedback_context,
+                              **options)
 
     def reset_state(self) -> None:
         """Start a new sequence: forget every layer state, draw new dropout masks."""
@@ -225,19 +226,21 @@ class RecurrentNet(SpikingModel):
     W_rec, psi rational by default) -> learning-signal hook [classes, hidden] -> LeakyReadout
     hidden -> classes (leak 5, factors [0, 0.99, 0, 1], raw weight) -> output-error tap.
     Init: kaiming-normal ``weight``s, zero biases, ``weight_rec`` kaiming-uniform(a=sqrt 5).
-    x_t [B, in] -> logits [B, classes].
+    ``rate_reg`` / ``rate_target``: activity regularisation added at the hook (off by default, as the
+    reference; see :class:`~stllr.signals.LearningSignal`). x_t [B, in] -> logits [B, classes].
     """
 
     is_stllr = True
 
     def __init__(self, num_classes: int = 20, input_shape=(700,), hidden: int = 450, factors=CLI_DEFAULT_FACTORS,
                  feedback_mode: str = "bp", psi: Optional[str] = None, leak: float = 5.0,
-                 readout_leak: float = 5.0, readout_factors=(0.0, 0.99, 0.0, 1.0), train_recurrent: bool = True):
+                 readout_leak: float = 5.0, readout_factors=(0.0, 0.99, 0.0, 1.0), train_recurrent: bool = True,
+                 rate_reg: float = 0.0, rate_target: float = 0.03):
         super().__init__(num_classes, input_shape, feedback_mode)
         n_in = self.input_shape[0]
         self.linear1 = RecurrentSTLLR(n_in, hidden, bias=True, threshold=0.6, leak=leak, factors=factors,
                                       reset="soft", psi=psi or "rational", weight_standardization=True)
-        self.linear1_hook = self._hook((hidden,))
+        self.linear1_hook = self._hook((hidden,), rate_reg=rate_reg, rate_target=rate_target)
         self.last_layer = LeakyReadout(hidden, num_classes, bias=True, leak=readout_leak, factors=readout_factors)
         self.output_tap = OutputErrorTap(self.feedback_context)
         _kaiming_normal_linear(self.linear1)
@@ -608,7 +611,8 @@ def build_model(arch: str, num_classes: Optional[int] = None, input_shape: Optio
             ``None`` = the reference default of the layer type (rational for recurrent, triangle for conv).
         pooling: ``'MAX'`` (default) or ``'AVG'`` for the conv models.
         reference_baseline: BPTT twins only: build the reference's baseline instead of the matched twin.
-        **kw: model-specific options: ``hidden`` and ``train_recurrent`` (recurrent nets), ``channels``
+        **kw: model-specific options: ``hidden`` and ``train_recurrent`` (recurrent nets), ``rate_reg`` and
+            ``rate_target`` (recurrent S-TLLR nets), ``channels``
             (conv), ``dropout``, ``dropout_rescale``, ``leak``.
     """
     spec = get_model_spec(arch)

@@ -64,11 +64,14 @@ class _Signal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, hook):
         ctx.hook = hook
+        if hook.rate_reg:
+            ctx.save_for_backward(x)
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.hook._signal(grad), None
+        spikes = ctx.saved_tensors[0] if ctx.hook.rate_reg else None
+        return ctx.hook._signal(grad, spikes), None
 
 
 class LearningSignal(nn.Module):
@@ -81,12 +84,17 @@ class LearningSignal(nn.Module):
         mode: ``'bp'``, ``'dfa'`` or ``'sdfa'``.
         context: the model's shared :class:`FeedbackContext` (required for DFA modes).
         record: keep ``last_bp_grad`` and ``last_signal`` of the latest backward (for analysis).
+        rate_reg, rate_target: activity regularisation (off at 0, the reference): adds
+            ``rate_reg * (s_t - rate_target) / batch`` to the signal, the gradient of
+            ``rate_reg/2 * mean_batch sum (s_t - rate_target)^2``; e-prop style, it keeps the firing
+            of a recurrent layer trained by DFA from running away (docs/experiments.md).
 
     Buffer ``feedback``: B, [num_classes, *shape], kaiming-uniform, fixed (saved with the model).
     """
 
     def __init__(self, shape: Sequence[int] | int, num_classes: int, mode: str = "bp",
-                 context: Optional[FeedbackContext] = None, record: bool = False, device=None, dtype=None):
+                 context: Optional[FeedbackContext] = None, record: bool = False, rate_reg: float = 0.0,
+                 rate_target: float = 0.0, device=None, dtype=None):
         super().__init__()
         if mode not in FEEDBACK_MODES:
             raise ValueError(f"mode: expected one of {FEEDBACK_MODES}, got {mode!r}")
@@ -97,6 +105,10 @@ class LearningSignal(nn.Module):
         self.mode = mode
         self.context = context
         self.record = record
+        if not (float(rate_reg) >= 0.0 and math.isfinite(rate_reg)):
+            raise ValueError(f"rate_reg: expected a finite number >= 0, got {rate_reg!r}")
+        self.rate_reg = float(rate_reg)
+        self.rate_target = float(rate_target)
         feedback = torch.empty((self.num_classes,) + self.shape, device=device, dtype=dtype)
         # kaiming-uniform over the flattened [classes, features] matrix (fan_in = features)
         bound = math.sqrt(6.0 / math.prod(self.shape))
@@ -107,14 +119,16 @@ class LearningSignal(nn.Module):
         self.last_signal: Optional[torch.Tensor] = None
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, num_classes={self.num_classes}, mode={self.mode!r}"
+        extra = f", rate_reg={self.rate_reg:g}, rate_target={self.rate_target:g}" if self.rate_reg else ""
+        return f"shape={self.shape}, num_classes={self.num_classes}, mode={self.mode!r}{extra}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.mode == "bp" and not self.record) or not torch.is_grad_enabled() or not x.requires_grad:
+        if ((self.mode == "bp" and not self.record and not self.rate_reg) or not torch.is_grad_enabled()
+                or not x.requires_grad):
             return x
         return _Signal.apply(x, self)
 
-    def _signal(self, grad: torch.Tensor) -> torch.Tensor:
+    def _signal(self, grad: torch.Tensor, spikes: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.mode == "bp":
             signal = grad
         else:
@@ -126,6 +140,8 @@ class LearningSignal(nn.Module):
             if self.mode == "sdfa":
                 error = torch.sign(error) / error.shape[0]
             signal = (error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)).reshape(grad.shape)
+        if spikes is not None:
+            signal = signal + self.rate_reg * (spikes - self.rate_target) / spikes.shape[0]
         if self.record:
             self.last_bp_grad = grad.detach().clone()   # snapshots: autograd may accumulate into grad
             self.last_signal = signal.detach().clone()

@@ -207,3 +207,22 @@ def test_no_grad_and_no_requires_grad_are_identity():
     with torch.no_grad():
         xr = torch.randn(B, H, requires_grad=True)
         assert sig(xr) is xr and tap(xr) is xr
+
+
+@pytest.mark.parametrize("mode", ["bp", "dfa"])
+def test_rate_reg_adds_activity_gradient(mode):
+    torch.manual_seed(0)
+    ctx = FeedbackContext()
+    plain = LearningSignal(6, 3, mode=mode, context=ctx, record=True)
+    reg = LearningSignal(6, 3, mode=mode, context=ctx, rate_reg=0.5, rate_target=0.1, record=True)
+    reg.feedback.copy_(plain.feedback)
+    s = (torch.rand(4, 6) < 0.5).float()
+    grads = []
+    for hook in (plain, reg):
+        x = s.clone().requires_grad_()
+        logits = OutputErrorTap(ctx)(hook(x) @ torch.ones(6, 3))
+        torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1] - grads[0], 0.5 * (s - 0.1) / 4)
+    with pytest.raises(ValueError):
+        LearningSignal(6, 3, rate_reg=-1.0)
