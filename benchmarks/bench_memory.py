@@ -30,34 +30,13 @@ import torch
 from torch import nn
 
 import stllr
+from stllr.experiments import Fig3MLP
 from stllr import measure as M
 
 TS = (10, 25, 50, 100, 200, 300)
 T_CONSTANCY = 1000
 DIMS = (1000, 1000, 1000, 1000, 1)
 FACTORS = (0.2, 0.75, -1.0, 1.0)
-
-
-class FigMLP(nn.Module):
-    """1000-1000-1000-1000-1, one step per forward."""
-
-    def __init__(self, stllr_rule: bool):
-        super().__init__()
-        self.is_stllr = stllr_rule
-        self.input_shape = (DIMS[0],)
-        layers = []
-        for a, b in zip(DIMS[:-2], DIMS[1:-1]):
-            layers.append(stllr.LinearSTLLR(a, b, factors=FACTORS) if stllr_rule else stllr.LinearLIF(a, b))
-        a, b = DIMS[-2], DIMS[-1]
-        layers.append(stllr.LeakyReadout(a, b, factors=[0.0, 0.99, 0.0, 1.0]) if stllr_rule
-                      else stllr.LeakyIntegrator(a, b))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.layers(x)
-
-    def reset_state(self):
-        stllr.reset_states(self)
 
 
 def mse(out, target):
@@ -88,8 +67,8 @@ def machine() -> str:
 
 def run(batch_size: int, device: torch.device, Ts, t_const: int, peak: bool = True):
     torch.manual_seed(0)
-    s_model = FigMLP(True).to(device)
-    b_model = FigMLP(False).to(device)
+    s_model = Fig3MLP(True, DIMS, FACTORS).to(device)
+    b_model = Fig3MLP(False, DIMS, FACTORS).to(device)
     b_model.load_state_dict(s_model.state_dict(), strict=False)
     shapes = M.model_shapes(s_model)
     target = torch.zeros(batch_size, 1, device=device)

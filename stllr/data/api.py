@@ -97,7 +97,8 @@ def get_loaders(
     Batches are ``(frames float32 [B, T, ...], labels int64 [B])``; samples of different length
     are zero-padded at the end to the batch's longest (like ``tonic.collation.PadTensors``,
     batch first). The training loader shuffles with a ``torch.Generator`` seeded with ``seed``
-    (the same seed gives the same order, and seeds the workers' augmentation RNG).
+    (the same seed gives the same order, and seeds the workers' augmentation RNG). A procedural
+    dataset's own generation ``seed`` option is passed as ``data_seed`` (``seed`` is the shuffle's).
 
     Returns:
         ``(train_loader, test_loader, info)`` with ``info`` keys ``name``, ``num_classes``,
@@ -114,6 +115,8 @@ def get_loaders(
         raise ValueError(f"val_batch_size must be a positive integer, got {val_batch_size!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if "data_seed" in options:  # the dataset's generation seed (randman, moving_shapes)
+        options["seed"] = options.pop("data_seed")
     train_set = get_dataset(name, data_path, True, **options)
     test_set = get_dataset(name, data_path, False, **options)
     generator = torch.Generator()
