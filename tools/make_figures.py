@@ -24,7 +24,7 @@ FIGURES = ROOT / "figures"
 
 def figures_of(stem: str) -> list[str]:
     prefix = stem.split("_", 1)[0] + "_"
-    return sorted(p.name for p in FIGURES.glob(prefix + "*") if p.suffix in (".png", ".svg"))
+    return sorted(p.name for p in FIGURES.glob(prefix + "*") if p.suffix in (".png", ".svg", ".gif"))
 
 
 def main(argv=None) -> int:
