@@ -22,14 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Package tests and every notebook under nbval (stored outputs compared; figures go to build/).
 test: venv
-	OMP_NUM_THREADS=2 STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures $(BIN)/python -m pytest \
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures $(BIN)/python -m pytest \
 		--nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 		tests notebooks $(PYTEST_ARGS)
 
 # All figures from the notebooks (defaults: embedded procedural data, minutes on 2 CPU cores).
 # Paper scale: make figures FULL=1 DATA=/path/to/datasets [DEVICE=cuda]
 figures: venv
-	OMP_NUM_THREADS=2 $(BIN)/python tools/make_figures.py $(if $(FULL),--full) \
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(BIN)/python tools/make_figures.py $(if $(FULL),--full) \
 		$(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE))
 
 bench: venv
