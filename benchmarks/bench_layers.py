@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 import stllr
 from stllr import functional as SF
+from stllr import measure as M
 
 B, M, N, C, T, WINDOW = 32, 700, 450, 20, 100, 90
 
@@ -125,7 +125,7 @@ def main(argv=None):
     res = {k: time_kind(k, args.repeats if k != "outer" else max(2, args.repeats // 2), x, y)
            for k in ("stllr", "outer", "bptt")}
     out = {
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads",
+        "machine": M.machine_description(),
         "config": f"B={B}, {M}->{N} recurrent + {C} readout, T={T}, window={WINDOW}",
         "seconds_per_sequence": res,
         "outer_over_stllr": res["outer"] / res["stllr"],

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -41,28 +40,6 @@ FACTORS = (0.2, 0.75, -1.0, 1.0)
 
 def mse(out, target):
     return ((out - target) ** 2).mean()
-
-
-def load_average() -> str:
-    """1-minute load average (other processes share the CPUs: timings depend on it)."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
-            + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
 
 
 def run(batch_size: int, device: torch.device, Ts, t_const: int, peak: bool = True):
@@ -118,7 +95,7 @@ def main(argv=None):
     ratio100 = by_t[100]["memory_ratio"] if 100 in by_t and "memory_ratio" in by_t[100] else None
     s_vals = [r["stllr_saved_bytes"] for r in rows]
     spread = (max(s_vals) - min(s_vals)) / min(s_vals)
-    summary = {"machine": machine(), "load_average_after": load_average(), "device": str(device), "batch_size": batch, "seconds": round(time.time() - t0, 1),
+    summary = {"machine": M.machine_description(), "load_average_after": M.load_average(), "device": str(device), "batch_size": batch, "seconds": round(time.time() - t0, 1),
                "ratio_at_T100": ratio100, "stllr_spread_T10_T1000": spread,
                "target_ratio_ge_40": None if ratio100 is None else ratio100 >= 40,
                "target_constant_within_1pct": spread <= 0.01}

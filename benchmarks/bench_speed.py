@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -223,28 +222,6 @@ def grad_agreement(cfg, x, y):
     return worst
 
 
-def load_average() -> str:
-    """1-minute load average (other processes share the CPUs: timings depend on it)."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs ({torch.backends.cpu.get_cpu_capability()}), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-
 def run_workload(name, repeats):
     """Time S-TLLR, BPTT and the outer-product form on one workload; count the S-TLLR MACs."""
     cfg = WORKLOADS[name]
@@ -294,7 +271,7 @@ def main(argv=None):
     if args.profile:
         profile_shd()
         return 0
-    load_before = load_average()
+    load_before = M.load_average()
     gemm_before = M.gemm_throughput(2048, repeats=10)
     results = [run_workload(n, args.repeats) for n in ([args.only] if args.only else ["shd", "vgg"])]
     # the machine's throughput: the best of a measurement before and after (load varies)
@@ -303,8 +280,8 @@ def main(argv=None):
         r["stllr_gmac_per_s"] = r["stllr_macs"] / r["stllr_s"] / 1e9
         r["gemm_fraction"] = r["stllr_macs"] / r["stllr_s"] / gemm
     shd = next((r for r in results if r["workload"] == "shd"), None)
-    summary = {"machine": machine(), "gemm_gmac_per_s": gemm / 1e9, "load_average_before": load_before,
-               "load_average_after": load_average()}
+    summary = {"machine": M.machine_description(), "gemm_gmac_per_s": gemm / 1e9, "load_average_before": load_before,
+               "load_average_after": M.load_average()}
     if shd is not None:
         summary["target_outer_10x"] = shd["outer_over_stllr"] >= 10
         summary["target_not_slower_than_bptt"] = shd["bptt_over_stllr"] >= 1.0

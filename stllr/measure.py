@@ -22,6 +22,8 @@ See ``docs/measurement.md`` for where measured and analytic numbers differ and w
 from __future__ import annotations
 
 import math
+import os
+import platform
 import re
 import threading
 import time
@@ -35,6 +37,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
+    "load_average", "machine_description",
     "SavedTensorStats", "SavedTensorTracker", "track_saved_tensors", "state_bytes",
     "PeakMemory", "PeakMemoryMeter", "MacCounts", "MacCounter",
     "LayerShape", "ModelShapes", "model_shapes", "paper_memory", "paper_macs",
@@ -1000,3 +1003,32 @@ def gemm_throughput(n: int = 2048, repeats: int = 5, device=None, dtype=torch.fl
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return n ** 3 / best
+
+
+# ======================================================================================
+# Describing the machine a benchmark ran on
+# ======================================================================================
+def load_average() -> str:
+    """1-minute load average (other processes share the CPUs: timings depend on it)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def machine_description() -> str:
+    """CPU model, logical CPUs and vector ISA, torch version and threads, and the GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    text = (f"{cpu}, {os.cpu_count()} logical CPUs ({torch.backends.cpu.get_cpu_capability()}), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name()}"
+    return text
