@@ -80,10 +80,17 @@ def test_two_gloo_processes_train_like_one_on_the_global_batch(tmp_path, case):
               "--print-freq", "1000"] + [f"-o{k}={v}" for k, v in DATA.items()] + CASES[case]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "stllr", "train", "--save-path", str(tmp_path / "ddp")] + common
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    for attempt in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               "-m", "stllr", "train", "--save-path", str(tmp_path / f"ddp{attempt}")] + common
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        # Known open problem: about 1 run in 10 on a loaded 2-core machine, one rank dies of SIGABRT
+        # inside the launcher (not a wrong result). Such a crash, and only that, is retried once on a
+        # fresh port; the equality below is never relaxed.
+        if proc.returncode == 0 or "Signal 6 (SIGABRT)" not in proc.stderr:
+            break
+    (tmp_path / f"ddp{attempt}").rename(tmp_path / "ddp")
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln or "Traceback" in ln]
         pytest.fail("torchrun failed:\n" + "\n".join(lines[-20:]) + "\n---\n" + proc.stderr[-1500:])
