@@ -18,7 +18,7 @@ from . import _checks
 from ._stateful import StatefulLayer
 from . import functional as SF
 from .functional import PsiLike
-from .layers import _pair
+from .layers import _pair, add_recurrent_weight
 
 __all__ = ["SurrogateSpike", "surrogate_spike", "LIFState", "LinearLIF", "RecurrentLIF", "Conv2dLIF",
            "LeakyIntegrator"]
@@ -141,13 +141,7 @@ class RecurrentLIF(LinearLIF):
                  weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, threshold, leak, reset, psi,
                          weight_standardization, spike_fn, device, dtype)
-        kw = {"device": device, "dtype": dtype}
-        self.weight_rec = nn.Parameter(torch.empty(out_features, out_features, **kw))
-        if self.weight_standardization:
-            self.gain_rec = nn.Parameter(torch.ones(out_features, 1, **kw))
-        else:
-            self.register_parameter("gain_rec", None)
-        init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+        add_recurrent_weight(self, out_features, device, dtype)
 
     def _weights(self):
         return [(self.weight, self.gain), (self.weight_rec, self.gain_rec)]

@@ -286,13 +286,7 @@ class RecurrentSTLLR(LinearSTLLR):
                  weight_standardization: bool = True, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, threshold, leak, factors, reset, psi,
                          weight_standardization, device, dtype)
-        kw = {"device": device, "dtype": dtype}
-        self.weight_rec = nn.Parameter(torch.empty(out_features, out_features, **kw))
-        if self.weight_standardization:
-            self.gain_rec = nn.Parameter(torch.ones(out_features, 1, **kw))
-        else:
-            self.register_parameter("gain_rec", None)
-        init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+        add_recurrent_weight(self, out_features, device, dtype)
 
     def _weights(self):
         return [(self.weight, self.gain), (self.weight_rec, self.gain_rec)]
@@ -318,6 +312,18 @@ class RecurrentSTLLR(LinearSTLLR):
     def rec_trace(self):
         """tr_rec as used at the next step (already contains s_t), [B, out_features]."""
         return None if self.state is None else self.state.pre_trace[:, self.in_features:]
+
+
+def add_recurrent_weight(layer: nn.Module, n: int, device=None, dtype=None) -> None:
+    """Register ``weight_rec`` [n, n] (nn.Linear's init) and, with weight standardisation,
+    its own ``gain_rec`` [n, 1]: shared by RecurrentSTLLR and its BPTT twin."""
+    kw = {"device": device, "dtype": dtype}
+    layer.weight_rec = nn.Parameter(torch.empty(n, n, **kw))
+    if layer.weight_standardization:
+        layer.gain_rec = nn.Parameter(torch.ones(n, 1, **kw))
+    else:
+        layer.register_parameter("gain_rec", None)
+    init.kaiming_uniform_(layer.weight_rec, a=math.sqrt(5))
 
 
 def _pair(v, name):
