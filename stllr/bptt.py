@@ -18,7 +18,7 @@ from . import _checks
 from ._stateful import StatefulLayer
 from . import functional as SF
 from .functional import PsiLike
-from .layers import _pair, add_recurrent_weight
+from .layers import add_recurrent_weight, set_conv_geometry
 
 __all__ = ["SurrogateSpike", "surrogate_spike", "LIFState", "LinearLIF", "RecurrentLIF", "Conv2dLIF",
            "LeakyIntegrator"]
@@ -165,15 +165,7 @@ class Conv2dLIF(_LIFBase):
                  dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
                  leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
                  weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
-        self.in_channels = _checks.check_positive_int(in_channels, "in_channels")
-        self.out_channels = _checks.check_positive_int(out_channels, "out_channels")
-        self.groups = _checks.check_positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
+        set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold, leak,
                          reset, psi, weight_standardization, spike_fn, device, dtype)
 

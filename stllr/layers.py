@@ -206,6 +206,17 @@ class _STLLRBase(StatefulLayer):
         self.state = STLLRState(pre_trace, post_trace, step.membrane, step.spikes, step.psi)
         return step, pre_trace, post_prev
 
+    def _spiking_step(self, x, x_in, current_fn, c: _SequenceConstants):
+        """One step: LIF and traces without a graph; with gradients enabled, the output spikes carry
+        the rule's backward and the step's activations it needs (the non-causal ones only when
+        alpha_post != 0)."""
+        step, pre_trace, post_prev = self._lif_forward(x_in, current_fn, c)
+        if not self._needs_rule(x):
+            return step.spikes
+        noncausal = c.alpha_post != 0.0
+        saved = (x_in if noncausal else None, pre_trace, post_prev if noncausal else None, step.psi)
+        return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
+
     @staticmethod
     def _standardization_backward(grad_w_tilde, cache):
         """Carry dL/dW~ through the standardisation: [dL/dW, dL/dgain] (gain grad None if raw)."""
@@ -241,13 +252,7 @@ class LinearSTLLR(_STLLRBase):
         c = self._sequence_constants()
         x_in = self._input(x)
         bias = None if self.bias is None else self.bias.detach()
-        step, pre_trace, post_prev = self._lif_forward(
-            x_in, lambda inp, w: SF.linear(inp, w, bias), c)
-        if not self._needs_rule(x):
-            return step.spikes
-        saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
-                 post_prev if c.alpha_post != 0.0 else None, step.psi)
-        return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
+        return self._spiking_step(x, x_in, lambda inp, w: SF.linear(inp, w, bias), c)
 
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
@@ -326,6 +331,19 @@ def add_recurrent_weight(layer: nn.Module, n: int, device=None, dtype=None) -> N
     init.kaiming_uniform_(layer.weight_rec, a=math.sqrt(5))
 
 
+def set_conv_geometry(layer, in_channels, out_channels, kernel_size, stride, padding, dilation, groups) -> None:
+    """Validate and store the conv arguments (shared by Conv2dSTLLR and its BPTT twin)."""
+    layer.in_channels = _checks.check_positive_int(in_channels, "in_channels")
+    layer.out_channels = _checks.check_positive_int(out_channels, "out_channels")
+    layer.groups = _checks.check_positive_int(groups, "groups")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
+    layer.kernel_size = _pair(kernel_size, "kernel_size")
+    layer.stride = _pair(stride, "stride")
+    layer.padding = _pair(padding, "padding")
+    layer.dilation = _pair(dilation, "dilation")
+
+
 def _pair(v, name):
     if isinstance(v, int) and not isinstance(v, bool):
         return (v, v)
@@ -348,15 +366,7 @@ class Conv2dSTLLR(_STLLRBase):
                  dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
                  leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
                  weight_standardization: bool = True, device=None, dtype=None):
-        self.in_channels = _checks.check_positive_int(in_channels, "in_channels")
-        self.out_channels = _checks.check_positive_int(out_channels, "out_channels")
-        self.groups = _checks.check_positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
+        set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold,
                          leak, factors, reset, psi, weight_standardization, device, dtype)
 
@@ -373,12 +383,7 @@ class Conv2dSTLLR(_STLLRBase):
         c = self._sequence_constants()
         x_in = x.detach()
         bias = None if self.bias is None else self.bias.detach()
-        step, pre_trace, post_prev = self._lif_forward(x_in, lambda inp, w: self._conv(inp, w, bias), c)
-        if not self._needs_rule(x):
-            return step.spikes
-        saved = (x_in if c.alpha_post != 0.0 else None, pre_trace,
-                 post_prev if c.alpha_post != 0.0 else None, step.psi)
-        return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
+        return self._spiking_step(x, x_in, lambda inp, w: self._conv(inp, w, bias), c)
 
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
