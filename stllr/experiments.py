@@ -134,6 +134,8 @@ class Method:
     delay_ls: int = 45
     psi: Optional[str] = None
     feedback_mode: str = "bp"
+    #: extra keyword arguments of :func:`stllr.models.build_model`, e.g. ``{"rate_reg": 0.3}``
+    options: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -237,6 +239,7 @@ def _build(method: Method, info: Dict[str, Any]) -> nn.Module:
     kw = dict(num_classes=info["num_classes"], input_shape=info["input_shape"], psi=method.psi)
     if spec.is_stllr:
         kw.update(factors=list(method.factors), feedback_mode=method.feedback_mode)
+    kw.update(method.options)
     return build_model(method.arch, **kw)
 
 

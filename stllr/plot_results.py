@@ -10,7 +10,7 @@ import numpy as np
 from .plot import PAPER_STYLE, plt
 
 __all__ = ["plot_training_comparison", "plot_memory_vs_T", "plot_macs_vs_window", "plot_table3",
-           "plot_time_per_step", "plot_sample_raster", "method_color"]
+           "plot_time_per_step", "plot_sample_raster", "method_color", "plot_trial_boxes", "plot_learning_curves"]
 
 
 def method_color(key_or_mode: str) -> str:
@@ -361,3 +361,59 @@ def plot_sample_raster(samples: Sequence[tuple], class_names: Optional[Sequence[
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------- sweeps (notebooks 03, 04)
+def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Optional[Sequence[str]] = None,
+                     metric: str = "final", paper: Optional[Dict[str, Any]] = None, colors=None,
+                     ylabel: str = "test accuracy (%)", paper_label: str = "paper"):
+    """Box plot of the per-trial test accuracy of each ``key`` of a :class:`stllr.sweeps.Sweep`,
+    every trial drawn as a dot. ``paper``: ``{key: (mean, std)}`` (or a mean) drawn beside each
+    box as a grey diamond with an error bar, labelled ``paper_label``. Returns ``ax``."""
+    keys = list(keys or sweep.keys())
+    labels = list(labels or [sweep.labels.get(k, k) for k in keys])
+    data = [sweep.accuracies(k, metric) for k in keys]
+    pos = np.arange(len(keys), dtype=float)
+    box = ax.boxplot(data, positions=pos, widths=0.45, patch_artist=True, showfliers=False,
+                     medianprops={"color": "black"})
+    for i, patch in enumerate(box["boxes"]):
+        c = colors[i] if colors is not None else method_color(keys[i])
+        patch.set_facecolor(c)
+        patch.set_alpha(0.35)
+        jitter = np.linspace(-0.12, 0.12, len(data[i])) if len(data[i]) > 1 else np.zeros(1)
+        ax.scatter(pos[i] + jitter, data[i], s=14, color=c, zorder=3)
+    if paper:
+        shown = False
+        for i, k in enumerate(keys):
+            p = paper.get(k)
+            if p is None:
+                continue
+            m, s = (p if isinstance(p, (tuple, list)) else (p, 0.0))
+            ax.errorbar(pos[i] + 0.38, m, yerr=s, fmt="D", color=PAPER_STYLE["paper"], ms=5, capsize=3,
+                        label=None if shown else paper_label)
+            shown = True
+        if shown:
+            ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set_xticks(pos)
+    ax.set_xticklabels(labels)
+    ax.set_xlim(-0.6, len(keys) - 0.2)
+    ax.set_ylabel(ylabel)
+    _clean(ax)
+    return ax
+
+
+def plot_learning_curves(ax, sweep, keys: Optional[Sequence[str]] = None, series: str = "test_acc",
+                         colors=None, x: str = "epoch", ylabel: str = "test accuracy (%)"):
+    """Mean over trials (line) +- std (band) of ``series`` per epoch for each ``key``. Returns ``ax``."""
+    from .sweeps import learning_curve
+
+    for i, k in enumerate(keys or sweep.keys()):
+        c = colors[i] if colors is not None else method_color(k)
+        lc = learning_curve(sweep, k, series)
+        ax.plot(lc["epoch"], lc["mean"], color=c, label=sweep.labels.get(k, k), lw=1.8)
+        ax.fill_between(lc["epoch"], lc["mean"] - lc["std"], lc["mean"] + lc["std"], color=c, alpha=0.18, lw=0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=8)
+    _clean(ax)
+    return ax
