@@ -393,7 +393,7 @@ def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Op
                         label=None if shown else paper_label)
             shown = True
         if shown:
-            ax.legend(frameon=False, fontsize=8, loc="lower right")
+            ax.legend(frameon=False, fontsize=8, loc="best")
     ax.set_xticks(pos)
     ax.set_xticklabels(labels)
     ax.set_xlim(-0.6, len(keys) - 0.2)
