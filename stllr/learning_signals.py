@@ -1,0 +1,688 @@
+"""Learning signals side by side (notebook 06): how the BP, DFA and sDFA signals that reach a hidden
+layer are formed, how well S-TLLR learns with each, and how the angle between the DFA signal and the
+BP signal changes while a network trains with DFA (the "alignment" of feedback alignment).
+
+The learning signal of a hidden layer at step t is what arrives at its output as ``delta_t = dL/ds_t``
+(rule.md "Learning signal"; :mod:`stllr.signals`):
+
+- BP: the true one-step gradient through the layers above at the same step (not through time); for the
+  recurrent networks here the layer above is the leaky readout, so ``delta_t = e_t W_out``;
+- DFA: ``delta_t = e_t B``, with ``e_t = dL/dlogits_t`` and B a fixed random matrix [C, N];
+- sDFA: ``delta_t = sign(e_t) B / batch``;
+
+each optionally plus the firing-rate penalty ``rate_reg * (s_t - rate_target) / batch``.
+
+Shapes used below: W = number of steps with a learning signal (the window, ``delay_ls``), B = batch,
+N = neurons of the hidden layer (its output flattened), C = classes.
+
+Three groups:
+
+- one batch: :func:`signals_for_batch` -> :class:`BatchSignals` (all three signals for the same batch,
+  the same weights and the same output errors), :func:`angle_degrees`, :func:`stepwise_angles`,
+  :func:`readout_angle`;
+- training: :func:`signal_config`, :func:`load_data`, :func:`build_signal_model`,
+  :func:`train_batch_recording`, :func:`train_recording` (one run, per-epoch accuracy and the signal
+  angles recorded during training), :func:`run_trials`, :func:`summarise_trials`, :func:`summary_table`;
+- plots: :func:`plot_signals`, :func:`plot_accuracy`, :func:`plot_alignment`.
+
+Everything is deterministic for a given seed and thread count; only ``SignalRun.seconds`` is a
+wall-clock measurement.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import experiments as E
+from .models import build_model
+from .signals import LearningSignal
+from .train import make_optimizer, run_epoch, seed_everything, train_batch
+
+__all__ = [
+    "SignalMethod", "SIGNAL_METHODS", "SDFA_METHOD", "SMALL_RANDMAN", "PAPER_SHD_SIGNALS", "signal_config",
+    "load_data", "build_signal_model", "signal_hook", "readout_weight", "cosine", "angle_degrees",
+    "stepwise_angles", "readout_angle", "BatchSignals", "signals_for_batch", "train_batch_recording",
+    "SignalRun", "train_recording", "run_trials", "summarise_trials", "summary_table", "mean_std",
+    "plot_signals", "plot_accuracy", "plot_alignment",
+]
+
+
+# ======================================================================================
+# Settings
+# ======================================================================================
+@dataclass(frozen=True)
+class SignalMethod:
+    """One learning signal for the hidden layer of an S-TLLR model.
+
+    ``feedback_mode``: ``'bp'``, ``'dfa'`` or ``'sdfa'``; ``rate_reg`` / ``rate_target``: the
+    firing-rate penalty added at the hook (0: off, the reference); ``color``: for the plots.
+    """
+
+    key: str
+    label: str
+    feedback_mode: str = "bp"
+    rate_reg: float = 0.0
+    rate_target: float = 0.03
+    color: str = "#1f77b4"
+
+
+#: BP, plain DFA (the reference's) and DFA with the e-prop-style rate penalty of docs/experiments.md.
+SIGNAL_METHODS = (
+    SignalMethod("bp", "BP", "bp", color="#1f77b4"),
+    SignalMethod("dfa", "DFA", "dfa", color="#ff7f0e"),
+    SignalMethod("dfa_rate", "DFA + rate_reg", "dfa", rate_reg=0.3, rate_target=0.03, color="#2ca02c"),
+)
+#: sign-DFA with the rate penalty (optional fourth method of notebook 06).
+SDFA_METHOD = SignalMethod("sdfa_rate", "sDFA + rate_reg", "sdfa", rate_reg=0.3, rate_target=0.03, color="#9467bd")
+
+#: The small procedural task of notebook 06: randman with 5 classes, T = 30, 300 train / 200 test samples.
+SMALL_RANDMAN = dict(E.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40)
+
+#: Paper Table 3, SHD, S-TLLR with a BP and with a DFA learning signal: test accuracy %, (mean, std) over 5 trials.
+PAPER_SHD_SIGNALS = {"bp": E.PAPER_SHD_ACCURACY["stllr"], "dfa": E.PAPER_SHD_ACCURACY["stllr_dfa"]}
+
+
+def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> Dict[str, Any]:
+    """Settings of notebook 06.
+
+    ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
+    Adam lr 3e-3, batch 32, psi sigmoid (as ``benchmarks/accuracy.py``), factors 0.5 1 1 1, learning
+    signal on the last 25 of 30 steps, ``epochs`` default 12, signal angles recorded at every batch.
+    ``full=True``: the paper's SHD setting (:func:`stllr.experiments.quickstart_config`: ``stllr_shd_net``,
+    real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128, psi rational, 200
+    epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
+    """
+    if full:
+        base = E.quickstart_config(True, epochs, data_path)
+        s = next(m for m in base["methods"] if m.mode == "stllr")
+        cfg = dict(dataset=base["dataset"], data_path=base["data_path"], data_options=dict(base["data_options"]),
+                   arch=s.arch, factors=tuple(s.factors), delay_ls=s.delay_ls, psi=s.psi, lr=base["lr"],
+                   optimizer=base["optimizer"], batch_size=base["batch_size"],
+                   val_batch_size=base["val_batch_size"], epochs=base["epochs"], T=base["T"], record_every=20)
+    else:
+        cfg = dict(dataset="randman", data_path=data_path, data_options=dict(SMALL_RANDMAN),
+                   arch="randman_rsnn_stllr", factors=(0.5, 1.0, 1.0, 1.0), delay_ls=25, psi="sigmoid", lr=3e-3,
+                   optimizer="Adam", batch_size=32, val_batch_size=250, epochs=12 if epochs is None else int(epochs),
+                   T=SMALL_RANDMAN["n_steps"], record_every=1)
+    cfg["full"] = bool(full)
+    cfg["model_options"] = {}
+    cfg["methods"] = list(SIGNAL_METHODS)
+    return cfg
+
+
+def load_data(config: Mapping[str, Any], seed: int = 0):
+    """``(train_set, test_set, info)`` of :func:`stllr.experiments.make_loaders` for ``config``."""
+    return E.make_loaders(config["dataset"], config["data_path"], config["batch_size"], config["val_batch_size"],
+                          seed, config["data_options"])
+
+
+def build_signal_model(method: SignalMethod, config: Mapping[str, Any], info: Mapping[str, Any]) -> nn.Module:
+    """The S-TLLR model of ``config['arch']`` with ``method``'s learning signal (feedback mode and rate
+    penalty), sized for the data of ``info`` (num_classes, input_shape); ``config['model_options']``
+    (optional) go to :func:`stllr.models.build_model` too, e.g. ``{"hidden": 256}``."""
+    kw = dict(num_classes=info["num_classes"], input_shape=info["input_shape"], psi=config["psi"],
+              factors=list(config["factors"]), feedback_mode=method.feedback_mode, **config.get("model_options", {}))
+    if method.rate_reg:
+        kw.update(rate_reg=method.rate_reg, rate_target=method.rate_target)
+    return build_model(config["arch"], **kw)
+
+
+# ======================================================================================
+# Angles
+# ======================================================================================
+def signal_hook(model: nn.Module, index: int = -1) -> LearningSignal:
+    """The model's ``index``-th :class:`~stllr.signals.LearningSignal` hook (default: the last, the one
+    nearest the readout)."""
+    hooks = [m for m in model.modules() if isinstance(m, LearningSignal)]
+    if not hooks:
+        raise ValueError("model has no LearningSignal hook (a BPTT twin?): learning signals need an S-TLLR model")
+    return hooks[index]
+
+
+def readout_weight(model: nn.Module, hook: Optional[LearningSignal] = None) -> Optional[torch.Tensor]:
+    """The readout weight ``W_out`` [C, N] that maps the hooked layer's output to the logits, or None when
+    the model has none of that shape (e.g. a VGG with pooling between the last hook and the classifier)."""
+    hook = hook or signal_hook(model)
+    readout = getattr(model, "last_layer", None)
+    w = getattr(readout, "weight", None)
+    if w is None or tuple(w.shape) != (hook.num_classes, math.prod(hook.shape)):
+        return None
+    return w
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity of two tensors flattened (float64); nan when either is zero."""
+    a = a.detach().reshape(-1).double()
+    b = b.detach().reshape(-1).double()
+    na, nb = a.norm(), b.norm()
+    if float(na) == 0.0 or float(nb) == 0.0:
+        return float("nan")
+    return float((a @ b) / (na * nb))
+
+
+def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Angle between two tensors flattened, in degrees: ``arccos(cosine(a, b))``; 0 = same direction,
+    90 = orthogonal, 180 = opposite; nan when either is zero."""
+    c = cosine(a, b)
+    return c if math.isnan(c) else math.degrees(math.acos(max(-1.0, min(1.0, c))))
+
+
+def _rowwise_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of a[i] and b[i], each flattened, for every i: [W, ...] x [W, ...] -> [W] float64 (nan where a
+    row is zero)."""
+    a = a.detach().reshape(a.shape[0], -1).double()
+    b = b.detach().reshape(b.shape[0], -1).double()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    cos = (a * b).sum(1) / norms
+    return torch.where(norms > 0, cos, torch.full_like(cos, float("nan")))
+
+
+def stepwise_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-step angle in degrees between ``a`` and ``b`` [W, B, ...]: each step's signals flattened over
+    batch and neurons. Returns [W] (float64; nan where either step is zero)."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return torch.rad2deg(torch.arccos(_rowwise_cosines(a, b).clamp(-1.0, 1.0)))
+
+
+def readout_angle(model: nn.Module, hook: Optional[LearningSignal] = None) -> float:
+    """Angle (degrees) between the readout weight ``W_out`` [C, N] and the feedback matrix ``B`` [C, N]
+    of the hook. With ``W_out = c B`` (c > 0) the BP signal ``e_t W_out`` and the DFA signal ``e_t B``
+    point the same way for every error ``e_t``. nan when the readout does not map the hook's output."""
+    hook = hook or signal_hook(model)
+    w = readout_weight(model, hook)
+    if w is None:
+        return float("nan")
+    return angle_degrees(w, hook.feedback.reshape(hook.num_classes, -1))
+
+
+def _sdfa_error(error: torch.Tensor) -> torch.Tensor:
+    return torch.sign(error) / error.shape[0]
+
+
+def _feedback(error: torch.Tensor, hook: LearningSignal, sign: bool = False) -> torch.Tensor:
+    """``e B`` ([B, C] @ [C, N]), reshaped to the layer output [B, *shape]."""
+    e = _sdfa_error(error) if sign else error
+    fb = hook.feedback.reshape(hook.num_classes, -1)
+    return (e.to(fb.dtype) @ fb).reshape((e.shape[0],) + hook.shape)
+
+
+# ======================================================================================
+# One batch
+# ======================================================================================
+@dataclass
+class BatchSignals:
+    """The learning signals of one batch at the hooked layer, for every window step.
+
+    ``steps``: the window steps t (0-based, ``t >= T - delay_ls``); ``labels`` [B];
+    ``error`` [W, B, C] = ``e_t = dL/dlogits_t``; ``bp`` [W, B, N] = ``dL/ds_t`` through the layers above
+    at the same step; ``dfa`` [W, B, N] = ``e_t B``; ``sdfa`` [W, B, N] = ``sign(e_t) B / batch``;
+    ``spikes`` [W, B, N], the layer's output; ``feedback`` [C, N], B. (N: the layer output flattened.)
+    """
+
+    steps: List[int]
+    labels: torch.Tensor
+    error: torch.Tensor
+    bp: torch.Tensor
+    dfa: torch.Tensor
+    sdfa: torch.Tensor
+    spikes: torch.Tensor
+    feedback: torch.Tensor
+
+    def cosines(self, kind: str = "dfa") -> torch.Tensor:
+        """Per-step cosine [W] between the ``kind`` signal ('dfa' or 'sdfa') and the BP signal."""
+        return _rowwise_cosines(getattr(self, kind), self.bp)
+
+    def angles(self, kind: str = "dfa") -> torch.Tensor:
+        """Per-step angle [W] in degrees between the ``kind`` signal and the BP signal."""
+        return stepwise_angles(getattr(self, kind), self.bp)
+
+
+class _SpikeCapture:
+    """Forward hook on a LearningSignal: keeps the layer output (its input) of every step."""
+
+    def __init__(self, hook: LearningSignal):
+        self.values: List[torch.Tensor] = []
+        self.handle = hook.register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        self.values.append(inputs[0].detach())
+
+    def remove(self):
+        self.handle.remove()
+
+
+def signals_for_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, delay_ls: int,
+                      loss_fn=F.cross_entropy, hook_index: int = -1) -> BatchSignals:
+    """Run one batch as S-TLLR training does (steps before the window without a graph; at each window
+    step ``loss_fn(out_t, y).backward()``) WITHOUT an optimizer step, and return the BP, DFA and sDFA
+    learning signals of the hooked layer (:class:`BatchSignals`), whatever the model's own feedback mode.
+
+    The BP signal is what arrives at the hook from above (``LearningSignal.last_bp_grad``); ``e_t`` is the
+    output error recorded by the model's output tap; DFA and sDFA are formed here from ``e_t`` and the
+    hook's B. frames [B, T, ...] (batch-major, as the loaders give them), labels [B]. The model's state is
+    reset and its parameters' ``.grad`` cleared afterwards.
+    """
+    hook = signal_hook(model, hook_index)
+    context = getattr(model, "feedback_context", None)
+    if context is None:
+        raise ValueError("model has no feedback_context: learning signals need an S-TLLR model of stllr.models")
+    x = frames.transpose(0, 1).contiguous()
+    steps = int(x.shape[0])
+    start = max(0, steps - int(delay_ls))
+    was_recording = hook.record
+    hook.record = True
+    capture = _SpikeCapture(hook)
+    out_steps, errors, bps, spikes = [], [], [], []
+    try:
+        model.reset_state()
+        model.zero_grad(set_to_none=True)
+        for t in range(steps):
+            if t < start:
+                with torch.no_grad():
+                    model(x[t])
+                continue
+            n_before = len(capture.values)
+            out = model(x[t])
+            loss_fn(out, labels).backward()
+            out_steps.append(t)
+            errors.append(context.error.detach().clone())
+            bps.append(hook.last_bp_grad.clone())
+            spikes.append(capture.values[n_before])
+    finally:
+        capture.remove()
+        hook.record = was_recording
+        model.zero_grad(set_to_none=True)
+        model.reset_state()
+    error = torch.stack(errors)
+    dfa = torch.stack([_feedback(e, hook) for e in errors])
+    sdfa = torch.stack([_feedback(e, hook, sign=True) for e in errors])
+    flat = lambda v: v.reshape(v.shape[0], v.shape[1], -1)  # noqa: E731
+    return BatchSignals(out_steps, labels.detach().clone(), error, flat(torch.stack(bps)), flat(dfa), flat(sdfa),
+                        flat(torch.stack(spikes)), hook.feedback.detach().reshape(hook.num_classes, -1).clone())
+
+
+# ======================================================================================
+# Training while recording the angles
+# ======================================================================================
+def train_batch_recording(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, optimizer, loss_fn,
+                          delay_ls: int, hook_index: int = -1) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """:func:`stllr.train.train_batch` in ``stllr`` mode (the same updates, bit for bit) that also measures
+    the learning signal of the hooked layer at every window step, before the optimizer step.
+
+    Returns ``(pred [B, C], record)``; ``record`` holds means over the window steps of
+    ``angle_feedback`` (the feedback part of the model's signal, ``e_t B`` for BP and DFA models and
+    ``sign(e_t) B / batch`` for sDFA, against the BP signal ``dL/ds_t``; for a BP model a control: the DFA
+    signal it would get), ``angle_signal`` (the signal actually delivered, rate penalty included, against
+    the BP signal), ``cos_feedback``, ``signal_norm_ratio`` (|delivered| / |BP|), the
+    hidden firing rate ``rate`` over all T steps (fraction of neurons spiking per step) and
+    ``angle_readout`` (:func:`readout_angle`, the weights of this batch).
+    """
+    hook = signal_hook(model, hook_index)
+    context = model.feedback_context
+    x = frames.transpose(0, 1).contiguous()
+    steps = int(x.shape[0])
+    start = max(0, steps - int(delay_ls))
+    was_recording = hook.record
+    hook.record = True
+    capture = _SpikeCapture(hook)
+    bps, fbs, sigs = [], [], []
+    pred = None
+    try:
+        model.reset_state()
+        optimizer.zero_grad(set_to_none=True)
+        for t in range(steps):
+            if t < start:
+                with torch.no_grad():
+                    out = model(x[t])
+            else:
+                out = model(x[t])
+                loss_fn(out, labels).backward()
+                bps.append(hook.last_bp_grad)
+                fbs.append(_feedback(context.error.detach(), hook, sign=hook.mode == "sdfa"))
+                sigs.append(hook.last_signal)
+            out = out.detach()
+            pred = out if pred is None else pred + out
+        bp, fb, sg = torch.stack(bps), torch.stack(fbs), torch.stack(sigs)  # [W, B, *shape]
+        fb_cos = _rowwise_cosines(fb, bp)
+        flat = lambda v: v.reshape(v.shape[0], -1).double()  # noqa: E731
+        record = {"angle_feedback": float(torch.rad2deg(torch.arccos(fb_cos.clamp(-1.0, 1.0))).mean()),
+                  "angle_signal": float(stepwise_angles(sg, bp).mean()), "cos_feedback": float(fb_cos.mean()),
+                  "signal_norm_ratio": float((flat(sg).norm(dim=1) / flat(bp).norm(dim=1)).mean()),
+                  "rate": float(torch.stack(capture.values).float().mean()),
+                  "angle_readout": readout_angle(model, hook)}
+        optimizer.step()
+    finally:
+        capture.remove()
+        hook.record = was_recording
+    return pred, record
+
+
+@dataclass
+class SignalRun:
+    """One training run of :func:`train_recording`.
+
+    ``history``: per epoch (0 = before training, test only) ``epoch``, ``train_acc``, ``train_loss``,
+    ``test_acc``, ``test_loss`` (%, mean CE of the logits summed over T). ``records``: one dict per
+    recorded batch, ``batch`` (optimizer steps before it), ``epoch`` (``batch / batches_per_epoch``) and the
+    fields of :func:`train_batch_recording`. ``seconds``: wall clock of the whole run.
+    """
+
+    method: SignalMethod
+    seed: int
+    history: List[Dict[str, Any]]
+    records: List[Dict[str, float]]
+    model: nn.Module = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> Dict[str, Any]:
+        return self.history[-1]
+
+    def series(self, key: str) -> np.ndarray:
+        """``key`` of every recorded batch (or of every epoch for history keys), as an array."""
+        if self.records and key in self.records[0]:
+            return np.array([r[key] for r in self.records], dtype=float)
+        return np.array([h[key] for h in self.history if h.get(key) is not None], dtype=float)
+
+
+def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, seed: int = 0, device="cpu",
+                    threads: Optional[int] = 1, record_every: Optional[int] = None,
+                    epochs: Optional[int] = None) -> SignalRun:
+    """Train an S-TLLR model with ``method``'s learning signal for ``epochs`` (default
+    ``config['epochs']``), recording the signal angles at every ``record_every``-th batch (default
+    ``config['record_every']``; the first batch is always recorded, before any update).
+
+    The same training as :func:`stllr.experiments.train_method` (seed, model, optimizer, batches and
+    order; :func:`stllr.train.train_batch` on the other batches), so with the same settings the accuracies
+    are identical. ``data``: ``(train_set, test_set, info)`` of :func:`load_data`.
+    """
+    train_set, test_set, info = data
+    device = torch.device(device)
+    epochs = int(config["epochs"] if epochs is None else epochs)
+    every = max(1, int(config["record_every"] if record_every is None else record_every))
+    delay_ls = int(config["delay_ls"])
+    t0 = time.perf_counter()
+    with E.num_threads(threads):
+        seed_everything(seed)
+        model = build_signal_model(method, config, info).to(device)
+        optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"])
+        train_loader, test_loader = E.loaders_for(train_set, test_set, info)
+        per_epoch = len(train_loader)
+        te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
+        history = [{"epoch": 0, "train_acc": None, "train_loss": None, "test_acc": te["acc"], "test_loss": te["loss"]}]
+        records: List[Dict[str, float]] = []
+        step = 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            correct = loss_sum = count = 0.0
+            for frames, labels in train_loader:
+                frames = frames.to(device, dtype=torch.float32)
+                labels = labels.to(device, dtype=torch.int64).view(-1)
+                if step % every == 0:
+                    pred, rec = train_batch_recording(model, frames, labels, optimizer, F.cross_entropy, delay_ls)
+                    records.append({"batch": step, "epoch": step / per_epoch, **rec})
+                else:
+                    pred = train_batch(model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls)
+                step += 1
+                with torch.no_grad():
+                    n = labels.shape[0]
+                    loss_sum += float(F.cross_entropy(pred, labels)) * n
+                    correct += float((pred.argmax(1) == labels).sum())
+                    count += n
+            te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
+            history.append({"epoch": epoch, "train_acc": 100.0 * correct / count, "train_loss": loss_sum / count,
+                            "test_acc": te["acc"], "test_loss": te["loss"]})
+    return SignalRun(method, seed, history, records, model, time.perf_counter() - t0)
+
+
+def run_trials(methods: Sequence[SignalMethod], data, config: Mapping[str, Any], *, trials: int = 3, seed: int = 0,
+               device="cpu", threads: Optional[int] = 1, **kw) -> Dict[str, List[SignalRun]]:
+    """:func:`train_recording` for every method and trial; trial k (0-based) uses seed ``seed + k`` (so
+    every method starts trial k from the same initial weights and sees the same batches).
+    Returns ``{method.key: [SignalRun per trial]}``."""
+    return {m.key: [train_recording(m, data, config, seed=seed + k, device=device, threads=threads, **kw)
+                    for k in range(int(trials))] for m in methods}
+
+
+# ======================================================================================
+# Summaries
+# ======================================================================================
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), as the paper reports trials."""
+    values = [float(v) for v in values]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _window_mean(run: SignalRun, key: str, first: bool) -> float:
+    """``key`` at the first recorded batch, or averaged over the recorded batches of the last epoch."""
+    if first:
+        return run.records[0][key]
+    last = max(r["epoch"] for r in run.records)
+    start = math.floor(last)
+    return float(np.mean([r[key] for r in run.records if r["epoch"] >= start]))
+
+
+def summarise_trials(runs: Mapping[str, Sequence[SignalRun]]) -> List[Dict[str, Any]]:
+    """One row per method: ``key``, ``label``, ``trials``, ``test`` / ``test_std`` (final test accuracy,
+    mean and sample std over trials), ``best`` / ``best_std`` (best epoch), ``train`` (final train
+    accuracy, mean), ``angle_start`` / ``angle_end`` (feedback-vs-BP angle at the first batch / over the
+    last epoch, mean over trials, degrees), ``angle_end_std``, ``signal_start`` / ``signal_end`` (the
+    delivered signal, rate penalty included, vs BP), ``readout_start`` / ``readout_end``
+    (W_out vs B), ``rate_start`` / ``rate_end`` (hidden firing, % of neurons per step)."""
+    rows = []
+    for key, rs in runs.items():
+        m = rs[0].method
+        test = mean_std([r.final["test_acc"] for r in rs])
+        best = mean_std([max(h["test_acc"] for h in r.history[1:]) for r in rs])
+        end = mean_std([_window_mean(r, "angle_feedback", False) for r in rs])
+        rows.append({
+            "key": key, "label": m.label, "trials": len(rs), "test": test[0], "test_std": test[1],
+            "best": best[0], "best_std": best[1], "train": mean_std([r.final["train_acc"] for r in rs])[0],
+            "angle_start": mean_std([_window_mean(r, "angle_feedback", True) for r in rs])[0],
+            "angle_end": end[0], "angle_end_std": end[1],
+            "signal_start": mean_std([_window_mean(r, "angle_signal", True) for r in rs])[0],
+            "signal_end": mean_std([_window_mean(r, "angle_signal", False) for r in rs])[0],
+            "readout_start": mean_std([_window_mean(r, "angle_readout", True) for r in rs])[0],
+            "readout_end": mean_std([_window_mean(r, "angle_readout", False) for r in rs])[0],
+            "rate_start": 100 * mean_std([_window_mean(r, "rate", True) for r in rs])[0],
+            "rate_end": 100 * mean_std([_window_mean(r, "rate", False) for r in rs])[0],
+        })
+    return rows
+
+
+def summary_table(rows: Sequence[Dict[str, Any]], paper: Optional[Mapping[str, Tuple[float, float]]] = None,
+                  kind: str = "all", paper_header: str = "paper SHD test % (other task)") -> str:
+    """Plain-text table of :func:`summarise_trials` rows. ``kind``: ``'accuracy'`` (accuracies, and the
+    ``paper``'s published ``{key: (mean, std)}`` in a column headed ``paper_header``), ``'alignment'``
+    (angles and firing rate, first batch -> last epoch) or ``'all'``."""
+    if kind not in ("accuracy", "alignment", "all"):
+        raise ValueError(f"kind: expected 'accuracy', 'alignment' or 'all', got {kind!r}")
+    out = []
+    for r in rows:
+        o = dict(r)
+        o["test_pm"] = f"{r['test']:.2f} +- {r['test_std']:.2f}"
+        o["best_pm"] = f"{r['best']:.2f} +- {r['best_std']:.2f}"
+        o["angle"] = f"{r['angle_start']:.1f} -> {r['angle_end']:.1f} +- {r['angle_end_std']:.1f}"
+        o["signal"] = f"{r['signal_start']:.1f} -> {r['signal_end']:.1f}"
+        o["readout"] = f"{r['readout_start']:.1f} -> {r['readout_end']:.1f}"
+        o["rate"] = f"{r['rate_start']:.1f} -> {r['rate_end']:.1f}"
+        if paper is not None:
+            o["paper"] = f"{paper[r['key']][0]:.2f} +- {paper[r['key']][1]:.2f}" if r["key"] in paper else None
+        out.append(o)
+    cols = [("label", "learning signal", ""), ("trials", "trials", "d")]
+    if kind in ("accuracy", "all"):
+        cols += [("test_pm", "final test %", ""), ("best_pm", "best test %", ""), ("train", "final train %", ".2f")]
+    if kind in ("alignment", "all"):
+        cols += [("angle", "angle(e_t B, BP) deg", ""), ("signal", "angle(delivered, BP) deg", ""),
+                 ("readout", "angle(W_out, B) deg", ""), ("rate", "firing %", "")]
+    if paper is not None and kind in ("accuracy", "all"):
+        cols += [("paper", paper_header, "")]
+    return E.format_table(out, cols)
+
+
+# ======================================================================================
+# Plots
+# ======================================================================================
+def _plt():
+    from . import plot  # noqa: F401  (sets a headless backend when needed)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _clean(ax):
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+
+
+def plot_signals(sig: BatchSignals, sample: int = 0, title: str = "", sdfa: bool = True, neurons: Optional[int] = None):
+    """Heatmaps (hidden neuron x window step) of the BP, DFA (and sDFA) signals of one sample, each divided by
+    its own largest |value| (printed in the panel title: the three differ in scale), and a last panel with
+    the per-step cosine of DFA / sDFA against BP over the whole batch (solid) and for this sample (dotted)."""
+    plt = _plt()
+    kinds = ["bp", "dfa"] + (["sdfa"] if sdfa else [])
+    names = {"bp": "BP: dL/ds_t (one step, from above)", "dfa": "DFA: e_t B", "sdfa": "sDFA: sign(e_t) B / batch"}
+    fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.3 * len(kinds) + 4.6, 3.9),
+                             gridspec_kw={"width_ratios": [1] * len(kinds) + [1.25]}, layout="constrained")
+    steps = np.array(sig.steps)
+    n = sig.bp.shape[-1] if neurons is None else min(int(neurons), sig.bp.shape[-1])
+    extent = (steps[0] - 0.5, steps[-1] + 0.5, n - 0.5, -0.5)
+    im = None
+    for ax, k in zip(axes, kinds):
+        v = getattr(sig, k)[:, sample, :n].double().numpy().T  # [N, W]
+        vmax = float(np.abs(v).max()) or 1.0
+        im = ax.imshow(v / vmax, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, extent=extent, interpolation="nearest")
+        ax.set_title(f"{names[k]}\nmax |value| {vmax:.2g}", fontsize=9)
+        ax.set_xlabel("time step t")
+    axes[0].set_ylabel(f"hidden neuron (sample {sample})")
+    for a in axes[1:len(kinds)]:
+        a.set_yticklabels([])
+    cb = fig.colorbar(im, ax=list(axes[:len(kinds)]), fraction=0.03, pad=0.02)
+    cb.set_label("signal / max |signal|", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    ax = axes[-1]
+    colors = {"dfa": "#ff7f0e", "sdfa": "#9467bd"}
+    for k in kinds[1:]:
+        name = "DFA" if k == "dfa" else "sDFA"
+        ax.plot(steps, sig.cosines(k).numpy(), "-o", ms=3, color=colors[k], label=f"{name} vs BP, whole batch")
+        one = [cosine(getattr(sig, k)[i, sample], sig.bp[i, sample]) for i in range(len(steps))]
+        ax.plot(steps, one, ":", color=colors[k], lw=1.5, label=f"{name} vs BP, sample {sample}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("cosine similarity with BP")
+    ax.set_title("per-step cosine (0 = orthogonal)", fontsize=9)
+    ax.legend(frameon=False, fontsize=7, loc="lower left")
+    _clean(ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _band(ax, x, ys, color, label, ls="-"):
+    ys = np.asarray(ys, dtype=float)
+    mean = ys.mean(0)
+    std = ys.std(0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
+    ax.plot(x, mean, ls, color=color, lw=1.8, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+
+
+def plot_accuracy(runs: Mapping[str, Sequence[SignalRun]], paper: Optional[Mapping[str, Tuple[float, float]]] = None,
+                  chance: Optional[float] = None, task: str = "", paper_task: str = "SHD, paper Table 3",
+                  same_task: bool = False):
+    """(a) test accuracy per epoch, mean +- std over trials (train accuracy dashed); (b) final test accuracy
+    per learning signal, ours (mean +- std) beside the paper's published numbers (grey; ``same_task``:
+    whether ours ran on the paper's task, which changes only the panel's title)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1.5, 1]})
+    ax = axes[0]
+    for key, rs in runs.items():
+        m = rs[0].method
+        ep = np.array([h["epoch"] for h in rs[0].history])
+        _band(ax, ep, [[h["test_acc"] for h in r.history] for r in rs], m.color, f"{m.label} (test)")
+        ax.plot(ep[1:], np.mean([[h["train_acc"] for h in r.history[1:]] for r in rs], 0), "--", color=m.color,
+                lw=1, alpha=0.8)
+    if chance is not None:
+        ax.axhline(chance, color="k", lw=0.8, ls=":", label=f"chance ({chance:g} %)")
+    ax.plot([], [], "k--", lw=1, label="train (mean)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy %")
+    n = len(next(iter(runs.values())))
+    ax.set_title(f"(a) S-TLLR with each learning signal{': ' + task if task else ''}\nmean \u00b1 std over {n} trials",
+                 fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+    _clean(ax)
+    ax = axes[1]
+    keys = list(runs)
+    xs = np.arange(len(keys))
+    w = 0.38
+    for i, key in enumerate(keys):
+        rs = runs[key]
+        mean, std = mean_std([r.final["test_acc"] for r in rs])
+        ax.bar(i - w / 2, mean, w, yerr=std, color=rs[0].method.color, capsize=3)
+        ax.text(i - w / 2, mean + std + 1, f"{mean:.1f}", ha="center", fontsize=8)
+        if paper and key in paper:
+            pm, ps = paper[key]
+            ax.bar(i + w / 2, pm, w, yerr=ps, color="#c7c7c7", hatch="//", edgecolor="#7f7f7f", capsize=3)
+            ax.text(i + w / 2, pm + ps + 1, f"{pm:.1f}", ha="center", fontsize=8, color="#555555")
+    if chance is not None:
+        ax.axhline(chance, color="k", lw=0.8, ls=":")
+    ax.set_xticks(xs, [runs[k][0].method.label for k in keys], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("final test accuracy %")
+    ax.set_title("(b) final test accuracy; grey: the paper's published numbers" if same_task else
+                 "(b) final test accuracy; grey: the paper's SHD numbers\n(a different, paper-scale task: scale only)",
+                 fontsize=9)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor="none", edgecolor="k", label=f"coloured: ours{' (' + task + ')' if task else ''}")]
+    if paper and any(k in paper for k in keys):
+        handles.append(Patch(facecolor="#c7c7c7", hatch="//", edgecolor="#7f7f7f", label=f"paper ({paper_task})"))
+    ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
+    _clean(ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_alignment(runs: Mapping[str, Sequence[SignalRun]], title: str = ""):
+    """Three panels against training epoch (mean +- std over trials, one point per recorded batch):
+    (a) angle between the feedback signal and the BP signal (90 degrees = orthogonal, dashed); (b) angle
+    between the readout W_out and B; (c) hidden firing rate (% of neurons per step)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
+    for key, rs in runs.items():
+        m = rs[0].method
+        x = rs[0].series("epoch")
+        label = m.label if m.feedback_mode != "bp" else "BP (control: e_t B it would get)"
+        _band(axes[0], x, [r.series("angle_feedback") for r in rs], m.color, label)
+        _band(axes[1], x, [r.series("angle_readout") for r in rs], m.color, m.label)
+        _band(axes[2], x, [100 * r.series("rate") for r in rs], m.color, m.label)
+    for ax in axes[:2]:
+        ax.axhline(90, color="k", ls="--", lw=1)
+        ax.text(0.99, 92, "90\u00b0 = orthogonal", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                fontsize=8)
+        ax.set_ylim(0, 120)
+        ax.set_yticks([0, 30, 60, 90, 120])
+        ax.set_ylabel("angle (degrees)")
+    axes[0].set_title("(a) DFA feedback e_t B vs the BP signal dL/ds_t\n(per batch, averaged over window steps)",
+                      fontsize=9)
+    axes[1].set_title("(b) readout weight W_out vs feedback matrix B", fontsize=9)
+    axes[2].set_title("(c) hidden firing rate", fontsize=9)
+    axes[2].set_ylabel("% of neurons spiking per step")
+    axes[0].legend(frameon=False, fontsize=8, loc="lower left")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        _clean(ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

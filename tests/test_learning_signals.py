@@ -1,0 +1,337 @@
+"""stllr.learning_signals (notebook 06): the BP / DFA / sDFA signals of one batch against independent
+references, the angles, training while recording (identical to the plain training code), summaries.
+
+References are computed here without the module: the BP signal by autograd (dL/ds_t of the same step's
+loss with respect to the hidden layer's output) and by the chain rule written out (the readout is
+u_t = beta u_{t-1} + s_t W^T + b with u_{t-1} detached, so dL/ds_t = e_t W); the DFA / sDFA signals
+from the logits: e_t = (softmax(logits_t) - onehot(y)) / batch, then e_t B and sign(e_t) B / batch.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stllr import experiments as E
+from stllr import learning_signals as LS
+from stllr.models import build_model
+from stllr.train import make_optimizer, train_batch
+
+DT = torch.float64
+B, T, M, H, C, WINDOW = 6, 8, 10, 12, 4, 5
+
+
+def _model(mode="bp", seed=0, rate_reg=0.0, dtype=DT):
+    torch.manual_seed(seed)
+    kw = dict(rate_reg=rate_reg, rate_target=0.03) if rate_reg else {}
+    model = build_model("randman_rsnn_stllr", num_classes=C, input_shape=(M,), hidden=H, factors=[0.5, 1, 1, 1],
+                        feedback_mode=mode, psi="sigmoid", **kw)
+    return model.to(dtype)
+
+
+def _batch(seed=1, dtype=DT):
+    g = torch.Generator().manual_seed(seed)
+    frames = (torch.rand(B, T, M, generator=g) < 0.3).to(dtype)  # [B, T, M] as the loaders give them
+    labels = torch.randint(0, C, (B,), generator=g)
+    return frames, labels
+
+
+def _onehot_error(logits, y):
+    p = torch.exp(logits - logits.max(1, keepdim=True).values)
+    p = p / p.sum(1, keepdim=True)
+    oh = torch.zeros_like(p)
+    oh[torch.arange(len(y)), y] = 1.0
+    return (p - oh) / logits.shape[0]
+
+
+def _reference_logits(model, frames):
+    """Logits of every step (no learning), [T, B, C]."""
+    x = frames.transpose(0, 1)
+    model.reset_state()
+    with torch.no_grad():
+        out = torch.stack([model(x[t]) for t in range(x.shape[0])])
+    model.reset_state()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# angles
+# ---------------------------------------------------------------------------------------------
+def test_angle_of_identical_opposite_orthogonal_and_zero_signals():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 7, generator=g, dtype=DT)
+    assert LS.angle_degrees(a, a) == pytest.approx(0.0, abs=1e-5)
+    assert LS.angle_degrees(a, 3.5 * a) == pytest.approx(0.0, abs=1e-5)  # scale does not matter
+    assert LS.angle_degrees(a, -a) == pytest.approx(180.0, abs=1e-5)
+    e1, e2 = torch.zeros(4), torch.zeros(4)
+    e1[0], e2[1] = 2.0, -1.0
+    assert LS.angle_degrees(e1, e2) == pytest.approx(90.0)
+    assert LS.angle_degrees(e1, e1 + e2.abs() * 2) == pytest.approx(45.0)
+    assert math.isnan(LS.angle_degrees(torch.zeros(4), e1))
+    assert LS.cosine(e1, e1 + e2.abs() * 2) == pytest.approx(math.sqrt(0.5))
+
+
+def test_stepwise_angles_flatten_each_step_over_batch_and_neurons():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 3, 6, generator=g, dtype=DT)
+    b = torch.randn(4, 3, 6, generator=g, dtype=DT)
+    b[2] = -a[2]
+    got = LS.stepwise_angles(a, b)
+    assert got.shape == (4,)
+    for i in range(4):
+        c = float((a[i].flatten() @ b[i].flatten()) / (a[i].norm() * b[i].norm()))
+        assert got[i] == pytest.approx(math.degrees(math.acos(max(-1, min(1, c)))), abs=1e-6)
+    assert got[2] == pytest.approx(180.0, abs=1e-5)
+    with pytest.raises(ValueError, match="shapes differ"):
+        LS.stepwise_angles(a, b[:, :2])
+
+
+# ---------------------------------------------------------------------------------------------
+# one batch: the signals against independent references
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["bp", "dfa"])
+def test_bp_signal_equals_autograd_dL_ds_and_the_chain_rule(mode):
+    model = _model(mode)
+    frames, labels = _batch()
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    assert sig.steps == list(range(T - WINDOW, T))
+    assert sig.bp.shape == sig.dfa.shape == sig.sdfa.shape == sig.spikes.shape == (WINDOW, B, H)
+    assert sig.error.shape == (WINDOW, B, C)
+
+    # autograd reference on a BP copy: dL_t/ds_t at each window step, s_t captured after the hidden layer
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if hasattr(m, "mode") and hasattr(m, "feedback"):
+            m.mode = "bp"
+    captured = []
+    handle = ref.linear1.register_forward_hook(lambda mod, inp, out: captured.append(out))
+    x = frames.transpose(0, 1)
+    ref.reset_state()
+    auto = []
+    for t in range(T):
+        if t < T - WINDOW:
+            with torch.no_grad():
+                ref(x[t])
+            continue
+        out = ref(x[t])
+        (g,) = torch.autograd.grad(F.cross_entropy(out, labels), captured[-1])
+        auto.append(g)
+    handle.remove()
+    torch.testing.assert_close(sig.bp, torch.stack(auto), rtol=1e-10, atol=1e-14)
+
+    # the chain rule written out: e_t W_out, e_t from the logits
+    logits = _reference_logits(model, frames)[T - WINDOW:]
+    e = torch.stack([_onehot_error(logits[i], labels) for i in range(WINDOW)])
+    torch.testing.assert_close(sig.error, e, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(sig.bp, e @ model.last_layer.weight.detach(), rtol=1e-10, atol=1e-14)
+
+
+def test_dfa_and_sdfa_signals_equal_e_times_B_written_out():
+    model = _model("bp")
+    frames, labels = _batch(2)
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    Bm = model.linear1_hook.feedback.detach()
+    assert Bm.shape == (C, H)
+    torch.testing.assert_close(sig.feedback, Bm)
+    logits = _reference_logits(model, frames)[T - WINDOW:]
+    for i in range(WINDOW):
+        e = _onehot_error(logits[i], labels)
+        dfa = torch.zeros(B, H, dtype=DT)
+        sdfa = torch.zeros(B, H, dtype=DT)
+        for b in range(B):
+            for c in range(C):
+                dfa[b] += e[b, c] * Bm[c]
+                sdfa[b] += (1.0 if e[b, c] > 0 else -1.0 if e[b, c] < 0 else 0.0) / B * Bm[c]
+        torch.testing.assert_close(sig.dfa[i], dfa, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(sig.sdfa[i], sdfa, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["dfa", "sdfa"])
+def test_formed_signal_equals_what_the_models_own_hook_delivers(mode):
+    """A DFA / sDFA model's hook replaces the gradient by exactly the signal formed here (its last step)."""
+    model = _model(mode)
+    frames, labels = _batch(3)
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    hook = model.linear1_hook
+    hook.record = True
+    x = frames.transpose(0, 1)
+    model.reset_state()
+    for t in range(T):
+        out = model(x[t])
+        F.cross_entropy(out, labels).backward()
+    torch.testing.assert_close(hook.last_signal, getattr(sig, mode)[-1], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(hook.last_bp_grad, sig.bp[-1], rtol=1e-10, atol=1e-14)
+
+
+def test_spikes_are_the_hidden_output_and_the_model_is_left_unchanged():
+    model = _model("dfa")
+    before = copy.deepcopy(model.state_dict())
+    frames, labels = _batch(4)
+    captured = []
+    handle = model.linear1.register_forward_hook(lambda mod, inp, out: captured.append(out.detach()))
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    handle.remove()
+    torch.testing.assert_close(sig.spikes, torch.stack(captured[T - WINDOW:]))
+    assert set(torch.unique(sig.spikes).tolist()) <= {0.0, 1.0}
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.linear1_hook.record is False
+    assert len(model.linear1_hook._forward_hooks) == 0
+
+
+def test_readout_equal_to_B_gives_angle_zero_and_random_B_is_near_orthogonal():
+    model = _model("dfa")
+    frames, labels = _batch(5)
+    # at initialisation B and W_out are independent random matrices: the signals are far from aligned
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    assert (sig.angles("dfa") > 45).all()
+    with torch.no_grad():
+        model.last_layer.weight.copy_(0.7 * model.linear1_hook.feedback)
+    assert LS.readout_angle(model) == pytest.approx(0.0, abs=1e-5)
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    assert torch.allclose(sig.angles("dfa"), torch.zeros(WINDOW, dtype=DT), atol=1e-4)
+    assert torch.allclose(sig.cosines("dfa"), torch.ones(WINDOW, dtype=DT), atol=1e-10)
+    with torch.no_grad():
+        model.last_layer.weight.copy_(-model.linear1_hook.feedback)
+    assert LS.readout_angle(model) == pytest.approx(180.0, abs=1e-5)
+    opt = make_optimizer("SGD", model.parameters(), 0.0)
+    _, rec = LS.train_batch_recording(model, frames, labels, opt, F.cross_entropy, WINDOW)
+    assert rec["angle_feedback"] == pytest.approx(180.0, abs=1e-4)
+    assert rec["angle_readout"] == pytest.approx(180.0, abs=1e-4)
+
+
+def test_readout_angle_is_nan_when_the_readout_does_not_map_the_hooked_layer():
+    model = build_model("shapes_cnn_stllr", feedback_mode="dfa")
+    assert LS.readout_weight(model) is None
+    assert math.isnan(LS.readout_angle(model))
+    with pytest.raises(ValueError, match="no LearningSignal"):
+        LS.signal_hook(build_model("randman_rsnn_bptt"))
+
+
+# ---------------------------------------------------------------------------------------------
+# training while recording
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,rate_reg", [("bp", 0.0), ("dfa", 0.0), ("dfa", 0.3), ("sdfa", 0.3)])
+def test_recording_batch_trains_bit_for_bit_like_train_batch(mode, rate_reg):
+    a = _model(mode, rate_reg=rate_reg)
+    b = copy.deepcopy(a)
+    oa = make_optimizer("Adam", a.parameters(), 1e-2)
+    ob = make_optimizer("Adam", b.parameters(), 1e-2)
+    for seed in (6, 7):
+        frames, labels = _batch(seed)
+        pa, rec = LS.train_batch_recording(a, frames, labels, oa, F.cross_entropy, WINDOW)
+        pb = train_batch(b, frames, labels, ob, F.cross_entropy, "stllr", WINDOW)
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
+    assert a.linear1_hook.record is False
+    assert 0.0 <= rec["rate"] <= 1.0
+    assert 0.0 <= rec["angle_feedback"] <= 180.0
+    if mode == "bp":
+        assert rec["angle_signal"] == pytest.approx(0.0, abs=1e-5)   # the delivered signal IS the BP signal
+        assert rec["signal_norm_ratio"] == pytest.approx(1.0)
+    elif rate_reg == 0.0:
+        assert rec["angle_signal"] == pytest.approx(rec["angle_feedback"], abs=1e-6)
+
+
+def test_recording_batch_angles_match_the_one_batch_signals():
+    model = _model("dfa")
+    frames, labels = _batch(8)
+    sig = LS.signals_for_batch(model, frames, labels, WINDOW)
+    rate_ref = []
+    h = model.linear1.register_forward_hook(lambda mod, inp, out: rate_ref.append(out.detach().mean()))
+    opt = make_optimizer("SGD", model.parameters(), 0.0)
+    _, rec = LS.train_batch_recording(model, frames, labels, opt, F.cross_entropy, WINDOW)
+    h.remove()
+    assert rec["angle_feedback"] == pytest.approx(float(sig.angles("dfa").mean()), abs=1e-6)
+    assert rec["cos_feedback"] == pytest.approx(float(sig.cosines("dfa").mean()), abs=1e-9)
+    assert rec["rate"] == pytest.approx(float(torch.stack(rate_ref).mean()), rel=1e-6)
+    assert rec["angle_readout"] == pytest.approx(LS.readout_angle(model), abs=1e-6)
+
+
+def _tiny_config(tmp_path):
+    cfg = LS.signal_config(epochs=2, data_path=str(tmp_path / "data"))
+    cfg["data_options"] = dict(LS.SMALL_RANDMAN, n_classes=3, n_units=20, n_steps=10, n_train_per_class=8,
+                               n_test_per_class=4)
+    cfg.update(batch_size=8, val_batch_size=12, delay_ls=6, T=10, record_every=2)
+    return cfg
+
+
+def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_path):
+    cfg = _tiny_config(tmp_path)
+    data = LS.load_data(cfg, 0)
+    method = LS.SIGNAL_METHODS[1]  # DFA
+    run = LS.train_recording(method, data, cfg, seed=3)
+    # the same training through the plain path of notebook 00 (stllr.train.run_epoch)
+    train_set, test_set, info = data
+    ref = E.Method("dfa", "DFA", cfg["arch"], "stllr", cfg["factors"], cfg["delay_ls"], cfg["psi"], "dfa")
+    res = E.train_method(ref, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3)
+    assert [h["test_acc"] for h in run.history] == [h["test_acc"] for h in res.history]
+    assert [h["train_acc"] for h in run.history[1:]] == pytest.approx([h["train_acc"] for h in res.history[1:]])
+    for (k, va), vb in zip(run.model.state_dict().items(), res.model.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
+    per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
+    assert [r["batch"] for r in run.records] == list(range(0, 2 * per_epoch, 2))
+    assert run.records[0]["epoch"] == 0.0
+    assert run.series("angle_feedback").shape == (len(run.records),)
+    assert run.series("test_acc").shape == (3,)
+
+
+def test_run_trials_summary_and_table(tmp_path):
+    cfg = _tiny_config(tmp_path)
+    data = LS.load_data(cfg, 0)
+    runs = LS.run_trials(LS.SIGNAL_METHODS[:2], data, cfg, trials=2, seed=5, epochs=1)
+    assert list(runs) == ["bp", "dfa"] and [r.seed for r in runs["bp"]] == [5, 6]
+    # trial k of every method starts from the same weights (same seed): the same epoch-0 accuracy
+    assert runs["bp"][0].history[0]["test_acc"] == runs["dfa"][0].history[0]["test_acc"]
+    rows = LS.summarise_trials(runs)
+    finals = [r.final["test_acc"] for r in runs["dfa"]]
+    assert rows[1]["test"] == pytest.approx(np.mean(finals))
+    assert rows[1]["test_std"] == pytest.approx(np.std(finals, ddof=1))
+    assert rows[1]["angle_start"] == pytest.approx(np.mean([r.records[0]["angle_feedback"] for r in runs["dfa"]]))
+    table = LS.summary_table(rows, LS.PAPER_SHD_SIGNALS, kind="accuracy")
+    assert "78.24 +- 1.84" in table and "74.60 +- 0.52" in table and "angle" not in table
+    assert table.splitlines()[0].startswith("learning signal")
+    table = LS.summary_table(rows, kind="alignment")
+    assert "angle(W_out, B)" in table and "final test" not in table
+    assert f"{rows[1]['angle_start']:.1f} -> {rows[1]['angle_end']:.1f}" in table
+    with pytest.raises(ValueError, match="kind"):
+        LS.summary_table(rows, kind="bogus")
+
+
+def test_mean_std_and_configs():
+    assert LS.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert LS.mean_std([4.0]) == (4.0, 0.0)
+    with pytest.raises(ValueError, match="DATA_PATH"):
+        LS.signal_config(full=True)
+    full = LS.signal_config(full=True, data_path="/nonexistent")
+    assert (full["dataset"], full["arch"], full["delay_ls"], full["T"], full["lr"]) == ("shd", "stllr_shd_net", 90, 100, 2e-4)
+    assert full["epochs"] == 200 and list(full["factors"]) == [0.5, 1.0, 1.0, 1.0]
+    small = LS.signal_config()
+    assert small["data_options"]["n_classes"] == 5 and small["delay_ls"] <= small["T"]
+    assert [m.key for m in small["methods"]] == ["bp", "dfa", "dfa_rate"]
+    assert LS.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
+    info = {"num_classes": 3, "input_shape": (7,)}
+    model = LS.build_signal_model(LS.SIGNAL_METHODS[2], dict(small, model_options={"hidden": 16}), info)
+    assert model.linear1.out_features == 16 and model.num_classes == 3
+    assert (model.linear1_hook.mode, model.linear1_hook.rate_reg, model.linear1_hook.rate_target) == ("dfa", 0.3, 0.03)
+
+
+def test_plots_draw(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    cfg = _tiny_config(tmp_path)
+    data = LS.load_data(cfg, 0)
+    runs = LS.run_trials(LS.SIGNAL_METHODS, data, cfg, trials=2, seed=0, epochs=1)
+    frames, labels = next(iter(E.loaders_for(*data)[0]))
+    sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg["delay_ls"])
+    import matplotlib.pyplot as plt
+    for fig in (LS.plot_signals(sig), LS.plot_accuracy(runs, LS.PAPER_SHD_SIGNALS, chance=100 / 3),
+                LS.plot_alignment(runs)):
+        assert len(fig.axes) >= 2
+        plt.close(fig)
