@@ -121,24 +121,40 @@ def interactive_figure(make_figure, **controls):
     ``make_figure`` returns a matplotlib figure, or ``(figure, text)`` to print a line under it.
     The figure is written into the output widget's state directly (not through the kernel's
     output routing), so the demo looks the same in JupyterLab, papermill and nbval, and it
-    renders with its defaults in headless runs. Returns an ``ipywidgets.VBox``.
+    renders with its defaults in headless runs. An exception while redrawing after a change shows
+    its traceback in the output area (stderr); one in the first draw is raised. Returns an
+    ``ipywidgets.VBox``.
     """
+    import traceback
+
     import ipywidgets as widgets
 
     out = widgets.Output()
 
-    def redraw(_change=None):
-        result = make_figure(**{name: w.value for name, w in controls.items()})
-        fig, text = result if isinstance(result, tuple) else (result, None)
-        out.outputs = ()
-        out.append_display_data(fig)
-        if text:
-            out.append_stdout(text + "\n")
-        plt.close(fig)
+    def redraw(_change=None, _initial=False):
+        # A failure while redrawing after a control change would otherwise only reach the kernel
+        # log: show its traceback in the output area (as stderr) instead; the first draw re-raises
+        # so headless runs (nbval, papermill) still fail loudly.
+        fig = None
+        try:
+            result = make_figure(**{name: w.value for name, w in controls.items()})
+            fig, text = result if isinstance(result, tuple) else (result, None)
+            out.outputs = ()
+            out.append_display_data(fig)
+            if text:
+                out.append_stdout(text + "\n")
+        except Exception:
+            out.outputs = ()
+            out.append_stderr(traceback.format_exc())
+            if _initial:
+                raise
+        finally:
+            if fig is not None:
+                plt.close(fig)
 
     for w in controls.values():
         w.observe(redraw, names="value")
-    redraw()
+    redraw(_initial=True)
     box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), out])
     box.redraw = redraw
     return box
