@@ -9,7 +9,7 @@ Time scales. ``ToFrame(time_window=dt)`` turns events into T frames of length ``
 one time step of the network. A trace ``tr_t = lambda * tr_{t-1} + x_t`` (rule.md steps 1 and 5)
 sums ``1 + lambda + lambda^2 + ... = 1 / (1 - lambda)`` steps of input: it remembers about
 ``1 / (1 - lambda)`` frames, i.e. ``dt / (1 - lambda)`` of real time (its e-folding time constant,
-``-dt / ln(lambda)``, is about one step shorter). The membrane decay ``beta = sigmoid(leak)`` works
+``-dt / ln(lambda)``, is about half a step shorter). The membrane decay ``beta = sigmoid(leak)`` works
 the same way. So a decay is only meaningful together with the frame length: the same
 ``lambda = 0.9`` spans 100 ms with SHD's 10 ms frames and 750 ms with DVS Gesture's 75 ms frames.
 """
@@ -105,10 +105,10 @@ def frames_rgb(frames, vmax: Optional[float] = None) -> np.ndarray:
         vmax = float(np.percentile(nz, 99)) if nz.size else 1.0
     on = np.clip(f[:, 1] / vmax, 0, 1)
     off = np.clip(f[:, 0] / vmax, 0, 1)
-    # white minus what each polarity absorbs: ON keeps red, OFF keeps blue
-    r = 1.0 - off * 0.85
+    # white minus what each polarity absorbs: ON keeps red, OFF keeps blue, both keep red and blue
+    r = 1.0 - off * (1.0 - on) * 0.85
     g = 1.0 - np.maximum(on, off) * 0.85
-    b = 1.0 - on * 0.85
+    b = 1.0 - on * (1.0 - off) * 0.85
     return np.stack([r, g, b], axis=-1)
 
 
@@ -307,6 +307,8 @@ def trace_span_steps(lam: float) -> float:
 def trace_time_constant_steps(lam: float) -> float:
     """e-folding time of the trace in steps: ``-1 / ln(lam)`` (0 for lam = 0, inf for lam = 1)."""
     lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {lam}")
     if lam == 0.0:
         return 0.0
     if lam == 1.0:
