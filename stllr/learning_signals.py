@@ -328,38 +328,30 @@ def train_batch_recording(model: nn.Module, frames: torch.Tensor, labels: torch.
     """
     hook = signal_hook(model, hook_index)
     context = model.feedback_context
-    x = frames.transpose(0, 1).contiguous()
-    steps = int(x.shape[0])
-    start = max(0, steps - int(delay_ls))
     was_recording = hook.record
     hook.record = True
     capture = _SpikeCapture(hook)
     bps, fbs, sigs = [], [], []
-    pred = None
-    try:
-        model.reset_state()
-        optimizer.zero_grad(set_to_none=True)
-        for t in range(steps):
-            if t < start:
-                with torch.no_grad():
-                    out = model(x[t])
-            else:
-                out = model(x[t])
-                loss_fn(out, labels).backward()
-                bps.append(hook.last_bp_grad)
-                fbs.append(_feedback(context.error.detach(), hook, sign=hook.mode == "sdfa"))
-                sigs.append(hook.last_signal)
-            out = out.detach()
-            pred = out if pred is None else pred + out
+    record: Dict[str, float] = {}
+
+    def after_backward(_t):
+        bps.append(hook.last_bp_grad)
+        fbs.append(_feedback(context.error.detach(), hook, sign=hook.mode == "sdfa"))
+        sigs.append(hook.last_signal)
+
+    def before_step():  # the record describes this batch's weights, before the optimizer step
         bp, fb, sg = torch.stack(bps), torch.stack(fbs), torch.stack(sigs)  # [W, B, *shape]
         fb_cos = _rowwise_cosines(fb, bp)
         flat = lambda v: v.reshape(v.shape[0], -1).double()  # noqa: E731
-        record = {"angle_feedback": float(torch.rad2deg(torch.arccos(fb_cos.clamp(-1.0, 1.0))).mean()),
-                  "angle_signal": float(stepwise_angles(sg, bp).mean()), "cos_feedback": float(fb_cos.mean()),
-                  "signal_norm_ratio": float((flat(sg).norm(dim=1) / flat(bp).norm(dim=1)).mean()),
-                  "rate": float(torch.stack(capture.values).float().mean()),
-                  "angle_readout": readout_angle(model, hook)}
-        optimizer.step()
+        record.update({"angle_feedback": float(torch.rad2deg(torch.arccos(fb_cos.clamp(-1.0, 1.0))).mean()),
+                       "angle_signal": float(stepwise_angles(sg, bp).mean()), "cos_feedback": float(fb_cos.mean()),
+                       "signal_norm_ratio": float((flat(sg).norm(dim=1) / flat(bp).norm(dim=1)).mean()),
+                       "rate": float(torch.stack(capture.values).float().mean()),
+                       "angle_readout": readout_angle(model, hook)})
+
+    try:
+        pred = train_batch(model, frames, labels, optimizer, loss_fn, mode="stllr", delay_ls=delay_ls,
+                           grad_sync=before_step, after_backward=after_backward)
     finally:
         capture.remove()
         hook.record = was_recording

@@ -353,11 +353,14 @@ def _time_major(frames: torch.Tensor) -> torch.Tensor:
 
 def train_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                 loss_fn, mode: str = "stllr", delay_ls: int = 5,
-                grad_sync: Optional[Callable[[], None]] = None) -> torch.Tensor:
+                grad_sync: Optional[Callable[[], None]] = None,
+                after_backward: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """Train on one batch. frames: [B, T, ...] (batch-major, as the loaders give them), labels [B].
 
     Returns the detached prediction (logits summed over all T), [B, classes]. ``grad_sync`` is
     called right before every optimizer step (data-parallel gradient averaging).
+    ``after_backward(t)`` (S-TLLR modes) is called after the backward of each learning step ``t``,
+    e.g. to read the learning signals a hook recorded (:mod:`stllr.learning_signals`).
     """
     x = _time_major(frames)
     steps = x.shape[0]
@@ -390,6 +393,8 @@ def train_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, op
                 optimizer.zero_grad(set_to_none=True)
             out = model(x[t])
             loss_fn(out, labels).backward()
+            if after_backward is not None:
+                after_backward(t)
             if online:
                 if grad_sync is not None:
                     grad_sync()

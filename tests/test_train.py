@@ -53,6 +53,25 @@ def test_stllr_mode_window_no_grad_before_and_one_step_per_batch():
     assert not pred.requires_grad and pred.shape == (6, 10)
 
 
+def test_after_backward_sees_each_window_step_before_the_optimizer_step():
+    torch.manual_seed(0)
+    model = build_model("randman_rsnn_stllr")
+    opt = make_optimizer("SGD", model.parameters(), 0.1)
+    steps = _StepCounter(opt)
+    seen = []
+    w = model.fc_out.weight if hasattr(model, "fc_out") else next(model.parameters())
+
+    def after_backward(t):
+        seen.append((t, steps.n, w.grad is not None))
+
+    x, y = _batch(steps=8)
+    train_batch(model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3, after_backward=after_backward)
+    assert seen == [(5, 0, True), (6, 0, True), (7, 0, True)]
+    seen.clear()
+    train_batch(model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=2, after_backward=after_backward)
+    assert [(t, n) for t, n, _ in seen] == [(6, 1), (7, 2)]  # online: before that step's optimizer step
+
+
 def test_stllr_mode_gradient_is_the_sum_over_the_window():
     torch.manual_seed(0)
     model = build_model("randman_rsnn_stllr")
