@@ -24,6 +24,7 @@ from .plot_results import _clean, method_color
 from .sweeps import SMALL_RANDMAN, DataSpec, Sweep
 
 __all__ = ["DFA_RATE_REG", "PAPER_SHD_ROWS", "study_config", "comparison_methods", "window_methods",
+           "bptt_window_methods",
            "window_rows", "window_table", "table3_rows", "table3_beside", "plot_accuracy_vs_window"]
 
 #: The firing-rate penalty that keeps a DFA-trained recurrent layer from running away on randman
@@ -75,16 +76,32 @@ def comparison_methods(config: Mapping[str, Any], dfa_rate_reg: bool = True) -> 
             Method("bptt", "BPTT", c["twin"], "bptt", c["factors"], c["window"], c["psi"])]
 
 
-def window_methods(config: Mapping[str, Any], windows: Optional[Sequence[int]] = None) -> List[Method]:
-    """S-TLLR (BP) with a learning signal on the last ``d`` steps for each ``d`` (keys ``d<d>``)."""
+def _windows(config: Mapping[str, Any], windows: Optional[Sequence[int]]) -> List[int]:
     T = int(config["T"])
     out = []
-    for d in windows or config["windows"]:
+    for d in config["windows"] if windows is None else windows:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= T:
             raise ValueError(f"windows: each learning window must be an integer in [1, T={T}], got {d!r}")
-        out.append(Method(f"d{int(d)}", f"{int(d)} steps", config["arch"], "stllr", config["factors"], int(d),
-                          config["psi"], "bp"))
+        out.append(int(d))
     return out
+
+
+def _steps(d: int) -> str:
+    return f"{d} step" if d == 1 else f"{d} steps"
+
+
+def window_methods(config: Mapping[str, Any], windows: Optional[Sequence[int]] = None) -> List[Method]:
+    """S-TLLR (BP) with a learning signal on the last ``d`` steps for each ``d`` (keys ``d<d>``)."""
+    return [Method(f"d{d}", _steps(d), config["arch"], "stllr", config["factors"], d, config["psi"], "bp")
+            for d in _windows(config, windows)]
+
+
+def bptt_window_methods(config: Mapping[str, Any], windows: Optional[Sequence[int]] = None) -> List[Method]:
+    """The control for :func:`window_methods`: the BPTT twin trained on the same loss, the per-step
+    losses of the last ``d`` steps (training mode ``bptt_window``), with exact credit assignment
+    through time (keys ``b<d>``)."""
+    return [Method(f"b{d}", f"BPTT, loss of the last {_steps(d)}", config["twin"], "bptt_window", config["factors"], d,
+                   config["psi"]) for d in _windows(config, windows)]
 
 
 def window_rows(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None) -> List[Dict[str, Any]]:
@@ -139,24 +156,32 @@ def table3_beside(sweep: Sweep, config: Mapping[str, Any]) -> str:
 
 
 def plot_accuracy_vs_window(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None,
-                            measured_mac_ratio: Optional[Mapping[int, float]] = None, chance: Optional[float] = None):
+                            measured_mac_ratio: Optional[Mapping[int, float]] = None, chance: Optional[float] = None,
+                            bptt_windows: Optional[Sweep] = None):
     """Two panels against the number of learning steps d: test accuracy (every trial a dot, mean +-
-    std, BPTT's mean +- std as a band, ``chance`` (%) dotted) and the MAC saving vs BPTT (Eq. 20-21;
+    std, BPTT's mean +- std as a band, ``chance`` (%) dotted; ``bptt_windows``: the
+    :func:`bptt_window_methods` control, drawn dashed) and the MAC saving vs BPTT (Eq. 20-21;
     ``measured_mac_ratio``: ``{d: ratio}`` counted by :func:`stllr.experiments.macs_vs_window`, drawn
     as dots). Returns the figure."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
+    curves = [(sweep, method_color("stllr"), "-", "S-TLLR (BP), mean +- std")]
+    if bptt_windows is not None:
+        curves.append((bptt_windows, method_color("bptt"), "--", "BPTT, same window loss"))
+    for sw, c, ls, label in curves:
+        rows_sw = window_rows(sw, config)
+        for key, r in zip(sw, rows_sw):
+            acc = sw.accuracies(key)
+            ax.scatter(np.full(len(acc), r["window"]), acc, s=10, color=c, alpha=0.5, zorder=3)
+        ax.errorbar([r["window"] for r in rows_sw], [r["mean"] for r in rows_sw], yerr=[r["std"] for r in rows_sw],
+                    color=c, ls=ls, marker="o", capsize=3, label=label)
     rows = window_rows(sweep, config, bptt)
     d = np.array([r["window"] for r in rows])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
     c = method_color("stllr")
-    for key, r in zip(sweep, rows):
-        acc = sweep.accuracies(key)
-        ax.scatter(np.full(len(acc), r["window"]), acc, s=10, color=c, alpha=0.5, zorder=3)
-    ax.errorbar(d, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], color=c, marker="o", capsize=3,
-                label="S-TLLR (BP), mean +- std")
     if bptt is not None:
         m, s = float(np.mean(bptt)), float(np.std(bptt, ddof=1)) if len(bptt) > 1 else 0.0
         ax.axhspan(m - s, m + s, color=method_color("bptt"), alpha=0.15, lw=0)
-        ax.axhline(m, color=method_color("bptt"), lw=1.5, label=f"BPTT (all {config['T']} steps)")
+        ax.axhline(m, color=method_color("bptt"), lw=1.5,
+                   label=f"BPTT, loss of the logits summed over all {config['T']} steps")
     if chance is not None:
         ax.axhline(chance, color="0.6", ls=":", lw=1)
         ax.text(d.max(), chance, "chance ", color="0.4", fontsize=8, ha="right", va="bottom")

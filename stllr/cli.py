@@ -68,7 +68,7 @@ def add_train_subcommand(subparsers) -> argparse.ArgumentParser:
                         "STLLRConv2dSigmoid, ..., or rational, triangle, sigmoid, fast_sigmoid")
     g.add_argument("--seed", type=int, default=1234)
     g.add_argument("--pretrained-model", default=None, help="initial weights (ours or a reference .pth.tar)")
-    g.add_argument("--training-mode", default="stllr", help="stllr, stllr_online or bptt")
+    g.add_argument("--training-mode", default="stllr", help="stllr, stllr_online, bptt, or bptt_window (BPTT of the per-step losses of the last --delay-ls steps)")
     g.add_argument("--feedback-mode", default="BP", help="learning signal: BP, DFA or sDFA")
     g.add_argument("--delay-ls", type=int, default=5,
                    help="number of final time steps with a learning signal (T - T_l)")

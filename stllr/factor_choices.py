@@ -251,11 +251,7 @@ def alpha_post_effects(values: Mapping[float, Any]) -> Dict[float, Tuple[float, 
 def subsweep(sweep, methods: Sequence[Method]):
     """The part of a :class:`stllr.sweeps.Sweep` that holds ``methods`` (in their order), e.g. for
     ``summary_table`` of one group."""
-    from .sweeps import Sweep
-
-    keys = [m.key for m in methods]
-    return Sweep({k: sweep[k] for k in keys}, labels={k: sweep.labels.get(k, k) for k in keys},
-                 settings=sweep.settings)
+    return sweep.subset([m.key for m in methods])
 
 
 def sweep_alpha_values(sweep, methods: Sequence[Method], metric: str = "final") -> Dict[float, Tuple[float, float]]:

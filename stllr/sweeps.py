@@ -103,6 +103,14 @@ class Sweep(dict):
         self.labels = dict(labels or {})
         self.settings = dict(settings or {})
 
+    def subset(self, keys: Sequence[str]) -> "Sweep":
+        """The part of this sweep that holds ``keys`` (in that order), e.g. for one table or plot."""
+        missing = [k for k in keys if k not in self]
+        if missing:
+            raise KeyError(f"keys: not in this sweep: {missing}; it holds {list(self)}")
+        return Sweep({k: self[k] for k in keys}, labels={k: self.labels.get(k, k) for k in keys},
+                     settings=self.settings)
+
     def accuracies(self, key: str, metric: str = "final") -> np.ndarray:
         """Test accuracies (%) of ``key``'s trials: ``metric`` 'final' (last epoch) or 'best'."""
         if metric not in ("final", "best"):

@@ -10,6 +10,9 @@ Training modes (one batch; every model's state is reset at the start of a batch)
   (weights change mid-sequence). Unlike the reference, the prediction sum is accumulated from
   detached logits, so no step's graph outlives its backward (the reference leaks them all).
 - ``bptt``: ``loss(sum_t out_t, y)``, one backward through time, one step (BPTT twins).
+- ``bptt_window`` (not in the reference): ``sum_{t >= T - delay_ls} loss(out_t, y)``, one backward
+  through time: the loss S-TLLR's window differentiates, with exact credit assignment through
+  time (a control for short learning windows; notebook 04).
 
 Prediction, accuracy and the reported loss use the logits summed over all T steps.
 
@@ -52,13 +55,18 @@ from .models import (
 __all__ = [
     "TrainConfig", "ConfigError", "validate_config", "train", "train_trial", "train_batch", "run_epoch",
     "evaluate", "evaluate_checkpoint", "make_optimizer", "make_scheduler", "make_loss", "seed_everything",
-    "load_checkpoint", "load_model_weights", "DATASETS", "TRAINING_MODES", "OPTIMIZERS", "LOSSES",
+    "load_checkpoint", "load_model_weights", "DATASETS", "TRAINING_MODES", "BPTT_MODES", "OPTIMIZERS", "LOSSES",
     "normalize_dataset", "checkpoint_paths", "atomic_torch_save", "atomic_write_text",
 ]
 
 log = logging.getLogger("stllr.train")
 
-TRAINING_MODES = ("stllr", "stllr_online", "bptt")
+#: ``stllr``: the rule, one optimizer step per batch; ``stllr_online``: one step per learning step;
+#: ``bptt``: exact gradient of the loss of the logits summed over all T (the reference's BPTT);
+#: ``bptt_window``: exact gradient of the per-step losses of the last ``delay_ls`` steps, the loss
+#: S-TLLR's window differentiates (a control: same loss, credit assignment through time).
+TRAINING_MODES = ("stllr", "stllr_online", "bptt", "bptt_window")
+BPTT_MODES = ("bptt", "bptt_window")
 #: accepted spellings (lower case) -> canonical name
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "nag": "NAG", "rmsprop": "RMSprop", "rprop": "Rprop"}
 LOSSES = ("CE", "MSE", "BCE")
@@ -228,10 +236,12 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
         raise ConfigError(f"--feedback-mode {c.feedback_mode} needs an S-TLLR arch; {c.arch} is trained by BPTT")
     if c.training_mode not in TRAINING_MODES:
         raise ConfigError(f"--training-mode: expected one of {', '.join(TRAINING_MODES)}, got {c.training_mode!r}")
-    if spec.is_stllr and c.training_mode == "bptt":
-        raise ConfigError(f"--training-mode bptt needs a BPTT arch (e.g. {spec.twin}); {c.arch} is an S-TLLR model")
-    if not spec.is_stllr and c.training_mode != "bptt":
-        raise ConfigError(f"arch {c.arch} is a BPTT model: use --training-mode bptt (or the S-TLLR arch {spec.twin})")
+    if spec.is_stllr and c.training_mode in BPTT_MODES:
+        raise ConfigError(f"--training-mode {c.training_mode} needs a BPTT arch (e.g. {spec.twin}); "
+                          f"{c.arch} is an S-TLLR model")
+    if not spec.is_stllr and c.training_mode not in BPTT_MODES:
+        raise ConfigError(f"arch {c.arch} is a BPTT model: use --training-mode bptt or bptt_window "
+                          f"(or the S-TLLR arch {spec.twin})")
     # optimisation
     key = str(c.optimizer).lower()
     if key not in OPTIMIZERS:
@@ -367,13 +377,17 @@ def train_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, op
     start = max(0, steps - int(delay_ls))  # first step with a learning signal (t >= T - delay_ls)
     model.reset_state()
     pred = None
-    if mode == "bptt":
+    if mode in BPTT_MODES:
         optimizer.zero_grad(set_to_none=True)
         total = None
+        loss = 0.0
         for t in range(steps):
             out = model(x[t])
             total = out if total is None else total + out
-        loss = loss_fn(total, labels)
+            if mode == "bptt_window" and t >= start:
+                loss = loss + loss_fn(out, labels)
+        if mode == "bptt":
+            loss = loss_fn(total, labels)
         loss.backward()
         if grad_sync is not None:
             grad_sync()

@@ -39,6 +39,10 @@ def test_methods():
     assert bptt.arch == "randman_rsnn_bptt" and bp.factors == (0.5, 1.0, 1.0, 1.0)
     w = S.window_methods(c, [1, 30])
     assert [(m.key, m.delay_ls) for m in w] == [("d1", 1), ("d30", 30)]
+    b = S.bptt_window_methods(c, [5])
+    assert [(m.key, m.arch, m.mode, m.delay_ls) for m in b] == [("b5", "randman_rsnn_bptt", "bptt_window", 5)]
+    with pytest.raises(ValueError, match="windows"):
+        S.bptt_window_methods(c, [0])
     for bad in (0, 31, 2.5, True):
         with pytest.raises(ValueError, match="windows"):
             S.window_methods(c, [bad])
@@ -73,12 +77,15 @@ def test_plot_accuracy_vs_window():
     matplotlib.use("Agg")
     c = S.study_config()
     sweep = _fake_sweep({"d5": [30, 40], "d20": [80, 90]})
+    control = _fake_sweep({"b5": [60, 66]})
     fig = S.plot_accuracy_vs_window(sweep, c, bptt=np.array([60.0, 70.0]), measured_mac_ratio={5: 4.0, 20: 1.0},
-                                    chance=20.0)
+                                    chance=20.0, bptt_windows=control)
     ax, bx = fig.axes
     bars = [c for c in ax.containers if c.get_label().startswith("S-TLLR")][0]
     line = bars.lines[0]
     assert line.get_xdata().tolist() == [5, 20] and line.get_ydata().tolist() == [35, 85]
+    ctrl = [c for c in ax.containers if c.get_label().startswith("BPTT, same")][0].lines[0]
+    assert ctrl.get_xdata().tolist() == [5] and ctrl.get_ydata().tolist() == [63]
     curve = [l for l in bx.get_lines() if l.get_label().startswith("Eq.")][0]
     assert curve.get_ydata()[0] == pytest.approx(60 / 15)  # d = 5: 2T / 3d = 4
     import matplotlib.pyplot as plt

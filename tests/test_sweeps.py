@@ -69,6 +69,14 @@ def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
         sweeps.run_trials(methods, data, trials=2, epochs=2, lr=1e-3, workers=1, progress=False, cache_dir=tmp_path)
 
 
+def test_subset(serial):
+    sub = serial.subset(["bptt"])
+    assert list(sub) == ["bptt"] and sub["bptt"] is serial["bptt"] and sub.labels == {"bptt": "BPTT"}
+    assert sub.settings == serial.settings
+    with pytest.raises(KeyError, match="keys"):
+        serial.subset(["nope"])
+
+
 def test_summary_statistics(serial):
     rows = {r["key"]: r for r in sweeps.summary_rows(serial)}
     acc = [r.history[-1]["test_acc"] for r in serial["a0"]]

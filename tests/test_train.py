@@ -138,6 +138,36 @@ def test_bptt_mode_is_one_backward_of_the_summed_logits():
             torch.testing.assert_close(p.detach(), state[n] - manual[n], rtol=1e-5, atol=1e-6)
 
 
+def test_bptt_window_mode_is_one_backward_of_the_window_losses():
+    torch.manual_seed(0)
+    model = build_model("randman_rsnn_bptt")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _batch(steps=7)
+    # reference: autograd of the per-step CE of the last 3 steps, written out
+    model.reset_state()
+    outs = [model(x[:, t]) for t in range(7)]
+    loss = sum(F.cross_entropy(o, y) for o in outs[4:])
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params)
+    model.load_state_dict(state)
+    opt = make_optimizer("SGD", model.parameters(), 1.0)
+    steps = _StepCounter(opt)
+    pred = train_batch(model, x, y, opt, F.cross_entropy, "bptt_window", delay_ls=3)
+    assert steps.n == 1
+    torch.testing.assert_close(pred, torch.stack([o.detach() for o in outs]).sum(0))  # prediction: all T
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for n, g in zip(names, grads):
+        torch.testing.assert_close(dict(model.named_parameters())[n].detach(), state[n] - g, rtol=1e-5, atol=1e-6)
+
+
+def test_bptt_window_needs_a_bptt_arch(tmp_path):
+    with pytest.raises(T.ConfigError, match="bptt_window needs a BPTT arch"):
+        T.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", training_mode="bptt_window"),
+                          check_data=False)
+    T.validate_config(TrainConfig(arch="randman_rsnn_bptt", dataset="randman", training_mode="bptt_window"),
+                      check_data=False)
+
+
 def test_optimizers_schedulers_losses():
     p = [torch.nn.Parameter(torch.zeros(3))]
     assert isinstance(make_optimizer("Adam", p, 1e-3), torch.optim.Adam)
