@@ -13,7 +13,9 @@ CI has no GPU, so everything here that needs one is run by hand on a GPU machine
 3. memory: the paper's Fig. 3 (``benchmarks/bench_memory.py --device cuda``, batch 512): allocator
    peak of one training sequence vs T for S-TLLR and BPTT;
 4. speed: training time per step of the SHD net (batch 128, T = 100, 90 learning steps) and
-   VGG-9 (batch 16, T = 20, 5 learning steps), S-TLLR vs its BPTT twin, on the GPU.
+   VGG-9 (batch 16, T = 20, 5 learning steps), S-TLLR vs its BPTT twin, on the GPU;
+5. full_paths: the notebooks' ``FULL = True`` code paths (03, 04, 06: paper settings, the real SHD
+   file format) for one epoch on a small SHD fixture, on the GPU.
 
 Prints a readable report and writes ``gpu_check.json`` (and the logs) under ``--out``.
 """
@@ -111,6 +113,38 @@ def check_training(out: Path, quick: bool) -> list:
     return rows
 
 
+def check_full_paths(device) -> list:
+    """The notebooks' FULL code paths (paper settings, real SHD format) for one epoch on the device, on a
+    small SHD fixture: notebook 03 (factor sweep), 04 (methods and the BPTT window control, two worker
+    processes sharing the device), 06 (training while recording the signal angles)."""
+    from stllr import accuracy_study as S
+    from stllr import factor_choices as FC
+    from stllr import learning_signals as LS
+    from stllr import sweeps
+    from stllr.data import fixtures
+
+    shd = Path(tempfile.mkdtemp(prefix="stllr-gpu-full-"))
+    for train in (True, False):
+        fixtures.write_shd(shd, train=train, n_samples=64, seed=0)
+    rows = []
+    s = FC.sweep_settings(True, shd, device=str(device), epochs=1)
+    methods = [s["groups"]["dfa"][2], s["groups"]["lambda_pre"][0]]
+    sw = sweeps.run_trials(methods, s["data"], trials=1, epochs=1, lr=s["lr"], workers=1, device=str(device),
+                           progress=False)
+    rows += [{"notebook": "03", "key": k, "test_acc": v[0].final_test_acc, "params": v[0].num_parameters}
+             for k, v in sw.items()]
+    c = S.study_config(True, shd, epochs=1)
+    methods = S.comparison_methods(c) + S.bptt_window_methods(c, [10])
+    sw = sweeps.run_trials(methods, c["data"], trials=1, epochs=1, lr=c["lr"], workers=2, device=str(device),
+                           progress=False)
+    rows += [{"notebook": "04", "key": k, "test_acc": v[0].final_test_acc} for k, v in sw.items()]
+    cfg = LS.signal_config(True, epochs=1, data_path=shd)
+    run = LS.train_recording(cfg["methods"][1], LS.load_data(cfg), cfg, device=str(device), epochs=1, record_every=1)
+    rows.append({"notebook": "06", "key": run.method.key, "test_acc": run.history[-1]["test_acc"],
+                 "angle_feedback_first": run.records[0]["angle_feedback"], "records": len(run.records)})
+    return rows
+
+
 def check_memory(out: Path, quick: bool, device) -> dict:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--device", str(device), "--json"]
     if quick:
@@ -139,7 +173,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/gpu_check", help="folder for gpu_check.json and logs")
     ap.add_argument("--quick", action="store_true", help="fewer epochs and T values")
-    ap.add_argument("--only", nargs="+", choices=["correctness", "training", "memory", "speed"], default=None)
+    ap.add_argument("--only", nargs="+", choices=["correctness", "training", "memory", "speed", "full_paths"],
+                    default=None)
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: dry run of this script itself
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -151,7 +186,7 @@ def main(argv=None) -> int:
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "no GPU (dry run)"
     report = {"torch": torch.__version__, "gpu": gpu, "python": sys.version.split()[0]}
     print(f"== {report['gpu']}, torch {report['torch']}, python {report['python']}", flush=True)
-    steps = args.only or ["correctness", "speed", "memory", "training"]
+    steps = args.only or ["correctness", "speed", "memory", "training", "full_paths"]
     for step in steps:
         t = time.perf_counter()
         print(f"== {step}", flush=True)
@@ -165,6 +200,11 @@ def main(argv=None) -> int:
                 report[step] = check_training(out, args.quick)
                 for r in report[step]:
                     print(f"   {r['run']:<20} rc={r['rc']} {r['seconds']:.1f}s | {' / '.join(r['tail'][-2:])[:400]}")
+            elif step == "full_paths":
+                report[step] = check_full_paths(device)
+                for r in report[step]:
+                    print("   " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in r.items()))
             elif step == "memory":
                 report[step] = check_memory(out, args.quick, device)
                 print("   " + json.dumps(report[step])[:3000])
