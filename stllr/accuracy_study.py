@@ -61,7 +61,8 @@ def study_config(full: bool = False, data_path=None, epochs: Optional[int] = Non
                                             data_options=dict(SMALL_RANDMAN)),
             "arch": "randman_rsnn_stllr", "twin": "randman_rsnn_bptt", "num_classes": SMALL_RANDMAN["n_classes"],
             "T": SMALL_RANDMAN["n_steps"], "window": 25,
-            "psi": "sigmoid", "factors": (0.5, 1.0, 1.0, 1.0), "lr": 5e-3, "epochs": 12 if epochs is None else int(epochs),
+            "psi": "sigmoid", "factors": (0.5, 1.0, 1.0, 1.0), "lr": 5e-3,
+            "epochs": 12 if epochs is None else int(epochs),
             "windows": (1, 5, 10, 20, 30)}
 
 
@@ -140,7 +141,8 @@ def table3_rows(sweep: Sweep, config: Mapping[str, Any]) -> List[Dict[str, Any]]
         key = paper["key"]
         acc = sweep.accuracies(key)
         ours_tl = None if key == "bptt" else T - int(config["window"])
-        rows.append({"method": paper["method"], "ours": f"{acc.mean():.2f} +- {acc.std(ddof=1) if len(acc) > 1 else 0:.2f}",
+        std = acc.std(ddof=1) if len(acc) > 1 else 0.0
+        rows.append({"method": paper["method"], "ours": f"{acc.mean():.2f} +- {std:.2f}",
                      "ours_T": f"{T} (T_l {ours_tl})" if ours_tl is not None else str(T),
                      "paper": f"{paper['acc'][0]:.2f} +- {paper['acc'][1]:.2f}",
                      "paper_T": f"{paper['T']} (T_l {paper['T_l']})" if paper["T_l"] is not None else str(paper["T"])})
