@@ -32,6 +32,7 @@ import numpy as np
 
 from .experiments import Method, format_table
 from .plot import PAPER_STYLE, plt
+from .plot_results import _clean
 
 __all__ = ["ALPHA_POSTS", "LAMBDA_PRES", "ALPHA_COLORS", "DFA_RATE_PENALTY", "TABLE2_SHD_FACTORS", "FIG5_FACTORS",
            "PSI_EQUATION", "PAPER_TABLE2", "PAPER_TABLE5", "alpha_post_methods", "lambda_pre_methods",
@@ -278,11 +279,6 @@ def paired_differences(sweep, key: str, ref: str, metric: str = "final") -> Dict
 
 
 # ----------------------------------------------------------------------------------- plots
-def _clean(ax):
-    ax.spines["top"].set_visible(False)
-    ax.spines["right"].set_visible(False)
-
-
 def plot_factor_windows(dts: Sequence[int], alpha_factors: Sequence[float] = TABLE2_SHD_FACTORS,
                         lambda_pres: Sequence[float] = LAMBDA_PRES, beta: Optional[float] = None):
     """Two small STDP-like windows (:func:`stllr.analysis.stdp_window_analytic`): (a) the three

@@ -44,6 +44,7 @@ from torch import nn
 from . import experiments as E
 from .models import build_model
 from .signals import LearningSignal
+from .plot_results import _clean
 from .train import make_optimizer, run_epoch, seed_everything, train_batch
 
 __all__ = [
@@ -529,11 +530,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _clean(ax):
-    ax.spines["top"].set_visible(False)
-    ax.spines["right"].set_visible(False)
 
 
 def plot_signals(sig: BatchSignals, sample: int = 0, title: str = "", sdfa: bool = True, neurons: Optional[int] = None):
