@@ -28,9 +28,39 @@ PAPER_STYLE = {"stllr": "#1f77b4", "bptt": "#d62728", "dfa": "#2ca02c", "paper":
                "causal": "#1f77b4", "noncausal": "#ff7f0e"}
 
 
-def savefig(fig, name: str, figures_dir: str | os.PathLike = "figures", formats: Sequence[str] = ("png", "svg")
-            ) -> list[str]:
-    """Save ``fig`` as ``figures_dir/name.{png,svg}`` with reproducible metadata; returns the paths."""
+def _in_ipython_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), not in a terminal IPython."""
+    try:
+        from IPython import get_ipython
+    except Exception:  # pragma: no cover - IPython is a dependency of the notebooks extra only
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _saved_png(data: bytes, text: str):
+    """What a notebook shows for a saved figure: ``IPython.display.Image`` of the PNG file's bytes
+    as written (so the image embedded in the notebook is the file in ``figures/``), with the
+    figure's own text form (``<Figure size 600x360 with 1 Axes>``, what the inline backend gave)
+    as its plain-text alternative."""
+    from IPython.display import Image
+
+    class SavedPNG(Image):
+        def __repr__(self) -> str:
+            return text
+
+    return SavedPNG(data=data, format="png")
+
+
+def savefig(fig, name: str, figures_dir: str | os.PathLike = "figures", formats: Sequence[str] = ("png", "svg"),
+            show: Optional[bool] = None) -> list[str]:
+    """Save ``fig`` as ``figures_dir/name.{png,svg}`` with reproducible metadata; returns the paths.
+
+    Inside a Jupyter kernel (``show=None``: detected), the notebook then shows exactly the saved
+    PNG file (its bytes, not a second render by the inline backend) and the figure is closed, so
+    each saved figure appears once and the image in the executed notebook is the file on disk.
+    ``show=False`` leaves the figure open and shows nothing; without ``"png"`` in ``formats``
+    nothing is shown either (the inline backend draws the figure as usual)."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -44,6 +74,14 @@ def savefig(fig, name: str, figures_dir: str | os.PathLike = "figures", formats:
         else:
             fig.savefig(path, bbox_inches="tight")
         paths.append(str(path))
+    if show is None:
+        show = _in_ipython_kernel()
+    if show and "png" in formats:
+        from IPython.display import display
+
+        png = Path(paths[list(formats).index("png")]).read_bytes()
+        display(_saved_png(png, repr(fig)))
+        plt.close(fig)  # the inline backend would otherwise draw it a second time at the end of the cell
     return paths
 
 
