@@ -1,0 +1,175 @@
+"""Executable claims: what a notebook concludes from a training run, checked with a tolerance.
+
+Training outcomes (accuracies, losses, angles after training) differ between CPUs: float32
+rounding differs between kernels (AVX2, AVX-512, MKL code paths) and a spike threshold turns a
+rounding difference into another spike, so two machines train two different networks. A notebook
+therefore does not compare those numbers digit by digit; it states what it concludes as a claim
+with a margin grounded in the measured spread over seeds and kernels (``docs/claims.md``), and
+checks it. A claim that holds prints one line with no measured digit (``holds: ...``), the same on
+every machine, so nbval compares it; a claim that fails raises :class:`ClaimError` with the
+measured numbers.
+
+Example:
+    >>> from stllr.claims import Claims
+    >>> check = Claims()
+    >>> check.mean_above("S-TLLR (BP) mean final test accuracy", [61.0, 66.5, 64.0], 40.0,
+    ...                  threshold_name="2x chance")
+    >>> check.verify()
+    holds: S-TLLR (BP) mean final test accuracy > 40 % (2x chance)
+
+With ``STLLR_CLAIMS_LOG=FILE`` in the environment every claim (held or not) is appended to FILE
+as one JSON line with its measured values: ``tools/claim_spread.py`` and
+``tools/mutation_check.py`` read it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Optional, Sequence
+
+__all__ = ["Claim", "ClaimError", "Claims"]
+
+
+class ClaimError(AssertionError):
+    """A notebook's claim does not hold on this run; the message carries the measured numbers."""
+
+
+@dataclass
+class Claim:
+    """One checked statement. ``text`` is printed (no measured digits); ``measured`` is not."""
+
+    text: str
+    holds: bool
+    measured: str
+    values: dict = field(default_factory=dict)
+
+
+def _numbers(values, name: str) -> list[float]:
+    if isinstance(values, (int, float)):
+        values = [values]
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number or a sequence of numbers, got {values!r}") from None
+    if not out:
+        raise ValueError(f"{name}: expected at least one value, got an empty sequence")
+    if any(math.isnan(v) for v in out):
+        raise ValueError(f"{name}: contains NaN: {out}")
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _fmt(xs: Sequence[float], unit: str) -> str:
+    u = f" {unit}" if unit else ""
+    if len(xs) == 1:
+        return f"{xs[0]:.4g}{u}"
+    return f"mean {_mean(xs):.4g}{u} of [{', '.join(f'{x:.4g}' for x in xs)}]"
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+class Claims:
+    """Collects claims, then :meth:`verify` prints them and raises if any failed.
+
+    Parameters:
+        unit: printed after thresholds and measured values (default ``"%"``); ``""`` for none.
+        notebook: a name recorded in the claims log (default: ``$STLLR_NOTEBOOK`` or ``""``).
+
+    Example:
+        >>> check = Claims(unit="degrees")
+        >>> check.mean_below("DFA angle to BP, last epoch", [57.0, 59.5], 75.0)
+        >>> check.verify()
+        holds: DFA angle to BP, last epoch < 75 degrees
+    """
+
+    def __init__(self, unit: str = "%", notebook: Optional[str] = None):
+        self.unit = unit
+        self.notebook = notebook if notebook is not None else os.environ.get("STLLR_NOTEBOOK", "")
+        self.claims: list[Claim] = []
+
+    # -- building blocks -----------------------------------------------------------------
+    def _u(self, unit: Optional[str]) -> str:
+        unit = self.unit if unit is None else unit
+        return f" {unit}" if unit else ""
+
+    def add(self, text: str, holds: bool, measured: str, **values) -> None:
+        """Record a claim decided by the caller. ``text`` must not contain measured digits.
+
+        Nothing is returned (a notebook cell ending in a claim shows no measured value)."""
+        self.claims.append(Claim(str(text), bool(holds), str(measured), values))
+
+    def mean_above(self, what: str, values, threshold: float, threshold_name: str = "",
+                   unit: Optional[str] = None) -> None:
+        """``mean(values) > threshold``; e.g. a mean accuracy above twice chance."""
+        xs = _numbers(values, "values")
+        u = self._u(unit)
+        note = f" ({threshold_name})" if threshold_name else ""
+        return self.add(f"{what} > {_g(threshold)}{u}{note}", _mean(xs) > threshold,
+                        _fmt(xs, u.strip()), values=xs, threshold=threshold)
+
+    def mean_below(self, what: str, values, threshold: float, threshold_name: str = "",
+                   unit: Optional[str] = None) -> None:
+        """``mean(values) < threshold``; e.g. a failing method stays near chance."""
+        xs = _numbers(values, "values")
+        u = self._u(unit)
+        note = f" ({threshold_name})" if threshold_name else ""
+        return self.add(f"{what} < {_g(threshold)}{u}{note}", _mean(xs) < threshold,
+                        _fmt(xs, u.strip()), values=xs, threshold=threshold)
+
+    def mean_exceeds(self, a_name: str, a, b_name: str, b, margin: float = 0.0,
+                     unit: Optional[str] = None) -> None:
+        """``mean(a) > mean(b) + margin``: method A ends above method B by more than ``margin``."""
+        xa, xb = _numbers(a, a_name), _numbers(b, b_name)
+        u = self._u(unit)
+        by = f" by more than {_g(margin)}{u.replace(' %', ' points')}" if margin else ""
+        diff = _mean(xa) - _mean(xb)
+        return self.add(f"{a_name} > {b_name}{by}", diff > margin,
+                        f"{a_name} {_fmt(xa, u.strip())}; {b_name} {_fmt(xb, u.strip())}; "
+                        f"difference {diff:+.4g}", a=xa, b=xb, margin=margin)
+
+    def increasing(self, what: str, labels: Sequence, means: Iterable[float], min_step: float = 0.0,
+                   unit: Optional[str] = None) -> None:
+        """Each mean is above the previous one by more than ``min_step``."""
+        ms = _numbers(list(means), "means")
+        if len(ms) != len(labels) or len(ms) < 2:
+            raise ValueError(f"labels: expected one label per mean (at least 2), got {len(labels)} labels "
+                             f"for {len(ms)} means")
+        u = self._u(unit)
+        steps = [b - a for a, b in zip(ms, ms[1:])]
+        by = f" by more than {_g(min_step)}{u.replace(' %', ' points')} per step" if min_step else ""
+        shown = ", ".join(f"{lab}: {m:.4g}" for lab, m in zip(labels, ms))
+        return self.add(f"{what} increases from {labels[0]} to {labels[-1]}{by}",
+                        min(steps) > min_step, shown, means=ms, labels=[str(x) for x in labels],
+                        min_step=min_step)
+
+    def within(self, what: str, value: float, low: float, high: float, unit: Optional[str] = None) -> None:
+        """``low <= value <= high``."""
+        v = _numbers(value, "value")[0]
+        u = self._u(unit)
+        return self.add(f"{what} in [{_g(low)}, {_g(high)}]{u}", low <= v <= high, f"{v:.6g}{u}",
+                        value=v, low=low, high=high)
+
+    # -- report ------------------------------------------------------------------------------
+    def verify(self) -> None:
+        """Print one line per claim; raise :class:`ClaimError` naming every failed one."""
+        if not self.claims:
+            raise ValueError("Claims.verify: no claims were added")
+        log = os.environ.get("STLLR_CLAIMS_LOG")
+        if log:
+            with open(log, "a") as f:
+                for c in self.claims:
+                    f.write(json.dumps({"notebook": self.notebook, **asdict(c)}) + "\n")
+        failed = [c for c in self.claims if not c.holds]
+        for c in self.claims:
+            print(("holds: " if c.holds else "DOES NOT HOLD: ") + c.text)
+        self.claims = []
+        if failed:
+            lines = "\n".join(f"  {c.text}: measured {c.measured}" for c in failed)
+            raise ClaimError(f"{len(failed)} claim(s) do not hold on this run:\n{lines}")
