@@ -12,7 +12,10 @@ last 90 steps, one optimizer step. Compared:
 Prints seconds per sequence (median of --repeats) and the ratios measured in this run. Also
 checks that ``stllr`` and ``outer`` produce the same gradients (they must: same rule).
 
-    python benchmarks/bench_layers.py [--threads 2] [--repeats 5] [--json]
+    python benchmarks/bench_layers.py [--threads 2] [--repeats 5] [--json] [--quick]
+
+``--quick`` is a smoke run (seconds): the same network and code paths with B=2, T=5, window=4
+and one timed repeat; its numbers are not the benchmark's.
 """
 from __future__ import annotations
 
@@ -25,10 +28,13 @@ import torch
 import torch.nn.functional as F
 
 import stllr
-from stllr import functional as SF
-from stllr import measure as M
+from stllr import measure
 
-B, M, N, C, T, WINDOW = 32, 700, 450, 20, 100, 90
+# Network widths (SHD-sized): inputs, hidden recurrent neurons, classes.
+N_INPUTS, N_HIDDEN, N_CLASSES = 700, 450, 20
+# Sequence shape: batch size, time steps, and how many of the last steps carry a learning signal.
+FULL_SHAPE = {"batch": 32, "steps": 100, "window": 90}
+QUICK_SHAPE = {"batch": 2, "steps": 5, "window": 4}  # --quick: a smoke run, not a measurement
 
 
 class OuterProductRecurrentSTLLR(stllr.RecurrentSTLLR):
@@ -53,25 +59,26 @@ def build(kind: str, seed: int = 0):
     factors = [0.5, 1.0, 1.0, 1.0]  # the paper's SHD factors
     if kind in ("stllr", "outer"):
         cls = stllr.RecurrentSTLLR if kind == "stllr" else OuterProductRecurrentSTLLR
-        hidden = cls(M, N, leak=5.0, factors=factors, psi="rational")
-        readout = stllr.LeakyReadout(N, C, leak=5.0, factors=[0.0, 0.99, 0.0, 1.0])
+        hidden = cls(N_INPUTS, N_HIDDEN, leak=5.0, factors=factors, psi="rational")
+        readout = stllr.LeakyReadout(N_HIDDEN, N_CLASSES, leak=5.0, factors=[0.0, 0.99, 0.0, 1.0])
     else:
-        hidden = stllr.RecurrentLIF(M, N, leak=5.0, psi="rational")
-        readout = stllr.LeakyIntegrator(N, C, leak=5.0)
+        hidden = stllr.RecurrentLIF(N_INPUTS, N_HIDDEN, leak=5.0, psi="rational")
+        readout = stllr.LeakyIntegrator(N_HIDDEN, N_CLASSES, leak=5.0)
     torch.nn.init.kaiming_normal_(hidden.weight)
     torch.nn.init.kaiming_normal_(readout.weight)
     return torch.nn.ModuleList([hidden, readout])
 
 
-def make_data(seed: int = 1):
+def make_data(batch: int, steps: int, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(T, B, M, generator=g) < 0.04).float()  # SHD-like sparse input
-    y = torch.randint(0, C, (B,), generator=g)
+    x = (torch.rand(steps, batch, N_INPUTS, generator=g) < 0.04).float()  # SHD-like sparse input
+    y = torch.randint(0, N_CLASSES, (batch,), generator=g)
     return x, y
 
 
-def run_sequence(kind: str, net, opt, x, y) -> None:
+def run_sequence(kind: str, net, opt, x, y, window: int) -> None:
     hidden, readout = net
+    T = x.shape[0]
     hidden.reset_state()
     readout.reset_state()
     opt.zero_grad(set_to_none=True)
@@ -82,7 +89,7 @@ def run_sequence(kind: str, net, opt, x, y) -> None:
         F.cross_entropy(total, y).backward()
     else:
         for t in range(T):
-            if t < T - WINDOW:
+            if t < T - window:
                 with torch.no_grad():
                     readout(hidden(x[t]))
             else:
@@ -90,43 +97,54 @@ def run_sequence(kind: str, net, opt, x, y) -> None:
     opt.step()
 
 
-def time_kind(kind: str, repeats: int, x, y) -> float:
+def time_kind(kind: str, repeats: int, x, y, window: int) -> float:
     net = build(kind)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    run_sequence(kind, net, opt, x, y)  # warm-up
+    run_sequence(kind, net, opt, x, y, window)  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run_sequence(kind, net, opt, x, y)
+        run_sequence(kind, net, opt, x, y, window)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def gradients_agree(x, y) -> float:
+def gradients_agree(x, y, window: int) -> float:
     """Max relative difference between the GEMM and outer-product gradients (one sequence)."""
     grads = []
     for kind in ("stllr", "outer"):
         net = build(kind)
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
-        run_sequence(kind, net, opt, x, y)
+        run_sequence(kind, net, opt, x, y, window)
         grads.append([p.grad for p in net.parameters() if p.grad is not None])
     return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(*grads))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed sequences per method, median reported (default 5; --quick: 1)")
     ap.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds: B=2, T=5, window=4, 1 repeat (checks the script, measures nothing)")
     args = ap.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        ap.error(f"--repeats: expected an integer >= 1, got {args.repeats}")
+    shape = QUICK_SHAPE if args.quick else FULL_SHAPE
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
+    window = shape["window"]
     torch.set_num_threads(args.threads)
-    x, y = make_data()
-    rel = gradients_agree(x, y)
-    res = {k: time_kind(k, args.repeats if k != "outer" else max(2, args.repeats // 2), x, y)
+    x, y = make_data(shape["batch"], shape["steps"])
+    rel = gradients_agree(x, y, window)
+    outer_repeats = repeats if args.quick else max(2, repeats // 2)
+    res = {k: time_kind(k, outer_repeats if k == "outer" else repeats, x, y, window)
            for k in ("stllr", "outer", "bptt")}
     out = {
-        "machine": M.machine_description(),
-        "config": f"B={B}, {M}->{N} recurrent + {C} readout, T={T}, window={WINDOW}",
+        "machine": measure.machine_description(),
+        "config": (f"B={shape['batch']}, {N_INPUTS}->{N_HIDDEN} recurrent + {N_CLASSES} readout, "
+                   f"T={shape['steps']}, window={window}" + (" (--quick: smoke run, not a measurement)"
+                                                              if args.quick else "")),
         "seconds_per_sequence": res,
         "outer_over_stllr": res["outer"] / res["stllr"],
         "bptt_over_stllr": res["bptt"] / res["stllr"],

@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -53,7 +54,8 @@ from .models import (
 )
 
 __all__ = [
-    "TrainConfig", "ConfigError", "validate_config", "train", "train_trial", "train_batch", "run_epoch",
+    "TrainConfig", "ConfigError", "CheckpointError", "validate_config", "train", "train_trial", "train_batch",
+    "run_epoch",
     "evaluate", "evaluate_checkpoint", "make_optimizer", "make_scheduler", "make_loss", "seed_everything",
     "load_checkpoint", "load_model_weights", "DATASETS", "TRAINING_MODES", "BPTT_MODES", "OPTIMIZERS", "LOSSES",
     "normalize_dataset", "checkpoint_paths", "atomic_torch_save", "atomic_write_text",
@@ -102,6 +104,25 @@ _RUN_IDENTITY = ("arch", "dataset", "training_mode", "feedback_mode", "factors",
 
 class ConfigError(ValueError):
     """Bad user input, detected before any work starts (one-line message)."""
+
+
+#: What :func:`load_checkpoint` accepts (said in every :class:`CheckpointError`).
+CHECKPOINT_EXPECTED = ("expected a torch.save file holding a dict with a 'state_dict' of tensors, as stllr train "
+                       "writes (trial_K_last.pth.tar, trial_K_model_best.pth.tar) or the reference's *.pth.tar")
+
+
+class CheckpointError(ConfigError):
+    """A file that is not a checkpoint :func:`load_checkpoint` can read (one-line message: the file,
+    why, and what was expected). Never suggests loading with ``weights_only=False``."""
+
+    def __init__(self, path: os.PathLike, reason: str, option: Optional[str] = None):
+        self.path, self.reason, self.option = os.fspath(path), reason, option
+        super().__init__(f"{option + ' ' if option else ''}{self.path} is not an stllr checkpoint ({reason}); "
+                         f"{CHECKPOINT_EXPECTED}")
+
+    def for_option(self, option: str) -> "CheckpointError":
+        """The same error, naming the command-line option that gave the file (``--resume`` ...)."""
+        return CheckpointError(self.path, self.reason, option)
 
 
 # ======================================================================================
@@ -628,15 +649,71 @@ def checkpoint_paths(save_path: os.PathLike, trial: int) -> Tuple[Path, Path]:
     return save / f"trial_{trial}_last.pth.tar", save / f"trial_{trial}_model_best.pth.tar"
 
 
-def load_checkpoint(path: os.PathLike, map_location="cpu") -> Dict[str, Any]:
-    """``torch.load(path, weights_only=True)``: ours or the reference's ``*.pth.tar``."""
+_LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pre-1.6 torch.save
+
+
+def _unreadable_reason(path: os.PathLike, exc: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words (torch's own message is not
+    repeated: it suggests ``weights_only=False``, which would run whatever code the file holds)."""
+    import pickle
+    import zipfile
+
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        return f"it cannot be read: {e.strerror or type(e).__name__}"
+    if size == 0:
+        return "the file is empty"
+    is_torch_file = zipfile.is_zipfile(path) or head[2:14] == _LEGACY_TORCH_MAGIC
+    if is_torch_file and isinstance(exc, pickle.UnpicklingError):
+        return ("it holds Python objects other than tensors, numbers, strings and containers, which are not "
+                "loaded since unpickling them can run arbitrary code")
+    if zipfile.is_zipfile(path):
+        return "it is a zip archive but not a readable torch.save file"
+    if head[:1] == b"\x80":
+        return "it is a plain pickle, not a torch.save file"
+    return "it is not a torch.save file"
+
+
+def _checkpoint_content_reason(ckpt: Any) -> Optional[str]:
+    """None when ``ckpt`` looks like a checkpoint (a dict with a 'state_dict' dict holding tensors,
+    or a bare state_dict of tensors), else why not."""
+    if not isinstance(ckpt, dict):
+        return f"it holds a {type(ckpt).__name__}, not a dict"
+    if "state_dict" in ckpt:
+        sd = ckpt["state_dict"]
+        if not isinstance(sd, dict):
+            return f"its 'state_dict' is a {type(sd).__name__}, not a dict"
+        if not any(isinstance(v, torch.Tensor) for v in sd.values()):
+            return "its 'state_dict' holds no tensors"
+        return None
+    if ckpt and all(isinstance(k, str) for k in ckpt) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return None  # a bare state_dict
+    keys = [repr(k) for k in list(ckpt)[:5]]
+    more = ", ..." if len(ckpt) > 5 else ""
+    if not ckpt:
+        return "it holds an empty dict"
+    return f"it holds a dict with keys {', '.join(keys)}{more} but no 'state_dict'"
+
+
+def load_checkpoint(path: os.PathLike, map_location="cpu") -> Dict[str, Any]:
+    """``torch.load(path, weights_only=True)``: ours or the reference's ``*.pth.tar`` (a dict with a
+    ``state_dict``), or a bare state_dict. Anything else raises :class:`CheckpointError` (one line:
+    the file, why, what was expected); a missing file raises FileNotFoundError."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # unpickling errors: not a (safe) checkpoint
-        raise ValueError(f"{path}: cannot be loaded as a weights-only checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    except Exception as e:  # unpickling errors, not a torch file, unreadable: not a (safe) checkpoint
+        raise CheckpointError(path, _unreadable_reason(path, e)) from None
+    reason = _checkpoint_content_reason(ckpt)
+    if reason is not None:
+        raise CheckpointError(path, reason)
+    return ckpt
 
 
 def load_model_weights(model: nn.Module, path: os.PathLike) -> Tuple[List[str], List[str]]:
@@ -805,6 +882,8 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
     if cfg.pretrained_model:
         try:
             missing, unexpected = load_model_weights(model, cfg.pretrained_model)
+        except CheckpointError as e:
+            raise e.for_option("--pretrained-model") from None
         except ValueError as e:
             raise ConfigError(f"--pretrained-model {cfg.pretrained_model}: {str(e).split(': ', 1)[-1]}") from None
         log.info("loaded %s (missing keys: %d, unexpected keys: %d)", cfg.pretrained_model, len(missing),
@@ -826,7 +905,10 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
     best_acc = -1.0
     start_epoch = 1
     if cfg.resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)  # CPU: RNG states must stay CPU tensors
+        try:
+            ckpt = load_checkpoint(last_path)  # CPU: RNG states must stay CPU tensors
+        except CheckpointError as e:
+            raise e.for_option("--resume:") from None
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError(f"--resume: {last_path} is not a checkpoint written by stllr train")
         _check_resume_compatible(ckpt["config"], cfg, last_path)
@@ -896,7 +978,10 @@ def _trial_history_from_checkpoint(cfg: TrainConfig, trial: int) -> Optional[Lis
     last, _ = checkpoint_paths(cfg.save_path, trial)
     if not last.is_file():
         return None
-    ckpt = load_checkpoint(last)
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError as e:  # read to keep other trials' results (--resume, --only-trial)
+        raise e.for_option("--resume:" if cfg.resume else "--only-trial:") from None
     return list(ckpt.get("history", [])) if ckpt.get("format") == CHECKPOINT_FORMAT else None
 
 
@@ -928,6 +1013,18 @@ def train(cfg: TrainConfig, validate: bool = True) -> Dict[str, Any]:
         D.cleanup_distributed(ctx)
 
 
+def _note_delay_ls(cfg: TrainConfig, data: "_Data") -> None:
+    """One line when --delay-ls exceeds the training sequences' T: every step gets a learning signal."""
+    if cfg.training_mode == "bptt":  # the loss of the summed logits: delay_ls is not used
+        return
+    steps = getattr(data.train_set, "T", None) if data.train_set is not None else None
+    if steps is None:
+        steps = _info(data.info, "T")
+    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and cfg.delay_ls > steps:
+        log.info("note: --delay-ls %d is larger than T=%d of %s: every time step carries a learning signal "
+                 "(the same as --delay-ls %d)", cfg.delay_ls, steps, cfg.dataset, steps)
+
+
 def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, Any]:
     log.info("stllr train: %s", json.dumps(cfg.to_dict(), sort_keys=True))
     log.info("=> everything will be saved to %s", save)
@@ -939,6 +1036,7 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
     log.info("dataset %s: %d train / %d test samples, input %s, %d classes, T=%s", cfg.dataset,
              len(data.train_set), len(data.test_set), tuple(_info(info, "input_shape")),
              _info(info, "num_classes"), _info(info, "T"))
+    _note_delay_ls(cfg, data)
     trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
     histories: Dict[int, List[Dict[str, Any]]] = {}
     if cfg.resume or cfg.only_trial is not None:  # keep what other trials already wrote

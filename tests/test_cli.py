@@ -244,3 +244,41 @@ def test_train_then_eval_checkpoint_and_reference_format(tmp_path, capsys):
 def test_eval_missing_checkpoint(capsys, tmp_path):
     assert _run(["eval", "--checkpoint", tmp_path / "nope.pth.tar"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _write_non_checkpoints(tmp_path):
+    import argparse
+
+    (tmp_path / "notes.txt").write_text("epoch 3: 91.2%\n")
+    (tmp_path / "noise.pth.tar").write_bytes(bytes(range(256)) * 4)
+    torch.save(argparse.Namespace(epoch=3), tmp_path / "object.pth.tar")
+    torch.save({"epoch": 3}, tmp_path / "other.pth.tar")
+    return ["notes.txt", "noise.pth.tar", "object.pth.tar", "other.pth.tar"]
+
+
+def test_eval_and_pretrained_model_refuse_non_checkpoints_in_one_line(capsys, tmp_path):
+    for name in _write_non_checkpoints(tmp_path):
+        path = tmp_path / name
+        assert _run(["eval", "--checkpoint", path]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"stllr eval: error: {path} is not an stllr checkpoint ("), err
+        assert "a dict with a 'state_dict' of tensors" in err[0] and "weights_only" not in err[0]
+    rc = _run(["train", "--arch", "randman_rsnn_stllr", "--dataset", "randman", "--data-path", tmp_path / "data",
+               "--save-path", tmp_path / "ft", "--epochs", "1", "--max-batches", "1", "--batch-size", "8",
+               "--pretrained-model", tmp_path / "object.pth.tar", "--no-progress"] + RANDMAN_SMALL)
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"stllr train: error: --pretrained-model {tmp_path / 'object.pth.tar'} is not an "
+                              "stllr checkpoint (it holds Python objects other than tensors")
+    assert "weights_only" not in err[-1]
+
+
+def test_eval_non_checkpoint_from_the_shell_no_traceback(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    proc = subprocess.run([sys.executable, "-m", "stllr", "eval", "--checkpoint", str(tmp_path / "notes.txt")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"stllr eval: error: {tmp_path / 'notes.txt'} is not an stllr checkpoint (it is not a torch.save file); "
+        "expected a torch.save file holding a dict with a 'state_dict' of tensors, as stllr train writes "
+        "(trial_K_last.pth.tar, trial_K_model_best.pth.tar) or the reference's *.pth.tar"]

@@ -314,3 +314,61 @@ def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth.tar"]  # no temp left behind
+
+
+@pytest.mark.parametrize("delay_ls,noted", [(6, False), (12, False), (45, True)])
+def test_delay_ls_larger_than_T_is_noted_in_one_line(tmp_path, delay_ls, noted):
+    train(_cfg(tmp_path, "run", epochs=1, max_batches=1, delay_ls=delay_ls, scheduler=0))  # randman T = 12
+    notes = [line for line in (tmp_path / "run" / "log.log").read_text().splitlines() if "--delay-ls" in line]
+    if noted:
+        (note,) = notes
+        assert note.endswith("note: --delay-ls 45 is larger than T=12 of randman: every time step carries a "
+                             "learning signal (the same as --delay-ls 12)")
+    else:
+        assert notes == []
+
+
+def _not_checkpoints(tmp_path: Path) -> dict:
+    """Files that are not checkpoints, each with what the one-line error says about it."""
+    import argparse
+    import pickle
+
+    files = {"text.txt": ("hello\n", "it is not a torch.save file"),
+             "random.bin": (bytes(range(256)) * 8, "it is not a torch.save file"),
+             "empty.pth.tar": (b"", "the file is empty")}
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    (tmp_path / "object.pkl").write_bytes(pickle.dumps(argparse.Namespace(a=1)))
+    torch.save(argparse.Namespace(a=1), tmp_path / "object.pth.tar")
+    torch.save([torch.zeros(2)], tmp_path / "list.pth.tar")
+    torch.save({"epoch": 3, "acc": 1.0}, tmp_path / "dict.pth.tar")
+    expected = {name: why for name, (_, why) in files.items()}
+    expected.update({"object.pkl": "it is a plain pickle, not a torch.save file",
+                     "object.pth.tar": "it holds Python objects other than tensors",
+                     "list.pth.tar": "it holds a list, not a dict",
+                     "dict.pth.tar": "it holds a dict with keys 'epoch', 'acc' but no 'state_dict'"})
+    return expected
+
+
+def test_load_checkpoint_refuses_non_checkpoints_in_one_line_without_unsafe_advice(tmp_path):
+    for name, why in _not_checkpoints(tmp_path).items():
+        with pytest.raises(T.CheckpointError) as err:
+            T.load_checkpoint(tmp_path / name)
+        msg = str(err.value)
+        assert isinstance(err.value, T.ConfigError) and "\n" not in msg
+        assert msg.startswith(f"{tmp_path / name} is not an stllr checkpoint ({why}"), msg
+        assert T.CHECKPOINT_EXPECTED in msg and "weights_only" not in msg and "False" not in msg
+    assert T.load_checkpoint(_save_state_dict(tmp_path))["w"].shape == (2,)  # a bare state_dict is fine
+
+
+def _save_state_dict(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "bare.pt")
+    return tmp_path / "bare.pt"
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "trial_1_last.pth.tar").write_text("not a checkpoint\n")
+    with pytest.raises(T.CheckpointError, match=r"^--resume: .*trial_1_last\.pth\.tar is not an stllr checkpoint "
+                                                r"\(it is not a torch\.save file\)"):
+        train(_cfg(tmp_path, "run", epochs=1, max_batches=1, resume=True))
