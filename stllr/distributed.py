@@ -77,10 +77,27 @@ def init_distributed(cpu: bool = False) -> DistContext:
         backend = "gloo"
     owns = False
     if not dist.is_initialized():
+        _import_modules_that_capture_world()
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
         owns = True
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend, device=device,
                        owns_group=owns)
+
+
+def _import_modules_that_capture_world() -> None:
+    """Import ``torch.distributed.nn`` BEFORE the process group exists.
+
+    Its functions take ``group=group.WORLD`` as a default argument, evaluated when the module is
+    first imported. Imported after ``init_process_group`` they hold the WORLD process group for
+    good, and ``destroy_process_group()`` can no longer free it: gloo's threads (``gloo_tcp_loop``,
+    ``pt_gloo_runloop``) then still run when the interpreter shuts down. It is imported lazily by
+    PyTorch itself: constructing the first ``torch.optim`` optimizer imports ``torch._dynamo``,
+    which imports ``torch.distributed.nn`` (PyTorch 2.13), i.e. after the group exists in
+    ``train_trial``. Imported first, the defaults capture ``None`` (no group yet)."""
+    try:
+        import torch.distributed.nn  # noqa: F401
+    except ImportError:  # pragma: no cover - builds without it: nothing captures the group
+        pass
 
 
 def cleanup_distributed(ctx: DistContext) -> None:
