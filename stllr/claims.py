@@ -24,7 +24,6 @@ as one JSON line with its measured values: ``tools/claim_spread.py`` and
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional, Sequence
@@ -47,17 +46,17 @@ class Claim:
 
 
 def _numbers(values, name: str) -> list[float]:
-    if isinstance(values, (int, float)):
+    if isinstance(values, (int, float)) or getattr(values, "ndim", None) == 0:   # also 0-d tensors/arrays
         values = [values]
+    elif hasattr(values, "tolist"):                                               # tensors, arrays
+        values = values.tolist()
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
         raise TypeError(f"{name}: expected a number or a sequence of numbers, got {values!r}") from None
     if not out:
         raise ValueError(f"{name}: expected at least one value, got an empty sequence")
-    if any(math.isnan(v) for v in out):
-        raise ValueError(f"{name}: contains NaN: {out}")
-    return out
+    return out   # a NaN is kept: every comparison with it is False, so the claim fails and shows it
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -146,7 +145,7 @@ class Claims:
         by = f" by more than {_g(min_step)}{u.replace(' %', ' points')} per step" if min_step else ""
         shown = ", ".join(f"{lab}: {m:.4g}" for lab, m in zip(labels, ms))
         return self.add(f"{what} increases from {labels[0]} to {labels[-1]}{by}",
-                        min(steps) > min_step, shown, means=ms, labels=[str(x) for x in labels],
+                        all(step > min_step for step in steps), shown, means=ms, labels=[str(x) for x in labels],
                         min_step=min_step)
 
     def within(self, what: str, value: float, low: float, high: float, unit: Optional[str] = None) -> None:

@@ -2,6 +2,7 @@
 
     python tools/claim_runs.py spread [--only 00_quickstart ...] [--seeds 0 1 2] [--kernels default avx2]
     python tools/claim_runs.py mutate [--only ...] [--mutations alpha_pre_zero zero_signal ...]
+    python tools/claim_runs.py report build/claims/*.json     # markdown tables for docs/claims.md
 
 Each run executes a copy of a notebook top to bottom in a fresh kernel (cells after an error still
 run), with ``STLLR_CLAIMS_LOG`` set, so every claim a notebook checks (:mod:`stllr.claims`) is
@@ -15,7 +16,8 @@ run and the smallest margin to its threshold: the evidence behind the tolerances
 ``alpha_pre = 0``, a wrong ``lambda_pre``, a zero learning signal, BPTT instead of S-TLLR) and prints
 which claims caught it (failed), and which cells raised something else.
 
-Results are also written as JSON to ``build/claims/<command>.json``.
+Results are also written as JSON (``--out``, default ``build/claims/<command>.json``); ``report``
+turns any number of them into the tables of ``docs/claims.md``.
 """
 from __future__ import annotations
 
@@ -141,11 +143,46 @@ def mutate(args) -> dict:
     return {"runs": runs}
 
 
+def report(paths) -> str:
+    """Markdown: per claim, the measured value of every spread run and the smallest margin; per
+    notebook and mutation, the claims that failed."""
+    runs = [r for p in paths for r in json.loads(Path(p).read_text())["runs"]]
+    spread_runs = [r for r in runs if "kernel" in r]
+    mutate_runs = [r for r in runs if "mutation" in r]
+    out = []
+    if spread_runs:
+        out += ["| notebook | claim | runs (seed/kernel: measured) | smallest margin |", "|---|---|---|---|"]
+        by_claim: dict = {}
+        for r in spread_runs:
+            for c in r["claims"]:
+                by_claim.setdefault((r["notebook"], c["text"]), []).append((r, c))
+        for (stem, text), items in by_claim.items():
+            margins = [m for m in (_margin(c) for _, c in items) if m is not None]
+            if not margins and all("gap" in c["values"] for _, c in items):
+                margins = [c["values"]["gap"] - c["values"]["spread"] for _, c in items]
+            held = all(c["holds"] for _, c in items)
+            runs_txt = "<br>".join(f"{r['seed']}/{r['kernel']}: {c['measured']}" for r, c in items)
+            out.append(f"| {stem} | {text}{'' if held else ' **(failed in a run)**'} | {runs_txt} | "
+                       f"{min(margins):+.3g} |" if margins else f"| {stem} | {text} | {runs_txt} | - |")
+    if mutate_runs:
+        out += ["", "| notebook | mutation | claims that failed (caught it) | other errors |", "|---|---|---|---|"]
+        for r in mutate_runs:
+            failed = [c["text"] for c in r["claims"] if not c["holds"]]
+            errs = sorted({f"{e['ename']}" for e in r["errors"] if e["ename"] != "ClaimError"})
+            cell = "<br>".join(failed) if failed else ("none" if r["mutation"] != "none" else
+                                                       f"none: all {len(r['claims'])} hold")
+            out.append(f"| {r['notebook']} | {r['mutation']} | {cell} | {', '.join(errs) or '-'} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    rp = sub.add_parser("report")
+    rp.add_argument("files", nargs="+", help="JSON files written by spread / mutate")
     for name in ("spread", "mutate"):
         p = sub.add_parser(name)
+        p.add_argument("--out", default=None, help="JSON file for the results (default build/claims/<command>.json)")
         p.add_argument("--only", nargs="*", default=None, help="notebook stems (default: the training notebooks)")
         if name == "spread":
             p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -153,15 +190,18 @@ def main(argv=None) -> int:
         else:
             p.add_argument("--mutations", nargs="*", default=["none", *MUTATIONS], choices=["none", *MUTATIONS])
     args = ap.parse_args(argv)
+    if args.command == "report":
+        print(report(args.files))
+        return 0
     unknown = set(args.only or []) - {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")}
     if unknown:
         print(f"--only: unknown notebook(s) {sorted(unknown)}", file=sys.stderr)
         return 2
     result = spread(args) if args.command == "spread" else mutate(args)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{args.command}.json"
+    path = Path(args.out) if args.out else OUT / f"{args.command}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
     return 0
 
 
