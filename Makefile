@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 browser:
 	@sh tools/ensure_chromium.sh
 
-# make test runs three parts, each even when an earlier one failed, and names the failed ones:
+# make test runs three parts (the two nbval parts side by side), each even when an earlier one
+# failed, and names the failed ones:
 #   package       the package tests (tests/), once
 #   nbval-native  every notebook under nbval (stored outputs compared), with the CPU kernels torch
 #                 and MKL pick on this machine
@@ -41,7 +42,6 @@ NOTEBOOKS ?= notebooks
 NBVAL_FORCED_ENV ?= ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE
 TEST_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
-TEST_PARTS := package nbval-native nbval-forced
 TEST_DESC_package := package tests
 TEST_DESC_nbval-native := notebooks under nbval, native CPU kernels
 TEST_DESC_nbval-forced := notebooks under nbval, kernels forced: $(NBVAL_FORCED_ENV)
@@ -58,11 +58,9 @@ test_part = echo ">> [$(1)] $(TEST_DESC_$(1))"; echo '$(subst ','\'',$(strip $(T
 	if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then failed="$$failed $(1)"; \
 		echo ">> [$(1)] FAILED: $(TEST_DESC_$(1)) (again alone: make test-$(1))"; fi
 
+# the two nbval parts run side by side (TEST_PARALLEL=0: one after the other); see tools/run_test_parts.sh
 test: venv browser
-	@failed=""; \
-	$(foreach part,$(TEST_PARTS),$(call test_part,$(part));) \
-	if [ -n "$$failed" ]; then echo ">> make test FAILED in:$$failed"; exit 1; fi; \
-	echo ">> make test: all parts passed ($(TEST_PARTS))"
+	@sh tools/run_test_parts.sh "$(MAKE)"
 
 test-package: venv browser
 	@failed=""; $(call test_part,package); [ -z "$$failed" ]
