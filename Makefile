@@ -80,10 +80,11 @@ lab: venv
 # figure's sha256 (checked by tests/test_figures_provenance.py). ONLY="01_lif_and_traces 02_stdp_window"
 # runs some notebooks; OUT=DIR writes DIR/notebooks and DIR/figures instead.
 # Paper scale: make figures FULL=1 DATA=/path/to/datasets [DEVICE=cuda] (written to build/full/ unless OUT=...)
+FIGURES_ARGS = $(strip $(if $(FULL),--full) $(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(ONLY),--only $(ONLY)) $(if $(OUT),--out-dir $(OUT)))
 figures: venv
-	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(BIN)/python tools/make_figures.py $(if $(FULL),--full) \
-		$(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) \
-		$(if $(OUT),--out-dir $(OUT))
+	@echo ">> tools/make_figures.py $(FIGURES_ARGS)"
+	@OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(BIN)/python tools/make_figures.py $(FIGURES_ARGS)
 
 bench: venv
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/bench_layers.py

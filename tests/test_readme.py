@@ -1,9 +1,18 @@
-"""The README's example runs as printed and actually trains (weights move, loss is finite)."""
+"""The README works as printed: its python example trains (weights move, loss is finite), and every
+shell command in it runs, smoke-sized, or is exempt with a stated reason."""
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable, Optional
 
+import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -34,16 +43,6 @@ def test_readme_example_runs_and_updates_weights():
 # breaks fails test_readme_commands_run_smoke_sized. Nothing here needs the network: every command
 # runs with its HTTP(S) requests sent to a closed local port, and the download command is checked
 # for its one-line offline error.
-
-import dataclasses  # noqa: E402
-import os  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from typing import Callable, Optional  # noqa: E402
-
-import pytest  # noqa: E402
 
 REPO = README.parent
 BIN = Path(sys.executable).parent  # the venv running the tests: its `stllr`, `python`, `torchrun`
@@ -236,8 +235,8 @@ COMMANDS = {
             "--n-train-per-class 4 --n-test-per-class 2",
         check=lambda proc, ws: "train / test:" in proc.stdout or pytest.fail(proc.stdout)),
     "torchrun --nproc-per-node N -m stllr train ...": Smoke(
-        exempt="two gloo processes take minutes; tests/test_distributed.py runs `torch.distributed.run "
-               "--nproc_per_node 2 -m stllr train` and compares it with one process",
+        exempt="two gloo processes; tests/test_distributed.py runs `stllr train` under torchrun with "
+               "--nproc-per-node 2 and compares it bit for bit with one process",
         verify=lambda ws: (BIN / "torchrun").is_file() or pytest.fail(f"no torchrun in {BIN}")),
     # not in README.md: benchmarks/README.md's `make bench`, known here in case the README quotes it
     "make bench": Smoke(run="{bench} --quick", documented_in="benchmarks/README.md",
