@@ -158,7 +158,7 @@ def report(paths) -> str:
                 by_claim.setdefault((r["notebook"], c["text"]), []).append((r, c))
         for (stem, text), items in by_claim.items():
             margins = [m for m in (_margin(c) for _, c in items) if m is not None]
-            if not margins and all("gap" in c["values"] for _, c in items):
+            if not margins and all({"gap", "spread"} <= set(c["values"]) for _, c in items):
                 margins = [c["values"]["gap"] - c["values"]["spread"] for _, c in items]
             held = all(c["holds"] for _, c in items)
             runs_txt = "<br>".join(f"{r['seed']}/{r['kernel']}: {c['measured']}" for r, c in items)
