@@ -43,6 +43,9 @@ class Claim:
     holds: bool
     measured: str
     values: dict = field(default_factory=dict)
+    #: how far the measurement lies on the safe side of the threshold, in the claim's unit
+    #: (negative or NaN: the claim fails); what tools/claim_runs.py reports as the margin
+    slack: Optional[float] = None
 
 
 def _numbers(values, name: str) -> list[float]:
@@ -61,6 +64,13 @@ def _numbers(values, name: str) -> list[float]:
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs)
+
+
+def _slack_holds(slack: float, inclusive: bool = False) -> tuple[float, bool]:
+    """``(slack, holds)``: a claim holds when its slack is positive (``>= 0`` when ``inclusive``);
+    a NaN never holds."""
+    slack = float(slack)
+    return slack, (slack >= 0.0 if inclusive else slack > 0.0)
 
 
 def _fmt(xs: Sequence[float], unit: str) -> str:
@@ -98,11 +108,13 @@ class Claims:
         unit = self.unit if unit is None else unit
         return f" {unit}" if unit else ""
 
-    def add(self, text: str, holds: bool, measured: str, **values) -> None:
-        """Record a claim decided by the caller. ``text`` must not contain measured digits.
+    def add(self, text: str, holds: bool, measured: str, slack: Optional[float] = None, **values) -> None:
+        """Record a claim decided by the caller. ``text`` must not contain measured digits; ``slack``:
+        how far the measurement is from failing (for the spread report).
 
         Nothing is returned (a notebook cell ending in a claim shows no measured value)."""
-        self.claims.append(Claim(str(text), bool(holds), str(measured), values))
+        self.claims.append(Claim(str(text), bool(holds), str(measured), values,
+                                 None if slack is None else float(slack)))
 
     def mean_above(self, what: str, values, threshold: float, threshold_name: str = "",
                    unit: Optional[str] = None) -> None:
@@ -110,8 +122,9 @@ class Claims:
         xs = _numbers(values, "values")
         u = self._u(unit)
         note = f" ({threshold_name})" if threshold_name else ""
-        return self.add(f"{what} > {_g(threshold)}{u}{note}", _mean(xs) > threshold,
-                        _fmt(xs, u.strip()), values=xs, threshold=threshold)
+        slack, holds = _slack_holds(_mean(xs) - threshold)
+        self.add(f"{what} > {_g(threshold)}{u}{note}", holds, _fmt(xs, u.strip()), slack, values=xs,
+                 threshold=threshold)
 
     def mean_below(self, what: str, values, threshold: float, threshold_name: str = "",
                    unit: Optional[str] = None) -> None:
@@ -119,8 +132,9 @@ class Claims:
         xs = _numbers(values, "values")
         u = self._u(unit)
         note = f" ({threshold_name})" if threshold_name else ""
-        return self.add(f"{what} < {_g(threshold)}{u}{note}", _mean(xs) < threshold,
-                        _fmt(xs, u.strip()), values=xs, threshold=threshold)
+        slack, holds = _slack_holds(threshold - _mean(xs))
+        self.add(f"{what} < {_g(threshold)}{u}{note}", holds, _fmt(xs, u.strip()), slack, values=xs,
+                 threshold=threshold)
 
     def mean_exceeds(self, a_name: str, a, b_name: str, b, margin: float = 0.0,
                      unit: Optional[str] = None) -> None:
@@ -129,9 +143,10 @@ class Claims:
         u = self._u(unit)
         by = f" by more than {_g(margin)}{u.replace(' %', ' points')}" if margin else ""
         diff = _mean(xa) - _mean(xb)
-        return self.add(f"{a_name} > {b_name}{by}", diff > margin,
-                        f"{a_name} {_fmt(xa, u.strip())}; {b_name} {_fmt(xb, u.strip())}; "
-                        f"difference {diff:+.4g}", a=xa, b=xb, margin=margin)
+        slack, holds = _slack_holds(diff - margin)
+        self.add(f"{a_name} > {b_name}{by}", holds,
+                 f"{a_name} {_fmt(xa, u.strip())}; {b_name} {_fmt(xb, u.strip())}; difference {diff:+.4g}",
+                 slack, a=xa, b=xb, margin=margin)
 
     def increasing(self, what: str, labels: Sequence, means: Iterable[float], min_step: float = 0.0,
                    unit: Optional[str] = None) -> None:
@@ -144,16 +159,17 @@ class Claims:
         steps = [b - a for a, b in zip(ms, ms[1:])]
         by = f" by more than {_g(min_step)}{u.replace(' %', ' points')} per step" if min_step else ""
         shown = ", ".join(f"{lab}: {m:.4g}" for lab, m in zip(labels, ms))
-        return self.add(f"{what} increases from {labels[0]} to {labels[-1]}{by}",
-                        all(step > min_step for step in steps), shown, means=ms, labels=[str(x) for x in labels],
-                        min_step=min_step)
+        gaps = [step - min_step for step in steps]
+        slack, holds = _slack_holds(float("nan") if any(g != g for g in gaps) else min(gaps))
+        self.add(f"{what} increases from {labels[0]} to {labels[-1]}{by}", holds, shown, slack, means=ms,
+                 labels=[str(x) for x in labels], min_step=min_step)
 
     def within(self, what: str, value: float, low: float, high: float, unit: Optional[str] = None) -> None:
         """``low <= value <= high``."""
         v = _numbers(value, "value")[0]
         u = self._u(unit)
-        return self.add(f"{what} in [{_g(low)}, {_g(high)}]{u}", low <= v <= high, f"{v:.6g}{u}",
-                        value=v, low=low, high=high)
+        slack, holds = _slack_holds(min(v - low, high - v) if v == v else v, inclusive=True)
+        self.add(f"{what} in [{_g(low)}, {_g(high)}]{u}", holds, f"{v:.6g}{u}", slack, value=v, low=low, high=high)
 
     # -- report ------------------------------------------------------------------------------
     def verify(self) -> None:

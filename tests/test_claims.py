@@ -48,6 +48,21 @@ def test_failed_claim_raises_with_the_measured_numbers(build, measured, capsys):
     assert "holds: a claim that holds" in out and "DOES NOT HOLD: " in out
 
 
+@pytest.mark.parametrize("build, slack", [
+    (lambda c: c.mean_above("acc", [50.0, 52.0], 40.0), 11.0),
+    (lambda c: c.mean_below("acc", [21.0, 23.0], 35.0), 13.0),
+    (lambda c: c.mean_exceeds("A", [70.0], "B", [52.0], margin=10.0), 8.0),
+    (lambda c: c.increasing("acc", ["a", "b", "c"], [20.0, 30.0, 33.0], min_step=2.0), 1.0),
+    (lambda c: c.within("x", 0.95, 0.9, 1.0), 0.05),
+    (lambda c: c.mean_above("acc", [39.0], 40.0), -1.0),
+])
+def test_slack_is_the_distance_to_failing(build, slack):
+    check = Claims()
+    build(check)
+    assert check.claims[0].slack == pytest.approx(slack)
+    assert check.claims[0].holds == (slack > 0)
+
+
 def test_boundaries_are_strict():
     """A mean exactly at the threshold does not count as above it (the check can fail)."""
     check = Claims()
@@ -105,7 +120,8 @@ def test_claims_log_records_values(tmp_path, monkeypatch, capsys):
     check.verify()
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert rows == [{"notebook": "00_quickstart", "text": "acc > 40 %", "holds": True,
-                     "measured": "mean 51 % of [50, 52]", "values": {"values": [50.0, 52.0], "threshold": 40.0}}]
+                     "measured": "mean 51 % of [50, 52]", "values": {"values": [50.0, 52.0], "threshold": 40.0},
+                     "slack": 11.0}]
 
 
 TRAINING_NOTEBOOKS = ["00_quickstart", "03_factor_choices", "04_accuracy_vs_bptt", "06_learning_signals",

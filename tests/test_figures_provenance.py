@@ -12,17 +12,20 @@ STLLR_PROVENANCE_ROOT=DIR checks DIR/figures and DIR/notebooks instead (a ``--ou
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from make_figures import EMBEDDED_MIME, embedded_images, sha256_bytes  # noqa: E402  (the writer's own helpers)
 
 ROOT = Path(os.environ.get("STLLR_PROVENANCE_ROOT") or Path(__file__).resolve().parents[1])
 FIGURES = ROOT / "figures"
 MANIFEST = FIGURES / "MANIFEST.json"
-EMBEDDED_MIME = {".png": "image/png", ".gif": "image/gif"}
 REGENERATE = "regenerate with `make figures` (all notebooks, one run)"
 
 
@@ -30,23 +33,8 @@ def _manifest() -> dict:
     return json.loads(MANIFEST.read_text())["notebooks"] if MANIFEST.exists() else {}
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _notebook(entry: dict) -> dict:
-    return json.loads((ROOT / entry["notebook"]).read_text())
-
-
-def _embedded(nb: dict) -> dict[str, list[str]]:
-    """sha256 of each image/png and image/gif output in the notebook's code cells, by MIME type."""
-    found: dict[str, list[str]] = {mime: [] for mime in EMBEDDED_MIME.values()}
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
-            for mime, value in out.get("data", {}).items():
-                if mime in found:
-                    found[mime].append(_sha256(base64.b64decode("".join(value) if isinstance(value, list) else value)))
-    return found
+def _notebook(entry: dict):
+    return nbformat.read(ROOT / entry["notebook"], as_version=4)
 
 
 ENTRIES = sorted(_manifest().items())
@@ -71,14 +59,14 @@ def test_notebook_carries_the_manifest_run_id(stem, entry):
 def test_figures_are_the_ones_the_stored_notebook_made(stem, entry):
     figures = entry.get("figures")
     assert isinstance(figures, dict) and figures, f"MANIFEST.json entry {stem} lists no figure sha256: {REGENERATE}"
-    embedded = _embedded(_notebook(entry))
+    embedded = embedded_images(_notebook(entry))
     problems = []
     for name, info in sorted(figures.items()):
         path = FIGURES / name
         if not path.exists():
             problems.append(f"{name}: listed in the manifest but missing from figures/")
             continue
-        digest = _sha256(path.read_bytes())
+        digest = sha256_bytes(path.read_bytes())
         if digest != info["sha256"]:
             problems.append(f"{name}: not the file run {entry['run_id']} wrote (sha256 {digest[:12]}, "
                             f"manifest {info['sha256'][:12]})")

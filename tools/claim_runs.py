@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from make_figures import environ, kernel_config  # tools/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "build" / "claims"
@@ -51,20 +53,12 @@ def run_notebook(stem: str, seed: int | None = None, env: dict | None = None, ti
         nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"SEED = {int(seed)}"))
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "claims.jsonl"
-        extra = {"STLLR_CLAIMS_LOG": str(log), "STLLR_NOTEBOOK": stem, "STLLR_FIGURES_DIR": str(Path(tmp) / "fig"),
-                 "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
-        saved = {k: os.environ.get(k) for k in extra}
-        os.environ.update(extra)
         t0 = time.perf_counter()
-        try:
+        with environ(STLLR_CLAIMS_LOG=str(log), STLLR_NOTEBOOK=stem, STLLR_FIGURES_DIR=str(Path(tmp) / "fig"),
+                     OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE", **(env or {})):
             NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                           resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+                           resources={"metadata": {"path": str(NOTEBOOKS)}},
+                           config=kernel_config(Path(tmp))).execute()
         claims = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     errors = []
     for i, cell in enumerate(nb.cells):
@@ -73,25 +67,6 @@ def run_notebook(stem: str, seed: int | None = None, env: dict | None = None, ti
                 errors.append({"cell": i, "ename": out["ename"], "evalue": out["evalue"].splitlines()[0][:200]})
     return {"notebook": stem, "seed": seed, "env": env or {}, "seconds": round(time.perf_counter() - t0, 1),
             "claims": claims, "errors": errors}
-
-
-def _margin(claim: dict) -> float | None:
-    """How far the measured value is on the safe side of the threshold (negative: fails)."""
-    v = claim["values"]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    text = claim["text"]
-    if "threshold" in v and " > " in text:
-        return mean(v["values"]) - v["threshold"]
-    if "threshold" in v and " < " in text:
-        return v["threshold"] - mean(v["values"])
-    if "margin" in v:
-        return mean(v["a"]) - mean(v["b"]) - v["margin"]
-    if "min_step" in v:
-        ms = v["means"]
-        return min(b - a for a, b in zip(ms, ms[1:])) - v["min_step"]
-    if "low" in v:
-        return min(v["value"] - v["low"], v["high"] - v["value"])
-    return None
 
 
 def spread(args) -> dict:
@@ -113,7 +88,7 @@ def spread(args) -> dict:
         for c in r["claims"]:
             by_claim.setdefault((r["notebook"], c["text"]), []).append((r["seed"], r["kernel"], c))
     for (stem, text), items in by_claim.items():
-        margins = [m for m in (_margin(c) for _, _, c in items) if m is not None]
+        margins = [c["slack"] for _, _, c in items if c.get("slack") is not None]
         low = f"{min(margins):+.3g}" if margins else "-"
         print(f"{stem}: {text}\n    min margin {low}; " +
               "; ".join(f"seed {s} {k}: {c['measured']}" for s, k, c in items))
@@ -157,9 +132,7 @@ def report(paths) -> str:
             for c in r["claims"]:
                 by_claim.setdefault((r["notebook"], c["text"]), []).append((r, c))
         for (stem, text), items in by_claim.items():
-            margins = [m for m in (_margin(c) for _, c in items) if m is not None]
-            if not margins and all({"gap", "spread"} <= set(c["values"]) for _, c in items):
-                margins = [c["values"]["gap"] - c["values"]["spread"] for _, c in items]
+            margins = [c["slack"] for _, c in items if c.get("slack") is not None]
             held = all(c["holds"] for _, c in items)
             runs_txt = "<br>".join(f"{r['seed']}/{r['kernel']}: {c['measured']}" for r, c in items)
             out.append(f"| {stem} | {text}{'' if held else ' **(failed in a run)**'} | {runs_txt} | "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -103,21 +104,30 @@ def kernel_config(tmpdir: Path):
     return cfg
 
 
+@contextlib.contextmanager
+def environ(**variables: str):
+    """Set environment variables for the kernels started inside (a kernel inherits the
+    environment), and restore the previous values afterwards."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def execute(nb_path: Path, out_path: Path, parameters: dict, figures_dir: Path, tmpdir: Path):
     """Run one notebook (kernel cwd: notebooks/) with its figures going to ``figures_dir``."""
     import papermill as pm
 
-    env_before = os.environ.get("STLLR_FIGURES_DIR")
-    os.environ["STLLR_FIGURES_DIR"] = str(figures_dir)  # the kernel inherits the environment
-    try:
+    with environ(STLLR_FIGURES_DIR=str(figures_dir)):
         return pm.execute_notebook(str(nb_path), str(out_path), parameters=parameters or None,
                                    cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
                                    record_timing=False, config=kernel_config(tmpdir))
-    finally:
-        if env_before is None:
-            os.environ.pop("STLLR_FIGURES_DIR", None)
-        else:
-            os.environ["STLLR_FIGURES_DIR"] = env_before
 
 
 def main(argv=None) -> int:
