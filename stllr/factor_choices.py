@@ -1,6 +1,6 @@
 """Factor choices of S-TLLR (notebook 03): which ``alpha_post`` and ``lambda_pre`` to use.
 
-The rule's eligibility (paper Eq. 10-13, in the code's convention, see ``shared/spec/rule.md``) is
+The rule's eligibility (paper Eq. 10-13, in the code's convention, see ``docs/rule.md``) is
 ``alpha_post * tr_out_{t-1} x_t + alpha_pre * psi_t tr_in_t`` with ``factors = [lambda_post,
 lambda_pre, alpha_post, alpha_pre]``. The paper studies two of the four factors:
 

@@ -4,7 +4,7 @@ standardisation and the rule's weight gradients.
 Everything here is stateless: state goes in and comes out explicitly (Norse style), so a
 reader finds every equation of the rule in this one file. Equation numbers refer to the
 paper (Apolinario & Roy, TMLR 2025, arXiv 2306.15220v4); where the paper and the authors'
-code differ, the code's convention is used and noted (see ``shared/spec/rule.md``).
+code differ, the code's convention is used and noted (see ``docs/rule.md``).
 
 Notation: B batch, M inputs, N neurons. ``delta`` is the learning signal dL/ds_t that
 arrives at a layer's output.

@@ -16,7 +16,7 @@ from stllr.analysis import stdp_window_analytic  # noqa: E402
 from stllr.experiments import Method  # noqa: E402
 from stllr.plot import plt  # noqa: E402
 
-# The paper's Tables 2 and 5 exactly as shared/spec/paper-results.md prints them (arXiv 2306.15220v4).
+# The paper's Tables 2 and 5 exactly as docs/paper-results.md prints them (arXiv 2306.15220v4).
 SPEC_TABLE2 = """
 | DVS Gesture | VGG9 | 20 | 15 | (0.2, 0.75, 1) | 94.61+-0.73 | 94.01+-1.10 | 95.07+-0.48 |
 | DVS CIFAR10 | VGG9 | 10 | 5 | (0.2, 0.5, 1) | 72.93+-0.94 | 73.42+-0.50 | 73.93+-0.62 |

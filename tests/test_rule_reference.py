@@ -1,4 +1,4 @@
-"""The S-TLLR layers against an independent, step-by-step reference of shared/spec/rule.md.
+"""The S-TLLR layers against an independent, step-by-step reference of docs/rule.md.
 
 Everything the layers compute is recomputed here from the equations only: the LIF step with
 its traces, psi, the weight standardisation (forward written out, backward by autograd of
