@@ -2,7 +2,7 @@
 
 Each method trains the same small recurrent SNN (100 inputs -> 128 recurrent LIF -> 10-way leaky
 readout; ``randman_rsnn_bptt`` / ``randman_rsnn_stllr``) for ``--trials`` seeds through
-``stllr.train.train`` (exactly what ``stllr train`` runs) and reports the final test accuracy
+``stllr.training.run.train`` (exactly what ``stllr train`` runs) and reports the final test accuracy
 (mean, sample std), the best epoch's test accuracy and the wall time per run. Runs are spread
 over ``--workers`` processes with one thread each (small models run fastest single-threaded).
 
@@ -77,7 +77,8 @@ def _run_one(job):
     import torch
 
     torch.set_num_threads(1)
-    from stllr.train import TrainConfig, train
+    from stllr.training.config import TrainConfig
+    from stllr.training.run import train
 
     method, trial, trials, settings, task, data_path, save_root = job
     cfg = {k: v for k, v in settings.items() if k != "label"}

@@ -29,8 +29,10 @@ import torch
 from torch import nn
 
 import stllr
-from stllr.experiments import Fig3MLP
-from stllr import measure as M
+from stllr.studies.memory_and_compute import Fig3MLP
+from stllr.measure import sequence
+from stllr.measure import analytic
+from stllr.measure import machine
 
 TS = (10, 25, 50, 100, 200, 300)
 T_CONSTANCY = 1000
@@ -47,17 +49,17 @@ def run(batch_size: int, device: torch.device, Ts, t_const: int, peak: bool = Tr
     s_model = Fig3MLP(True, DIMS, FACTORS).to(device)
     b_model = Fig3MLP(False, DIMS, FACTORS).to(device)
     b_model.load_state_dict(s_model.state_dict(), strict=False)
-    shapes = M.model_shapes(s_model)
+    shapes = analytic.model_shapes(s_model)
     target = torch.zeros(batch_size, 1, device=device)
-    inputs = M._random_inputs((DIMS[0],), batch_size, 0, torch.float32, device)
+    inputs = sequence._random_inputs((DIMS[0],), batch_size, 0, torch.float32, device)
     rows = []
     for T in sorted(set(Ts) | {t_const}):
-        ana = M.analytic_costs(shapes, T, 1, -1.0, batch_size, 4)
+        ana = analytic.analytic_costs(shapes, T, 1, -1.0, batch_size, 4)
         row = {"T": T, "stllr_analytic": ana["stllr_memory_bytes"], "bptt_analytic": ana["bptt_memory_bytes"]}
         for name, model, mode in (("stllr", s_model, "stllr"), ("bptt", b_model, "bptt")):
             if name == "bptt" and T not in Ts:
                 continue
-            m = M.measure_sequence(model, inputs, target, steps=T, mode=mode, delay_ls=1, loss_fn=mse,
+            m = sequence.measure_sequence(model, inputs, target, steps=T, mode=mode, delay_ls=1, loss_fn=mse,
                                    bptt_loss="last", macs=False, peak=peak)
             model.reset_state()
             model.zero_grad(set_to_none=True)
@@ -95,7 +97,7 @@ def main(argv=None):
     ratio100 = by_t[100]["memory_ratio"] if 100 in by_t and "memory_ratio" in by_t[100] else None
     s_vals = [r["stllr_saved_bytes"] for r in rows]
     spread = (max(s_vals) - min(s_vals)) / min(s_vals)
-    summary = {"machine": M.machine_description(), "load_average_after": M.load_average(), "device": str(device), "batch_size": batch, "seconds": round(time.time() - t0, 1),
+    summary = {"machine": machine.machine_description(), "load_average_after": machine.load_average(), "device": str(device), "batch_size": batch, "seconds": round(time.time() - t0, 1),
                "ratio_at_T100": ratio100, "stllr_spread_T10_T1000": spread,
                "target_ratio_ge_40": None if ratio100 is None else ratio100 >= 40,
                "target_constant_within_1pct": spread <= 0.01}

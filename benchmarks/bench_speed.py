@@ -144,7 +144,7 @@ WORKLOADS = {
 
 
 def build(cfg, kind, seed=0):
-    from stllr.models import build_model
+    from stllr.models.registry import build_model
     torch.manual_seed(seed)
     if kind == "bptt":
         model = build_model(cfg["bptt"])
@@ -225,7 +225,7 @@ def grad_agreement(cfg, x, y):
 def run_workload(name, repeats):
     """Time S-TLLR, BPTT and the outer-product form on one workload; count the S-TLLR MACs."""
     cfg = WORKLOADS[name]
-    from stllr.models import get_model_spec
+    from stllr.models.registry import get_model_spec
     shape = get_model_spec(cfg["stllr"]).input_shape
     x, y = make_inputs(cfg, shape)
     res = {"workload": name, "arch": cfg["stllr"], "twin": cfg["bptt"], "B": cfg["B"], "T": cfg["T"],

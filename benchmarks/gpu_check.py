@@ -4,7 +4,7 @@ CI has no GPU, so everything here that needs one is run by hand on a GPU machine
 
     python benchmarks/gpu_check.py [--out DIR] [--quick]
 
-1. correctness: the S-TLLR update (``stllr.alignment.stllr_update``) and the exact BPTT gradient
+1. correctness: the S-TLLR update (``stllr.studies.gradient_alignment.stllr_update``) and the exact BPTT gradient
    of small recurrent and conv models, float64, on CUDA vs the CPU (max relative difference; spikes
    are thresholds, so only float64 keeps both devices on the same spike trains);
 2. training: ``stllr train --device``-equivalent runs (the CLI picks CUDA when present) on the
@@ -35,9 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stllr import alignment as A  # noqa: E402
-from stllr import experiments as E  # noqa: E402
-from stllr.models import build_model  # noqa: E402
+from stllr.studies import gradient_alignment as A  # noqa: E402
+from stllr.studies import memory_and_compute as E  # noqa: E402
+from stllr.models.registry import build_model  # noqa: E402
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,10 +117,10 @@ def check_full_paths(device) -> list:
     """The notebooks' FULL code paths (paper settings, real SHD format) for one epoch on the device, on a
     small SHD fixture: notebook 03 (factor sweep), 04 (methods and the BPTT window control, two worker
     processes sharing the device), 06 (training while recording the signal angles)."""
-    from stllr import accuracy_study as S
-    from stllr import factor_choices as FC
-    from stllr import learning_signals as LS
-    from stllr import sweeps
+    from stllr.studies import accuracy_vs_bptt as S
+    from stllr.studies import factor_choices as FC
+    from stllr.studies import learning_signals as LS
+    from stllr.studies import sweeps
     from stllr.data import fixtures
 
     shd = Path(tempfile.mkdtemp(prefix="stllr-gpu-full-"))

@@ -11,7 +11,7 @@ from .functional import (
 from .layers import Conv2dSTLLR, LeakyReadout, LinearSTLLR, RecurrentSTLLR, STLLRState
 from .neurons import LIFNeuron, SecondaryActivation
 from .signals import FEEDBACK_MODES, FeedbackContext, LearningSignal, OutputErrorTap
-from .utils import reset_states
+from stllr._base import reset_states
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import init
 
 from . import _checks
-from ._stateful import StatefulLayer
+from stllr._base import StatefulLayer
 from . import functional as SF
 from .functional import PsiLike
 from .layers import add_recurrent_weight, set_conv_geometry

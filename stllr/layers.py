@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import init
 
 from . import _checks
-from ._stateful import StatefulLayer
+from stllr._base import StatefulLayer
 from . import functional as SF
 from .functional import DEFAULT_FACTORS, PsiLike
 

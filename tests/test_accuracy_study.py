@@ -1,12 +1,12 @@
-"""stllr.accuracy_study: the settings say what the notebook and the paper say; tables and plots
+"""stllr.studies.accuracy_vs_bptt: the settings say what the notebook and the paper say; tables and plots
 are computed from the trials they are given."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stllr import accuracy_study as S
-from stllr.sweeps import Sweep, TrialResult
+from stllr.studies import accuracy_vs_bptt as S
+from stllr.studies.sweeps import Sweep, TrialResult
 
 
 def _fake_sweep(accs: dict) -> Sweep:

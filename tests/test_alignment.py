@@ -1,4 +1,4 @@
-"""stllr.alignment (notebook 07): the S-TLLR update and the exact BPTT gradient of the same loss.
+"""stllr.studies.gradient_alignment (notebook 07): the S-TLLR update and the exact BPTT gradient of the same loss.
 
 References are written here without the module's helpers:
 - the S-TLLR update: the model run step by step by hand (no_grad before the window,
@@ -22,10 +22,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import alignment as A
+from stllr.studies import gradient_alignment as A
 from stllr import functional as SF
-from stllr.models import build_model
-from stllr.train import predict
+from stllr.models.registry import build_model
+from stllr.training.loop import predict
 
 DT = torch.float64
 T, B, M, H, C = 6, 4, 6, 5, 3

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from stllr.analysis import (classic_stdp_window, cosine_similarity, relative_norm, stdp_window_analytic,
-                            stdp_window_simulated)
+from stllr.analysis.stdp import classic_stdp_window, stdp_window_analytic, stdp_window_simulated
+from stllr.analysis.metrics import cosine_similarity, relative_norm
 
 
 def test_analytic_window_values_written_out():

@@ -1,4 +1,4 @@
-"""stllr.claims: a claim that holds prints one digit-free line; one that fails raises with the numbers."""
+"""stllr.analysis.claims: a claim that holds prints one digit-free line; one that fails raises with the numbers."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from stllr.claims import ClaimError, Claims
+from stllr.analysis.claims import ClaimError, Claims
 
 
 def test_held_claims_print_fixed_lines_without_measured_digits(capsys):

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import stllr.train as T
+from stllr.training import run as training_run
 from stllr import cli
+from stllr.cli import train as cli_train
 from stllr.data import fixtures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def test_bad_input_one_line_nonzero_before_any_work(argv, message, capsys, monke
     def no_data(*a, **k):
         raise AssertionError("data loading started despite bad input")
 
-    monkeypatch.setattr(T, "_load_data", no_data)
+    monkeypatch.setattr(training_run, "_load_data", no_data)
     start = time.perf_counter()
     try:
         rc = _run(["train", "--save-path", tmp_path / "run"] + argv)
@@ -160,10 +161,10 @@ def test_module_entry_point_exit_codes(tmp_path):
     assert {r["arch"] for r in json.loads(ok.stdout)} >= {"stllr_shd_net", "dvs_vgg_bptt", "randman_rsnn_stllr"}
 
 
-def test_parser_structure_and_memory_hook():
+def test_parser_structure():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert {"train", "eval", "models"} <= set(sub.choices)
+    assert {"train", "eval", "models", "memory"} == set(sub.choices)
     args = parser.parse_args(["train"])
     # the reference's defaults
     assert (args.arch, args.dataset, args.optimizer, args.loss, args.lr, args.batch_size, args.val_batch_size,
@@ -171,30 +172,7 @@ def test_parser_structure_and_memory_hook():
             args.factors, args.pooling, args.weight_decay, args.label_encoding, args.activation, args.trials,
             args.epochs) == ("dvs_vgg_stllr", "DVSGesture", "Adam", "CE", 1e-3, 16, 5, 1234, "stllr", "BP", 5, 0,
                              200, [0.2, 0.75, -1.0, 1.0], "MAX", 0.0, "class", "LinearSpike", 1, 100)
-    assert args.func is cli.cmd_train
-    try:
-        import stllr.measure_cli  # noqa: F401
-    except ImportError:
-        assert "memory" not in sub.choices
-    else:
-        assert "memory" in sub.choices
-
-
-def test_memory_hook_registers_a_subcommand(monkeypatch):
-    import types
-
-    called = {}
-    mod = types.ModuleType("stllr.measure_cli")
-
-    def add_memory_subcommand(subparsers):
-        p = subparsers.add_parser("memory", help="peak memory")
-        p.add_argument("--T", type=int, default=10)
-        p.set_defaults(func=lambda args: called.setdefault("T", args.T) and 0)
-
-    mod.add_memory_subcommand = add_memory_subcommand
-    monkeypatch.setitem(sys.modules, "stllr.measure_cli", mod)
-    assert cli.main(["memory", "--T", "7"]) == 0
-    assert called == {"T": 7}
+    assert args.func is cli_train.cmd_train
 
 
 RANDMAN_SMALL = ["-o", "n_train_per_class=4", "-o", "n_test_per_class=2", "-o", "n_steps=12"]

@@ -14,10 +14,13 @@ import pytest
 import torch
 
 from stllr import cli
-from stllr import distributed as D
-from stllr import train as T
+from stllr.cli import train as cli_train
+from stllr.training import distributed as D
+from stllr.training import loop
+from stllr.training import config
+from stllr.training import run
 from stllr.data import get_loaders
-from stllr.train import TrainConfig
+from stllr.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,10 +86,8 @@ def _train_args(data: Path, case: str) -> list:
 
 def _config(data: Path, case: str) -> TrainConfig:
     """The TrainConfig ``stllr train`` builds from the test's flags."""
-    from stllr import cli
-
     args = cli.build_parser().parse_args(["train"] + _train_args(data, case))
-    return T.validate_config(cli.config_from_args(args))
+    return config.validate_config(cli_train.config_from_args(args))
 
 
 @contextlib.contextmanager
@@ -127,11 +128,11 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
 
     Returns (state_dict, metrics, max |averaged gradient| over all steps)."""
     seed = cfg.seed  # trial 1
-    data = T._load_data(cfg, D.DistContext())
-    T.seed_everything(seed)
-    model = T._build(cfg, data.info).to(dtype)
-    optimizer = T.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
-    loss_fn = T.make_loss(cfg.loss, model.num_classes)
+    data = run._load_data(cfg, D.DistContext())
+    loop.seed_everything(seed)
+    model = run._build(cfg, data.info).to(dtype)
+    optimizer = config.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    loss_fn = config.make_loss(cfg.loss, model.num_classes)
     params = [p for p in model.parameters() if p.requires_grad]
 
     def sampler(r):
@@ -147,7 +148,7 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
     def totals(stats):  # allreduce_sum (float64) over the ranks
         return [sum(st[i] for st in stats) for i in range(3)]
 
-    train_loaders = [T._make_loader(data.train_set, cfg.batch_size // world, sampler(r), None, data.collate)
+    train_loaders = [run._make_loader(data.train_set, cfg.batch_size // world, sampler(r), None, data.collate)
                      for r in range(world)]
     train_stats = [[0.0, 0.0, 0.0] for _ in range(world)]
     max_grad = 0.0
@@ -156,7 +157,7 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
         flats = []
         for r, (frames, labels) in enumerate(batches):
             frames, labels = frames.to(dtype), labels.to(torch.int64).view(-1)
-            pred = T.train_batch(model, frames, labels, _KeepGrads(params), loss_fn, cfg.training_mode,
+            pred = loop.train_batch(model, frames, labels, _KeepGrads(params), loss_fn, cfg.training_mode,
                                  cfg.delay_ls)
             with_grad = [p for p in params if p.grad is not None]
             flats.append(torch.cat([p.grad.reshape(-1) for p in with_grad]))
@@ -175,11 +176,11 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
     val_bs = math.ceil(cfg.val_batch_size / world)
     test_stats = [[0.0, 0.0, 0.0] for _ in range(world)]
     for r in range(world):
-        loader = T._make_loader(data.test_set, val_bs, D.EvalShardSampler(len(data.test_set), world, r), None,
+        loader = run._make_loader(data.test_set, val_bs, D.EvalShardSampler(len(data.test_set), world, r), None,
                                 data.collate)
         for frames, labels in loader:
             labels = labels.to(torch.int64).view(-1)
-            add(test_stats[r], T.predict(model, frames.to(dtype)), labels)
+            add(test_stats[r], loop.predict(model, frames.to(dtype)), labels)
     (tr_c, tr_l, tr_n), (te_c, te_l, te_n) = totals(train_stats), totals(test_stats)
     metrics = {"train_acc": 100.0 * tr_c / tr_n, "train_loss": tr_l / tr_n, "train_samples": int(tr_n),
                "test_acc": 100.0 * te_c / te_n, "test_loss": te_l / te_n, "test_samples": int(te_n)}
@@ -309,8 +310,8 @@ def test_averaged_half_batch_gradients_are_the_global_batch_gradient_in_float64(
         two, two_metrics, g2 = _simulate_ranks(cfg, world=2, dtype=torch.float64)
         one, one_metrics, g1 = _simulate_ranks(cfg, world=1, dtype=torch.float64)
     assert max(g1, g2) < F64_MAX_GRAD  # the premise of F64_ATOL
-    T.seed_everything(cfg.seed)
-    fresh = T._build(cfg, {"num_classes": 10, "input_shape": (100,)}).to(torch.float64)
+    loop.seed_everything(cfg.seed)
+    fresh = run._build(cfg, {"num_classes": 10, "input_shape": (100,)}).to(torch.float64)
     for k, v in one.items():
         torch.testing.assert_close(two[k], v, rtol=0, atol=F64_ATOL, msg=lambda m, k=k: f"{k}: {m}")
     for name, p in fresh.named_parameters():

@@ -1,4 +1,4 @@
-"""stllr.events (notebook 08): event arrays, frames, rasters, trace time scales, file formats.
+"""stllr.studies.event_data (notebook 08): event arrays, frames, rasters, trace time scales, file formats.
 
 References are hand-computed on a few events (counts per window written out with np.add.at, colours
 from the module's documented formula, trace recursions by a loop) or come from the real file readers:
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from stllr import events as EV
+from stllr.studies import event_data as EV
 from stllr.data import fixtures as fx
 from stllr.data import get_dataset
 

@@ -1,4 +1,4 @@
-"""stllr.experiments (notebooks 00 and 05): tables, the Fig. 3 MLP, saved memory against T, MACs against
+"""stllr.studies.common (notebooks 00 and 05): tables, the Fig. 3 MLP, saved memory against T, MACs against
 the learning window, Table 3 recomputed, time per step, training memory.
 
 References are counted by hand from the layer shapes (docs/measurement.md gives the relations):
@@ -18,10 +18,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import experiments as E
+from stllr.studies import paper
+from stllr.studies import common
+from stllr.studies import quickstart
+from stllr.studies import memory_and_compute
 from stllr.bptt import LeakyIntegrator, LinearLIF
 from stllr.layers import LeakyReadout, LinearSTLLR
-from stllr.models import build_model
+from stllr.models.registry import build_model
 
 F32, I64 = 4, 8
 
@@ -31,21 +34,21 @@ F32, I64 = 4, 8
 def test_format_table_alignment_and_missing_values():
     rows = [{"name": "a", "x": 1.5, "n": 3}, {"name": "long name", "x": None, "n": 12}]
     cols = [("name", "method", ""), ("x", "x value", ".2f"), ("n", "n", "d"), ("missing", "extra", "")]
-    assert E.format_table(rows, cols).splitlines() == [
+    assert common.format_table(rows, cols).splitlines() == [
         "method     x value   n  extra",
         "---------  -------  --  -----",
         "a             1.50   3  -",      # text left-aligned, numbers right-aligned, trailing blanks cut
         "long name        -  12  -",      # None and a missing key print "-"
     ]
-    assert E.format_table([], [("a", "alpha", "")]).splitlines() == ["alpha", "-----"]
+    assert common.format_table([], [("a", "alpha", "")]).splitlines() == ["alpha", "-----"]
 
 
 def test_num_threads_restores_the_setting():
     before = torch.get_num_threads()
-    with E.num_threads(1):
+    with common.num_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with E.num_threads(None):
+    with common.num_threads(None):
         assert torch.get_num_threads() == before
 
 
@@ -55,7 +58,7 @@ DIMS = (6, 5, 4, 1)
 
 
 def test_fig3_mlp_layers_and_shared_initial_weights():
-    s, b = E.fig3_models(DIMS, seed=3)
+    s, b = memory_and_compute.fig3_models(DIMS, seed=3)
     assert s.is_stllr and not b.is_stllr and s.input_shape == (6,)
     assert [type(m) for m in s.layers] == [LinearSTLLR, LinearSTLLR, LeakyReadout]
     assert [type(m) for m in b.layers] == [LinearLIF, LinearLIF, LeakyIntegrator]
@@ -70,7 +73,7 @@ def test_fig3_mlp_layers_and_shared_initial_weights():
     with torch.no_grad():
         for t in range(5):
             assert torch.equal(s(x[t]), b(x[t]))  # same forward dynamics
-    s2, _ = E.fig3_models(DIMS, seed=3)
+    s2, _ = memory_and_compute.fig3_models(DIMS, seed=3)
     assert torch.equal(s2.layers[0].weight, s.layers[0].weight)  # seeded
 
 
@@ -80,7 +83,7 @@ def test_memory_vs_T_hand_counts():
     loss's saved (out - 0) [B, 1]: constant in T. BPTT: per step x_t 6, v 5, s 5, v 4, s 4 = 24 values,
     plus the loss's [B, 1] once: linear in T."""
     B = 3
-    rows = E.memory_vs_T(Ts=(3, 6, 9), batch_size=B, dims=DIMS, delay_ls=1)
+    rows = memory_and_compute.memory_vs_T(Ts=(3, 6, 9), batch_size=B, dims=DIMS, delay_ls=1)
     assert [r["T"] for r in rows] == [3, 6, 9]
     stllr = B * (22 + 18 + 4 + 1) * F32
     for r in rows:
@@ -101,7 +104,7 @@ def test_memory_vs_T_hand_counts():
 
 
 def test_memory_vs_T_window_larger_than_T_is_clipped():
-    rows = E.memory_vs_T(Ts=(2,), batch_size=3, dims=DIMS, delay_ls=5)
+    rows = memory_and_compute.memory_vs_T(Ts=(2,), batch_size=3, dims=DIMS, delay_ls=5)
     assert rows[0]["stllr_saved_bytes"] == 3 * 45 * F32  # one step's graph alive at a time
 
 
@@ -109,7 +112,7 @@ def test_memory_vs_T_window_larger_than_T_is_clipped():
 
 @pytest.fixture(scope="module")
 def macs():
-    return E.macs_vs_window(arch="randman_rsnn_stllr", T=6, windows=(1, 3, 6), batch_size=3)
+    return memory_and_compute.macs_vs_window(arch="randman_rsnn_stllr", T=6, windows=(1, 3, 6), batch_size=3)
 
 
 def test_macs_vs_window_hand_counts(macs):
@@ -144,7 +147,7 @@ def test_macs_vs_window_hand_counts(macs):
 # ----------------------------------------------------------------------------- Table 3
 
 def test_paper_mac_points_from_the_printed_table():
-    pts = E.paper_mac_points()
+    pts = memory_and_compute.paper_mac_points()
     assert len(pts) == 7  # every S-TLLR row
     first = pts[0]
     assert (first["dataset"], first["T"], first["window"], first["alpha_post"]) == ("DVS CIFAR10", 10, 5, -1.0)
@@ -160,25 +163,25 @@ def test_paper_mac_points_from_the_printed_table():
 
 @pytest.fixture(scope="module")
 def table3():
-    return E.table3_recomputed()
+    return memory_and_compute.table3_recomputed()
 
 
 def test_table3_ratios(table3):
-    assert len(table3) == len(E.PAPER_TABLE3) == 11
-    for row, paper in zip(table3, E.PAPER_TABLE3):
-        assert (row["dataset"], row["method"], row["T"]) == (paper["dataset"], paper["method"], paper["T"])
-        if paper["method"] == "BPTT":
+    assert len(table3) == len(paper.PAPER_TABLE3) == 11
+    for row, published in zip(table3, paper.PAPER_TABLE3):
+        assert (row["dataset"], row["method"], row["T"]) == (published["dataset"], published["method"], published["T"])
+        if published["method"] == "BPTT":
             assert row["window"] is None and row["mem_ratio"] is None and row["paper_mem_ratio"] is None
             continue
-        T, d = paper["T"], paper["T"] - paper["T_l"]
+        T, d = published["T"], published["T"] - published["T_l"]
         assert row["window"] == d
         assert row["mem_ratio"] == T / 2  # Eq. 22 for every configuration
-        k = 2 if paper["alpha_post"] == 0 else 3
+        k = 2 if published["alpha_post"] == 0 else 3
         assert row["mac_ratio"] == pytest.approx(2 * T / (k * d), rel=1e-12)
-        bptt = next(p for p in E.PAPER_TABLE3 if p["dataset"] == paper["dataset"] and p["method"] == "BPTT")
-        assert row["paper_mem_ratio"] == pytest.approx(bptt["mem_mb"] / paper["mem_mb"])
-        assert row["paper_mac_ratio"] == pytest.approx(bptt["mac_e9"] / paper["mac_e9"])
-        if paper["dataset"] != "SHD":
+        bptt = next(p for p in paper.PAPER_TABLE3 if p["dataset"] == published["dataset"] and p["method"] == "BPTT")
+        assert row["paper_mem_ratio"] == pytest.approx(bptt["mem_mb"] / published["mem_mb"])
+        assert row["paper_mac_ratio"] == pytest.approx(bptt["mac_e9"] / published["mac_e9"])
+        if published["dataset"] != "SHD":
             # the VGG rows' published memory ratios are T/2 to their printed precision
             assert row["paper_mem_ratio"] == pytest.approx(T / 2, rel=5e-3)
     nc = [r for r in table3 if r["dataset"] == "N-CALTECH101"]
@@ -215,11 +218,11 @@ def test_table3_vgg_half_resolution_matches_the_printed_macs(table3):
 # ----------------------------------------------------------------------------- time per step
 
 def test_time_per_step_rows():
-    s, b = E.fig3_models(DIMS)
+    s, b = memory_and_compute.fig3_models(DIMS)
     torch.manual_seed(0)
     rec = build_model("randman_rsnn_stllr", num_classes=3, input_shape=(6,), hidden=5)
     before = torch.get_num_threads()
-    rows = E.time_per_step([("mlp s", s, "stllr", 5, 2, 3), ("mlp b", b, "bptt", 5, 2, 3),
+    rows = memory_and_compute.time_per_step([("mlp s", s, "stllr", 5, 2, 3), ("mlp b", b, "bptt", 5, 2, 3),
                             ("rec", rec, "stllr", 4, 4, 2)], repeats=2)
     assert torch.get_num_threads() == before
     assert [(r["label"], r["mode"], r["T"], r["window"], r["batch"]) for r in rows] == [
@@ -242,12 +245,12 @@ def _runs():
     torch.manual_seed(0)
     s = build_model("randman_rsnn_stllr", num_classes=CLS, input_shape=(M_IN,), hidden=HID, factors=[0.5, 1, 1, 1])
     b = build_model("randman_rsnn_bptt", num_classes=CLS, input_shape=(M_IN,), hidden=HID)
-    ms = E.Method("stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), delay_ls=3)
-    mb = E.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", delay_ls=3)
+    ms = common.Method("stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), delay_ls=3)
+    mb = common.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", delay_ls=3)
     hist_s = [{"epoch": 0, "train_acc": None, "test_acc": 10.0},
               {"epoch": 1, "train_acc": 50.0, "test_acc": 62.5}, {"epoch": 2, "train_acc": 75.0, "test_acc": 60.0}]
     hist_b = [{"epoch": 0, "train_acc": None, "test_acc": 10.0}, {"epoch": 1, "train_acc": 40.0, "test_acc": 33.3333}]
-    return {"stllr": E.RunResult(ms, hist_s, s, 123), "bptt": E.RunResult(mb, hist_b, b, 45)}
+    return {"stllr": common.RunResult(ms, hist_s, s, 123), "bptt": common.RunResult(mb, hist_b, b, 45)}
 
 
 def _info():
@@ -259,7 +262,7 @@ def _info():
 
 def test_training_memory_hand_counts():
     runs, info = _runs(), _info()
-    out = E.training_memory(runs, info)
+    out = quickstart.training_memory(runs, info)
     s, b, ratio = out["stllr"], out["bptt"], out["ratio"]
     assert (s["T"], s["delay_ls"], s["batch_size"], s["mode"], s["label"]) == (T_SEQ, 3, BS, "stllr", "S-TLLR")
     assert (b["T"], b["batch_size"], b["mode"]) == (T_SEQ, BS, "bptt")
@@ -282,14 +285,14 @@ def test_training_memory_hand_counts():
     for run in runs.values():
         assert run.model.training and all(p.grad is None for p in run.model.parameters())
     # batch_size caps at the training set; one method: no ratio
-    only = E.training_memory({"stllr": runs["stllr"]}, info, batch_size=99)
+    only = quickstart.training_memory({"stllr": runs["stllr"]}, info, batch_size=99)
     assert only["stllr"]["batch_size"] == 5 and "ratio" not in only
 
 
 def test_results_table_rows():
     runs = _runs()
     memory = {"stllr": {"saved_bytes_per_sample": 1234.0, "analytic_bytes_per_sample": 112.0}}
-    lines = E.results_table(runs, memory=memory, paper={"stllr": (78.24, 1.84)}).splitlines()
+    lines = quickstart.results_table(runs, memory=memory, paper={"stllr": (78.24, 1.84)}).splitlines()
     assert lines[0].split("  ")[:5] == ["method", "params", "train acc %", "test acc %", "best test %"]
     assert "saved kB/sample (measured)" in lines[0] and "paper SHD test %" in lines[0]
     s = lines[2].split()
@@ -297,4 +300,4 @@ def test_results_table_rows():
     assert s[5:] == ["1.2", "0.1", "78.24", "+-", "1.84"]   # kB/sample
     b = lines[3].split()
     assert b == ["BPTT", "45", "40.00", "33.33", "33.33", "-", "-", "-"]
-    assert len(E.results_table(runs).splitlines()[0].split("  ")) == 5  # no memory / paper columns
+    assert len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 5  # no memory / paper columns

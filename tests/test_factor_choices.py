@@ -1,4 +1,4 @@
-"""stllr.factor_choices (notebook 03): the sweep grids hold the paper's factors, the paper's numbers
+"""stllr.studies.factor_choices (notebook 03): the sweep grids hold the paper's factors, the paper's numbers
 equal the published tables, the helpers compute what they say, the plots draw what they claim."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 
 matplotlib.use("Agg")
 
-from stllr import factor_choices as FC  # noqa: E402
-from stllr import sweeps  # noqa: E402
-from stllr.analysis import stdp_window_analytic  # noqa: E402
-from stllr.experiments import Method  # noqa: E402
-from stllr.plot import plt  # noqa: E402
+from stllr.studies import factor_choices as FC  # noqa: E402
+from stllr.studies import sweeps  # noqa: E402
+from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
+from stllr.studies.common import Method  # noqa: E402
+from stllr.plotting.style import plt  # noqa: E402
 
 # The paper's Tables 2 and 5 exactly as docs/paper-results.md prints them (arXiv 2306.15220v4).
 SPEC_TABLE2 = """

@@ -2,7 +2,7 @@
 
 figures/MANIFEST.json names, for every notebook, the run id that made it and the sha256 of every
 figure file it wrote; the executed notebook carries the same run id in ``metadata["stllr"]``.
-``stllr.plot.savefig`` shows the saved PNG file itself in the notebook (and notebook 08 shows its
+``stllr.plotting.style.savefig`` shows the saved PNG file itself in the notebook (and notebook 08 shows its
 GIF from the file), so each PNG / GIF in figures/ must be byte-identical to an image embedded in
 its notebook. SVGs cannot be compared with an embedded image: their sha256 in the manifest entry
 (the entry whose run id is the notebook's) says they were written in that same run.
@@ -104,7 +104,7 @@ def test_every_figure_file_is_listed_once():
 def test_savefig_shows_the_saved_png_bytes_and_closes_the_figure(tmp_path, monkeypatch):
     import IPython.display
 
-    import stllr.plot as P
+    from stllr.plotting import style as P
 
     shown = []
     monkeypatch.setattr(P, "_in_ipython_kernel", lambda: True)
@@ -126,7 +126,7 @@ def test_savefig_shows_the_saved_png_bytes_and_closes_the_figure(tmp_path, monke
 def test_savefig_outside_a_kernel_shows_nothing(tmp_path, monkeypatch):
     import IPython.display
 
-    import stllr.plot as P
+    from stllr.plotting import style as P
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))

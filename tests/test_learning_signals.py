@@ -1,4 +1,4 @@
-"""stllr.learning_signals (notebook 06): the BP / DFA / sDFA signals of one batch against independent
+"""stllr.studies.learning_signals (notebook 06): the BP / DFA / sDFA signals of one batch against independent
 references, the angles, training while recording (identical to the plain training code), summaries.
 
 References are computed here without the module: the BP signal by autograd (dL/ds_t of the same step's
@@ -16,10 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import experiments as E
-from stllr import learning_signals as LS
-from stllr.models import build_model
-from stllr.train import make_optimizer, train_batch
+from stllr.studies import common as E
+from stllr.studies import learning_signals as LS
+from stllr.models.registry import build_model
+from stllr.training.config import make_optimizer
+from stllr.training.loop import train_batch
 
 DT = torch.float64
 B, T, M, H, C, WINDOW = 6, 8, 10, 12, 4, 5
@@ -267,7 +268,7 @@ def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_pa
     data = LS.load_data(cfg, 0)
     method = LS.SIGNAL_METHODS[1]  # DFA
     run = LS.train_recording(method, data, cfg, seed=3)
-    # the same training through the plain path of notebook 00 (stllr.train.run_epoch)
+    # the same training through the plain path of notebook 00 (stllr.training.loop.run_epoch)
     train_set, test_set, info = data
     ref = E.Method("dfa", "DFA", cfg["arch"], "stllr", cfg["factors"], cfg["delay_ls"], cfg["psi"], "dfa")
     res = E.train_method(ref, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3)

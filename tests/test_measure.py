@@ -391,7 +391,7 @@ def test_peak_memory_meter_cpu():
 # The `memory` command
 # ======================================================================================
 def _run_cli(argv):
-    from stllr.measure_cli import main
+    from stllr.cli.memory import main
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -403,7 +403,7 @@ def _run_cli(argv):
 
 def test_memory_cli_json_and_table_agree():
     pytest.importorskip("stllr.models")
-    from stllr.measure_cli import format_rows, row_cells
+    from stllr.cli.memory import format_rows, row_cells
     argv = ["memory", "--arch", "randman_rsnn_stllr", "--T", "3", "6", "--batch-size", "3", "--delay-ls", "2"]
     rc, out, _ = _run_cli(argv + ["--json"])
     assert rc == 0

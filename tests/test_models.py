@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from stllr import Conv2dLIF, Conv2dSTLLR, LeakyIntegrator, LeakyReadout, LearningSignal, OutputErrorTap, RecurrentLIF, RecurrentSTLLR
-from stllr.models import (
-    MODELS, SequenceDropout, build_model, get_model_spec, list_models, load_reference_weights,
-)
-from stllr.train import make_optimizer, train_batch
+from stllr.models.registry import MODELS, build_model, get_model_spec, list_models, load_reference_weights
+from stllr.models.common import SequenceDropout
+from stllr.training.config import make_optimizer
+from stllr.training.loop import train_batch
 
 
 @pytest.fixture(autouse=True)

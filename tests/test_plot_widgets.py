@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 
 widgets = pytest.importorskip("ipywidgets")
 
-from stllr.plot import interactive_figure  # noqa: E402
+from stllr.plotting.style import interactive_figure  # noqa: E402
 
 
 def _figure(x):

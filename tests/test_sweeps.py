@@ -1,4 +1,4 @@
-"""stllr.sweeps: trials run in worker processes equal trials run here, the cache resumes, summaries
+"""stllr.studies.sweeps: trials run in worker processes equal trials run here, the cache resumes, summaries
 are the textbook statistics."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stllr import experiments as E
-from stllr import sweeps
+from stllr.studies import common as E
+from stllr.studies import sweeps
 
 TINY = dict(sweeps.SMALL_RANDMAN, n_classes=3, n_steps=12, n_units=40, n_train_per_class=16, n_test_per_class=8)
 
@@ -113,7 +113,7 @@ def test_plots_draw_every_trial(serial):
     import matplotlib
 
     matplotlib.use("Agg")
-    from stllr.plot_results import plot_learning_curves, plot_trial_boxes
+    from stllr.plotting.training import plot_learning_curves, plot_trial_boxes
 
     import matplotlib.pyplot as plt
 

@@ -10,9 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import stllr.train as T
-from stllr.models import build_model
-from stllr.train import TrainConfig, make_loss, make_optimizer, make_scheduler, train, train_batch
+from stllr import _io
+from stllr.training import config
+from stllr.training import checkpoint
+from stllr.models.registry import build_model
+from stllr.training.config import TrainConfig, make_loss, make_optimizer, make_scheduler
+from stllr.training.run import train
+from stllr.training.loop import train_batch
 
 
 @pytest.fixture(autouse=True)
@@ -161,10 +165,10 @@ def test_bptt_window_mode_is_one_backward_of_the_window_losses():
 
 
 def test_bptt_window_needs_a_bptt_arch(tmp_path):
-    with pytest.raises(T.ConfigError, match="bptt_window needs a BPTT arch"):
-        T.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", training_mode="bptt_window"),
+    with pytest.raises(config.ConfigError, match="bptt_window needs a BPTT arch"):
+        config.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", training_mode="bptt_window"),
                           check_data=False)
-    T.validate_config(TrainConfig(arch="randman_rsnn_bptt", dataset="randman", training_mode="bptt_window"),
+    config.validate_config(TrainConfig(arch="randman_rsnn_bptt", dataset="randman", training_mode="bptt_window"),
                       check_data=False)
 
 
@@ -196,13 +200,13 @@ def test_optimizers_schedulers_losses():
 
 
 def test_config_validation_normalises_reference_spellings():
-    cfg = T.validate_config(TrainConfig(arch="dvscifar10_vgg11_stllr", dataset="CIFAR10DVS", optimizer="RMSProp",
+    cfg = config.validate_config(TrainConfig(arch="dvscifar10_vgg11_stllr", dataset="CIFAR10DVS", optimizer="RMSProp",
                                         feedback_mode="sdfa", label_encoding="one-hot", scheduler="cosine",
                                         epochs=7, pooling="avg"), check_data=False)
     assert (cfg.arch, cfg.dataset, cfg.optimizer, cfg.feedback_mode, cfg.scheduler, cfg.pooling) == (
         "dvscifar10_vgg_stllr", "cifar10dvs", "RMSprop", "sDFA", 7, "AVG")
-    with pytest.raises(T.ConfigError, match="--scheduler"):
-        T.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", scheduler="step"))
+    with pytest.raises(config.ConfigError, match="--scheduler"):
+        config.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", scheduler="step"))
 
 
 RANDMAN = {"n_train_per_class": 4, "n_test_per_class": 2, "n_steps": 12}
@@ -255,7 +259,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, case):
 
 def test_resume_refuses_a_different_run_and_skips_finished_trials(tmp_path):
     train(_cfg(tmp_path, "r", epochs=1))
-    with pytest.raises(T.ConfigError, match="lr"):
+    with pytest.raises(config.ConfigError, match="lr"):
         train(_cfg(tmp_path, "r", resume=True, lr=5e-3))
     again = train(_cfg(tmp_path, "r", epochs=1, resume=True))  # nothing left to do
     assert len(again["trials"][0]["epochs"]) == 1
@@ -302,7 +306,7 @@ def test_output_files(tmp_path):
 
 def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "ckpt.pth.tar"
-    T.atomic_torch_save({"a": torch.ones(2)}, target)
+    _io.atomic_torch_save({"a": torch.ones(2)}, target)
 
     def boom(obj, f, *a, **k):
         f.write(b"partial")
@@ -310,7 +314,7 @@ def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(KeyboardInterrupt):
-        T.atomic_torch_save({"a": torch.zeros(2)}, target)
+        _io.atomic_torch_save({"a": torch.zeros(2)}, target)
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth.tar"]  # no temp left behind
@@ -352,13 +356,13 @@ def _not_checkpoints(tmp_path: Path) -> dict:
 
 def test_load_checkpoint_refuses_non_checkpoints_in_one_line_without_unsafe_advice(tmp_path):
     for name, why in _not_checkpoints(tmp_path).items():
-        with pytest.raises(T.CheckpointError) as err:
-            T.load_checkpoint(tmp_path / name)
+        with pytest.raises(checkpoint.CheckpointError) as err:
+            checkpoint.load_checkpoint(tmp_path / name)
         msg = str(err.value)
-        assert isinstance(err.value, T.ConfigError) and "\n" not in msg
+        assert isinstance(err.value, config.ConfigError) and "\n" not in msg
         assert msg.startswith(f"{tmp_path / name} is not an stllr checkpoint ({why}"), msg
-        assert T.CHECKPOINT_EXPECTED in msg and "weights_only" not in msg and "False" not in msg
-    assert T.load_checkpoint(_save_state_dict(tmp_path))["w"].shape == (2,)  # a bare state_dict is fine
+        assert checkpoint.CHECKPOINT_EXPECTED in msg and "weights_only" not in msg and "False" not in msg
+    assert checkpoint.load_checkpoint(_save_state_dict(tmp_path))["w"].shape == (2,)  # a bare state_dict is fine
 
 
 def _save_state_dict(tmp_path):
@@ -369,6 +373,6 @@ def _save_state_dict(tmp_path):
 def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "trial_1_last.pth.tar").write_text("not a checkpoint\n")
-    with pytest.raises(T.CheckpointError, match=r"^--resume: .*trial_1_last\.pth\.tar is not an stllr checkpoint "
+    with pytest.raises(checkpoint.CheckpointError, match=r"^--resume: .*trial_1_last\.pth\.tar is not an stllr checkpoint "
                                                 r"\(it is not a torch\.save file\)"):
         train(_cfg(tmp_path, "run", epochs=1, max_batches=1, resume=True))

@@ -5,7 +5,7 @@
     python tools/claim_runs.py report build/claims/*.json     # markdown tables for docs/claims.md
 
 Each run executes a copy of a notebook top to bottom in a fresh kernel (cells after an error still
-run), with ``STLLR_CLAIMS_LOG`` set, so every claim a notebook checks (:mod:`stllr.claims`) is
+run), with ``STLLR_CLAIMS_LOG`` set, so every claim a notebook checks (:mod:`stllr.analysis.claims`) is
 recorded with its measured values.
 
 ``spread`` runs each notebook with every ``SEED`` and every kernel variant (``default``; ``avx2``:

@@ -8,7 +8,7 @@ figures/MANIFEST.json which run made them.
 
 Provenance: every run gets a run id (UTC time + random suffix). It is written into each executed
 notebook's metadata (``metadata["stllr"]["run_id"]``) and into that notebook's MANIFEST.json entry,
-with the sha256 of every figure file the notebook wrote in that run. ``stllr.plot.savefig`` shows
+with the sha256 of every figure file the notebook wrote in that run. ``stllr.plotting.style.savefig`` shows
 the saved PNG file itself in the notebook, so each PNG (and the GIF, shown from its file) is
 byte-identical to an image embedded in the notebook; tests/test_figures_provenance.py checks it.
 
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
         n_shown = sum(1 for f in figures if f.endswith((".png", ".gif"))) - len(not_embedded)
         print(f" done in {seconds:.0f} s, {len(figures)} figure files ({n_shown} shown in the notebook)", flush=True)
         if not_embedded:
-            print(f"    not shown byte for byte in the notebook (use stllr.plot.savefig / display the file): "
+            print(f"    not shown byte for byte in the notebook (use stllr.plotting.style.savefig / display the file): "
                   f"{', '.join(not_embedded)}", flush=True)
     shutil.rmtree(run_dir, ignore_errors=True)
     try:

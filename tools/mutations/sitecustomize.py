@@ -52,7 +52,7 @@ def _apply(name):
         L._STLLRRule.backward = staticmethod(backward)
     elif name == "bptt_instead":
         from stllr import models as M
-        from stllr import train as TR
+        from stllr import training as TR
 
         orig_build, orig_train_batch = M.build_model, TR.train_batch
 

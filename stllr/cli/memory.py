@@ -10,8 +10,8 @@ their ratios, and the MACs executed (counted from the matmuls/convolutions, forw
 beside the paper's analytic MACs (Eq. 20-21). ``--json`` prints the same rows as a JSON list.
 
 The lead's ``stllr/cli.py`` registers the command with :func:`add_memory_subcommand` and calls
-``args.func(args)``; ``python -m stllr.measure_cli memory ...`` runs it standalone.
-"""
+``args.func(args)``; ``python -m stllr.cli.memory memory ...`` runs it standalone."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +20,16 @@ import math
 import sys
 from typing import Optional, Sequence
 
-__all__ = ["add_memory_subcommand", "run_memory", "format_rows", "twin_arch", "main", "DEFAULT_DELAY_LS",
-           "DEFAULT_TS"]
+__all__ = ['add_memory_subcommand', 'run_memory', 'format_rows', 'twin_arch', 'main', 'DEFAULT_DELAY_LS', 'DEFAULT_TS']
 
 #: The paper's learning window T - T_l per dataset (paper Table 3 / rule.md "Training modes").
 DEFAULT_DELAY_LS = {"shd": 90, "dvsgesture": 5, "cifar10dvs": 5, "nmnist": 5, "ncaltech101": 5}
+
+
 #: Fig. 3's sequence lengths.
 DEFAULT_TS = (10, 25, 50, 100, 200, 300)
+
+
 PROG = "stllr memory"
 
 
@@ -52,7 +55,7 @@ def _positive_int(text, name: str) -> int:
 def twin_arch(arch: str) -> str:
     """The other member of an S-TLLR / BPTT pair (registry ``twin``, else the name with the
     ``stllr`` and ``bptt`` tokens swapped)."""
-    from . import models
+    from stllr import models
     try:
         spec = models.get_model_spec(arch)
         twin = getattr(spec, "twin", None)
@@ -98,7 +101,7 @@ def add_memory_subcommand(subparsers) -> argparse.ArgumentParser:
 
 
 def _resolve(args):
-    from . import models
+    from stllr import models
     try:
         spec = models.get_model_spec(args.arch)
     except ValueError as e:
@@ -132,7 +135,7 @@ def _resolve(args):
 
 def _build(arch, num_classes, input_shape, factors, seed, device):
     import torch
-    from . import models
+    from stllr import models
     torch.manual_seed(seed)
     kw = {}
     if factors is not None and models.get_model_spec(arch).is_stllr:
@@ -157,7 +160,7 @@ def _batch_collisions(model, batch: int) -> list:
 def run_memory(args) -> int:
     """Entry point of ``stllr memory`` (``args`` from :func:`add_memory_subcommand`)."""
     import torch
-    from . import measure
+    from stllr import measure
     try:
         stllr_arch, bptt_arch, Ts, batch, seed, delay, input_shape, num_classes, factors = _resolve(args)
         if str(args.device).startswith("cuda") and not torch.cuda.is_available():
@@ -246,7 +249,7 @@ def format_rows(rows: Sequence[dict], stllr_arch: str = "", bptt_arch: str = "",
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Standalone entry: ``python -m stllr.measure_cli memory --arch ...``."""
+    """Standalone entry: ``python -m stllr.cli.memory memory --arch ...``."""
     parser = argparse.ArgumentParser(prog="stllr")
     sub = parser.add_subparsers(dest="command", required=True)
     add_memory_subcommand(sub)

@@ -1,8 +1,8 @@
 """Many short training runs (settings x trials), in parallel worker processes, resumable.
 
 Notebooks 03 (factor choices) and 04 (accuracy vs BPTT) train the same small network dozens of
-times: every setting (a :class:`stllr.experiments.Method`) with several seeds. :func:`run_trials`
-runs them with :func:`stllr.experiments.train_method` (the code of ``stllr train``), one torch
+times: every setting (a :class:`stllr.studies.common.Method`) with several seeds. :func:`run_trials`
+runs them with :func:`stllr.studies.common.train_method` (the code of ``stllr train``), one torch
 thread per run and one run per worker process, so two cores train two networks at once.
 
 A trial's result does not depend on where it ran: trial ``k`` seeds the model and the batch order
@@ -17,8 +17,8 @@ Example::
     data = sweeps.DataSpec("randman", data_options=sweeps.SMALL_RANDMAN)
     methods = [E.Method("a0", "alpha_post 0", "randman_rsnn_stllr", "stllr", (0.5, 1, 0, 1), 25, "sigmoid")]
     sweep = sweeps.run_trials(methods, data, trials=5, epochs=8, lr=2e-3)
-    sweeps.summary_table(sweep)
-"""
+    sweeps.summary_table(sweep)"""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,13 +32,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
-
 import numpy as np
+from stllr.studies.common import Method, format_table, make_loaders, train_method
 
-from .experiments import Method, format_table, make_loaders, train_method
-
-__all__ = ["SMALL_RANDMAN", "DataSpec", "TrialResult", "Sweep", "run_trials", "summary_rows", "summary_table",
-           "learning_curve"]
+__all__ = ['SMALL_RANDMAN', 'DataSpec', 'TrialResult', 'Sweep', 'run_trials', 'summary_rows', 'summary_table', 'learning_curve']
 
 #: A small randman task for sweeps on a laptop: 5 classes, 100 units, T = 30, 300 training and 200
 #: test samples. ``randman_rsnn_stllr`` trains one epoch of it in about 0.25 s on one thread.
@@ -48,7 +45,7 @@ SMALL_RANDMAN = {"n_classes": 5, "n_units": 100, "n_steps": 30, "n_train_per_cla
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where a sweep's data come from (arguments of :func:`stllr.experiments.make_loaders`).
+    """Where a sweep's data come from (arguments of :func:`stllr.studies.common.make_loaders`).
 
     ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test``); each trial
     shuffles batches with its own seed.
@@ -72,7 +69,7 @@ class DataSpec:
 
 @dataclass
 class TrialResult:
-    """One trained run: ``history`` as :class:`stllr.experiments.RunResult` (epoch 0 = before training)."""
+    """One trained run: ``history`` as :class:`stllr.studies.common.RunResult` (epoch 0 = before training)."""
 
     key: str
     label: str
@@ -138,7 +135,7 @@ def _job(method: Method, data: DataSpec, trial: int, seed: int, epochs: int, lr:
 
 
 def _job_id(job: Dict[str, Any]) -> str:
-    from . import __version__
+    from stllr import __version__
 
     blob = json.dumps({**job, "version": __version__}, sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -203,15 +200,15 @@ def run_trials(methods: Sequence[Method], data: DataSpec, *, trials: int = 5, ep
     """
     methods = list(methods)
     if not methods:
-        raise ValueError("methods: expected at least one stllr.experiments.Method, got none")
+        raise ValueError("methods: expected at least one stllr.studies.common.Method, got none")
     for m in methods:
         if not isinstance(m, Method):
-            raise TypeError(f"methods: expected stllr.experiments.Method objects, got {type(m).__name__}")
+            raise TypeError(f"methods: expected stllr.studies.common.Method objects, got {type(m).__name__}")
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"methods: keys must be unique, got {keys}")
     if not isinstance(data, DataSpec):
-        raise TypeError(f"data: expected a stllr.sweeps.DataSpec, got {type(data).__name__}")
+        raise TypeError(f"data: expected a stllr.studies.sweeps.DataSpec, got {type(data).__name__}")
     trials = _check_positive_int("trials", trials)
     epochs = _check_positive_int("epochs", epochs, 0)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):

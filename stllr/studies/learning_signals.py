@@ -26,8 +26,8 @@ Three groups:
 - plots: :func:`plot_signals`, :func:`plot_accuracy`, :func:`plot_alignment`.
 
 Everything is deterministic for a given seed and thread count; only ``SignalRun.seconds`` is a
-wall-clock measurement.
-"""
+wall-clock measurement."""
+
 from __future__ import annotations
 
 import math
@@ -35,26 +35,20 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from stllr.studies import common
+from stllr.studies import quickstart
+from stllr.studies import paper
+from stllr.models.registry import build_model
+from stllr.signals import LearningSignal
+from stllr.plotting.style import _clean
+from stllr.training.config import make_optimizer
+from stllr.training.loop import run_epoch, seed_everything, train_batch
 
-from . import experiments as E
-from .models import build_model
-from .signals import LearningSignal
-from .plot_results import _clean
-from .train import make_optimizer, run_epoch, seed_everything, train_batch
-
-__all__ = [
-    "SignalMethod", "SIGNAL_METHODS", "SDFA_METHOD", "SMALL_RANDMAN", "PAPER_SHD_SIGNALS", "signal_config",
-    "load_data", "build_signal_model", "signal_hook", "readout_weight", "cosine", "angle_degrees",
-    "stepwise_angles", "readout_angle", "BatchSignals", "signals_for_batch", "train_batch_recording",
-    "SignalRun", "train_recording", "run_trials", "summarise_trials", "summary_table", "mean_std",
-    "plot_signals", "plot_accuracy", "plot_alignment",
-]
-
+__all__ = ['SignalMethod', 'SIGNAL_METHODS', 'SDFA_METHOD', 'SMALL_RANDMAN', 'PAPER_SHD_SIGNALS', 'signal_config', 'load_data', 'build_signal_model', 'signal_hook', 'readout_weight', 'cosine', 'angle_degrees', 'stepwise_angles', 'readout_angle', 'BatchSignals', 'signals_for_batch', 'train_batch_recording', 'SignalRun', 'train_recording', 'run_trials', 'summarise_trials', 'summary_table', 'mean_std', 'plot_signals', 'plot_accuracy', 'plot_alignment']
 
 # ======================================================================================
 # Settings
@@ -81,14 +75,18 @@ SIGNAL_METHODS = (
     SignalMethod("dfa", "DFA", "dfa", color="#ff7f0e"),
     SignalMethod("dfa_rate", "DFA + rate_reg", "dfa", rate_reg=0.3, rate_target=0.03, color="#2ca02c"),
 )
+
+
 #: sign-DFA with the rate penalty (optional fourth method of notebook 06).
 SDFA_METHOD = SignalMethod("sdfa_rate", "sDFA + rate_reg", "sdfa", rate_reg=0.3, rate_target=0.03, color="#9467bd")
 
+
 #: The small procedural task of notebook 06: randman with 5 classes, T = 30, 300 train / 200 test samples.
-SMALL_RANDMAN = dict(E.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40)
+SMALL_RANDMAN = dict(common.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40)
+
 
 #: Paper Table 3, SHD, S-TLLR with a BP and with a DFA learning signal: test accuracy %, (mean, std) over 5 trials.
-PAPER_SHD_SIGNALS = {"bp": E.PAPER_SHD_ACCURACY["stllr"], "dfa": E.PAPER_SHD_ACCURACY["stllr_dfa"]}
+PAPER_SHD_SIGNALS = {"bp": paper.PAPER_SHD_ACCURACY["stllr"], "dfa": paper.PAPER_SHD_ACCURACY["stllr_dfa"]}
 
 
 def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> Dict[str, Any]:
@@ -97,12 +95,12 @@ def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=No
     ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
     Adam lr 3e-3, batch 32, psi sigmoid (as ``benchmarks/accuracy.py``), factors 0.5 1 1 1, learning
     signal on the last 25 of 30 steps, ``epochs`` default 12, signal angles recorded at every batch.
-    ``full=True``: the paper's SHD setting (:func:`stllr.experiments.quickstart_config`: ``stllr_shd_net``,
+    ``full=True``: the paper's SHD setting (:func:`stllr.studies.quickstart.quickstart_config`: ``stllr_shd_net``,
     real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128, psi rational, 200
     epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
     """
     if full:
-        base = E.quickstart_config(True, epochs, data_path)
+        base = quickstart.quickstart_config(True, epochs, data_path)
         s = next(m for m in base["methods"] if m.mode == "stllr")
         cfg = dict(dataset=base["dataset"], data_path=base["data_path"], data_options=dict(base["data_options"]),
                    arch=s.arch, factors=tuple(s.factors), delay_ls=s.delay_ls, psi=s.psi, lr=base["lr"],
@@ -120,8 +118,8 @@ def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=No
 
 
 def load_data(config: Mapping[str, Any], seed: int = 0):
-    """``(train_set, test_set, info)`` of :func:`stllr.experiments.make_loaders` for ``config``."""
-    return E.make_loaders(config["dataset"], config["data_path"], config["batch_size"], config["val_batch_size"],
+    """``(train_set, test_set, info)`` of :func:`stllr.studies.common.make_loaders` for ``config``."""
+    return common.make_loaders(config["dataset"], config["data_path"], config["batch_size"], config["val_batch_size"],
                           seed, config["data_options"])
 
 
@@ -316,7 +314,7 @@ def signals_for_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tens
 # ======================================================================================
 def train_batch_recording(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, optimizer, loss_fn,
                           delay_ls: int, hook_index: int = -1) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """:func:`stllr.train.train_batch` in ``stllr`` mode (the same updates, bit for bit) that also measures
+    """:func:`stllr.training.loop.train_batch` in ``stllr`` mode (the same updates, bit for bit) that also measures
     the learning signal of the hooked layer at every window step, before the optimizer step.
 
     Returns ``(pred [B, C], record)``; ``record`` holds means over the window steps of
@@ -394,8 +392,8 @@ def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, se
     ``config['epochs']``), recording the signal angles at every ``record_every``-th batch (default
     ``config['record_every']``; the first batch is always recorded, before any update).
 
-    The same training as :func:`stllr.experiments.train_method` (seed, model, optimizer, batches and
-    order; :func:`stllr.train.train_batch` on the other batches), so with the same settings the accuracies
+    The same training as :func:`stllr.studies.common.train_method` (seed, model, optimizer, batches and
+    order; :func:`stllr.training.loop.train_batch` on the other batches), so with the same settings the accuracies
     are identical. ``data``: ``(train_set, test_set, info)`` of :func:`load_data`.
     """
     train_set, test_set, info = data
@@ -404,11 +402,11 @@ def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, se
     every = max(1, int(config["record_every"] if record_every is None else record_every))
     delay_ls = int(config["delay_ls"])
     t0 = time.perf_counter()
-    with E.num_threads(threads):
+    with common.num_threads(threads):
         seed_everything(seed)
         model = build_signal_model(method, config, info).to(device)
         optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"])
-        train_loader, test_loader = E.loaders_for(train_set, test_set, info)
+        train_loader, test_loader = common.loaders_for(train_set, test_set, info)
         per_epoch = len(train_loader)
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
         history = [{"epoch": 0, "train_acc": None, "train_loss": None, "test_acc": te["acc"], "test_loss": te["loss"]}]
@@ -519,14 +517,14 @@ def summary_table(rows: Sequence[Dict[str, Any]], paper: Optional[Mapping[str, T
                  ("readout", "angle(W_out, B) deg", ""), ("rate", "firing %", "")]
     if paper is not None and kind in ("accuracy", "all"):
         cols += [("paper", paper_header, "")]
-    return E.format_table(out, cols)
+    return common.format_table(out, cols)
 
 
 # ======================================================================================
 # Plots
 # ======================================================================================
 def _plt():
-    from . import plot  # noqa: F401  (sets a headless backend when needed)
+    from stllr import plotting as plot  # noqa: F401  (sets a headless backend when needed)
     import matplotlib.pyplot as plt
 
     return plt

@@ -25,30 +25,23 @@ steps, the whole grid (alpha_post x lambda_pre x lambda_post x window) needs one
 :class:`RuleComponents` holds those parts, :func:`alignment_sweep` combines them.
 
 Metrics: :func:`~stllr.analysis.cosine_similarity` (direction) and
-:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_B|`` (scale), per layer, averaged over batches.
-"""
+:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_B|`` (scale), per layer, averaged over batches."""
+
 from __future__ import annotations
 
 import contextlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from stllr import functional as SF
+from stllr.analysis.metrics import cosine_similarity, relative_norm
+from stllr.layers import LeakyReadout, _STLLRBase
 
-from . import functional as SF
-from .analysis import cosine_similarity, relative_norm
-from .layers import LeakyReadout, _STLLRBase
-
-__all__ = [
-    "RECURRENT_LAYERS", "fair_loss", "hidden_stllr_layers", "set_factors", "bptt_twin", "stllr_update",
-    "bptt_gradients", "RuleComponents", "rule_components", "AlignmentSweep", "alignment_sweep",
-    "time_major", "train_briefly", "test_accuracy", "plot_alignment_heatmaps", "plot_alignment_vs_window",
-    "plot_alignment_bars", "plot_alignment_point", "first_batches",
-]
+__all__ = ['RECURRENT_LAYERS', 'fair_loss', 'hidden_stllr_layers', 'set_factors', 'bptt_twin', 'stllr_update', 'bptt_gradients', 'RuleComponents', 'rule_components', 'AlignmentSweep', 'alignment_sweep', 'time_major', 'train_briefly', 'test_accuracy', 'plot_alignment_heatmaps', 'plot_alignment_vs_window', 'plot_alignment_bars', 'plot_alignment_point', 'first_batches']
 
 #: The layers compared for the recurrent networks (randman_rsnn_*, *_shd_net): display name ->
 #: parameter name (the same in the S-TLLR model and its BPTT twin).
@@ -76,8 +69,6 @@ def _check_window(window, steps: int) -> int:
         raise ValueError(f"window: expected an integer in [1, {steps}] (the number of steps), got {window!r}")
     return int(window)
 
-
-# ----------------------------------------------------------------------------- models
 
 def hidden_stllr_layers(model: nn.Module) -> list:
     """The spiking S-TLLR layers of ``model`` (everything but the leaky readout), whose factors
@@ -109,7 +100,8 @@ def bptt_twin(model: nn.Module, **kwargs) -> nn.Module:
     """The BPTT twin of a registry S-TLLR model with the model's weights loaded (same dtype and
     device). For the recurrent nets the hidden size, leaks and psi are read from ``model``;
     ``kwargs`` go to :func:`stllr.models.build_model` (needed for other architectures)."""
-    from .models import RecurrentNet, build_model, get_model_spec
+    from stllr.models.recurrent import RecurrentNet
+    from stllr.models.registry import build_model, get_model_spec
 
     spec = get_model_spec(getattr(model, "arch", ""))
     if not spec.is_stllr:
@@ -138,8 +130,6 @@ def _params(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Parameter]:
 def _grads(params: Mapping[str, nn.Parameter]) -> Dict[str, torch.Tensor]:
     return {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in params.items()}
 
-
-# ----------------------------------------------------------------------------- the two gradients
 
 def stllr_update(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, window: int,
                  factors=None, names: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
@@ -191,8 +181,6 @@ def bptt_gradients(twin: nn.Module, x: torch.Tensor, labels: torch.Tensor, windo
     twin.reset_state()
     return out
 
-
-# ----------------------------------------------------------------------------- the rule's parts
 
 def _window_parts(model, x, labels, windows, factors, names) -> Dict[int, Dict[str, torch.Tensor]]:
     """One S-TLLR run over the largest window; ``.grad`` is read (and zeroed) at every window
@@ -279,8 +267,6 @@ def rule_components(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, win
     comp.fixed = [n for n in names if id(own[n]) not in hidden]
     return comp
 
-
-# ----------------------------------------------------------------------------- the sweep
 
 @dataclass
 class AlignmentSweep:
@@ -402,8 +388,6 @@ def alignment_sweep(model: nn.Module, batches: Iterable, *, alpha_posts: Sequenc
                           np.stack(cos_rows, -1), np.stack(rel_rows, -1))
 
 
-# ----------------------------------------------------------------------------- a trained checkpoint
-
 def _model_dtype_device(model):
     p = next(model.parameters())
     return p.dtype, p.device
@@ -413,7 +397,7 @@ def train_briefly(model: nn.Module, loader, epochs: int, lr: float, window: int,
     """Train ``model`` with S-TLLR (``train_batch(mode="stllr")``, Adam, cross-entropy) for
     ``epochs`` passes over ``loader``, in the model's dtype and on its device; the hidden factors
     are ``factors`` during training (None: the model's). Returns the mean training loss per epoch."""
-    from .train import train_batch
+    from stllr.training.loop import train_batch
 
     dtype, device = _model_dtype_device(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -435,9 +419,9 @@ def train_briefly(model: nn.Module, loader, epochs: int, lr: float, window: int,
 
 @torch.no_grad()
 def test_accuracy(model: nn.Module, loader) -> float:
-    """Accuracy (%) of the logits summed over all steps (as ``stllr.train.evaluate``), in the
+    """Accuracy (%) of the logits summed over all steps (as ``stllr.training.loop.evaluate``), in the
     model's dtype."""
-    from .train import predict
+    from stllr.training.loop import predict
 
     dtype, device = _model_dtype_device(model)
     model.eval()
@@ -449,15 +433,13 @@ def test_accuracy(model: nn.Module, loader) -> float:
     return 100.0 * correct / max(n, 1)
 
 
-# ----------------------------------------------------------------------------- plots
-
 def _argmax_finite(values: np.ndarray) -> int:
     """Flat index of the largest finite value (0 when none is finite, e.g. no gradient at all)."""
     return int(np.argmax(np.where(np.isfinite(values), values, -np.inf)))
 
 
 def _plt():
-    from .plot import plt  # the plot module picks a headless backend when needed
+    from stllr.plotting.style import plt  # the plot module picks a headless backend when needed
     return plt
 
 
@@ -579,7 +561,7 @@ def plot_alignment_point(sweeps: Mapping[str, AlignmentSweep], alpha_post: float
                          lambda_post: float, window: int, colors: Optional[Sequence[str]] = None):
     """Cosine and relative norm per layer at one grid point, for each sweep of ``sweeps`` (e.g.
     ``{"init": ..., "trained": ...}``); dashed outlines: the best cosine of that sweep at this
-    window and alpha_post. Returns ``(figure, text)`` for :func:`stllr.plot.interactive_figure`."""
+    window and alpha_post. Returns ``(figure, text)`` for :func:`stllr.plotting.style.interactive_figure`."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
     results = {name: sw.at(alpha_post, lambda_pre, lambda_post, window) for name, sw in sweeps.items()}

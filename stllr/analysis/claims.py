@@ -10,7 +10,7 @@ every machine, so nbval compares it; a claim that fails raises :class:`ClaimErro
 measured numbers.
 
 Example:
-    >>> from stllr.claims import Claims
+    >>> from stllr.analysis.claims import Claims
     >>> check = Claims()
     >>> check.mean_above("S-TLLR (BP) mean final test accuracy", [61.0, 66.5, 64.0], 40.0,
     ...                  threshold_name="2x chance")
@@ -19,8 +19,8 @@ Example:
 
 With ``STLLR_CLAIMS_LOG=FILE`` in the environment every claim (held or not) is appended to FILE
 as one JSON line with its measured values: ``tools/claim_spread.py`` and
-``tools/mutation_check.py`` read it.
-"""
+``tools/mutation_check.py`` read it."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +28,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional, Sequence
 
-__all__ = ["Claim", "ClaimError", "Claims"]
-
+__all__ = ['Claim', 'ClaimError', 'Claims']
 
 class ClaimError(AssertionError):
     """A notebook's claim does not hold on this run; the message carries the measured numbers."""

@@ -13,25 +13,19 @@ Launch::
     torchrun --nproc_per_node 4 -m stllr train --arch ... --batch-size 64   # 64 = global batch
 
 NCCL on GPU (one GPU per process, ``cuda:LOCAL_RANK``), gloo on CPU (``--cpu``). Only rank 0 writes
-files. Everything here is a no-op with a single process.
-"""
+files. Everything here is a no-op with a single process."""
+
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence
-
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = [
-    "DistContext", "init_distributed", "cleanup_distributed", "is_distributed_env", "broadcast_module",
-    "allreduce_gradients", "allreduce_sum", "allreduce_max", "ShardedShuffleSampler", "EvalShardSampler",
-    "barrier",
-]
-
+__all__ = ['DistContext', 'init_distributed', 'cleanup_distributed', 'is_distributed_env', 'broadcast_module', 'allreduce_gradients', 'allreduce_sum', 'allreduce_max', 'ShardedShuffleSampler', 'EvalShardSampler', 'barrier']
 
 @dataclass
 class DistContext:

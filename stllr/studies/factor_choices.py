@@ -13,47 +13,54 @@ This module holds what notebook 03 reuses: the method grids of those sweeps
 (:func:`alpha_post_methods`, :func:`lambda_pre_methods`, :func:`sweep_settings`), the paper's
 published numbers as data (:data:`PAPER_TABLE2`, :data:`PAPER_TABLE5`, :func:`paper_values`) and the
 plots (:func:`plot_factor_windows`, :func:`plot_alpha_post_boxes`, :func:`plot_lambda_pre_boxes`,
-:func:`plot_alpha_post_effects`). Training itself is :func:`stllr.sweeps.run_trials`.
+:func:`plot_alpha_post_effects`). Training itself is :func:`stllr.studies.sweeps.run_trials`.
 
 Example::
 
     from stllr import factor_choices as FC, sweeps
     s = FC.sweep_settings()                       # the small randman setting of the notebook
     sweep = sweeps.run_trials(s["methods"], s["data"], trials=5, epochs=s["epochs"], lr=s["lr"])
-    print(sweeps.summary_table(sweep, paper=FC.paper_values(s["groups"]["bp"])))
-"""
+    print(sweeps.summary_table(sweep, paper=FC.paper_values(s["groups"]["bp"])))"""
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-
 import numpy as np
+from stllr.studies.common import Method, format_table
+from stllr.plotting.style import PAPER_STYLE, plt
+from stllr.plotting.style import _clean
 
-from .experiments import Method, format_table
-from .plot import PAPER_STYLE, plt
-from .plot_results import _clean
-
-__all__ = ["ALPHA_POSTS", "LAMBDA_PRES", "ALPHA_COLORS", "DFA_RATE_PENALTY", "TABLE2_SHD_FACTORS", "FIG5_FACTORS",
-           "PSI_EQUATION", "PAPER_TABLE2", "PAPER_TABLE5", "alpha_post_methods", "lambda_pre_methods",
-           "sweep_settings", "methods_table", "paper_values", "paper_table", "membrane_decay", "alpha_post_effects",
-           "subsweep", "sweep_alpha_values", "paired_differences", "plot_factor_windows", "plot_alpha_post_boxes",
-           "plot_lambda_pre_boxes", "plot_alpha_post_effects"]
+__all__ = ['ALPHA_POSTS', 'LAMBDA_PRES', 'ALPHA_COLORS', 'DFA_RATE_PENALTY', 'TABLE2_SHD_FACTORS', 'FIG5_FACTORS', 'PSI_EQUATION', 'PAPER_TABLE2', 'PAPER_TABLE5', 'alpha_post_methods', 'lambda_pre_methods', 'sweep_settings', 'methods_table', 'paper_values', 'paper_table', 'membrane_decay', 'alpha_post_effects', 'subsweep', 'sweep_alpha_values', 'paired_differences', 'plot_factor_windows', 'plot_alpha_post_boxes', 'plot_lambda_pre_boxes', 'plot_alpha_post_effects']
 
 #: The values of the paper's alpha_post ablation (Table 2, Table 5, Fig. 4).
 ALPHA_POSTS = (-1.0, 0.0, 1.0)
+
+
 #: lambda_pre values of the notebook's Fig. 5 sweep (0: no memory of past inputs; 1: a running sum).
 LAMBDA_PRES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 #: One colour per alpha_post: -1 (anti-causal depression, STDP-like) red, 0 (causal only) violet, +1 (symmetric) teal.
 ALPHA_COLORS = {-1.0: "#d62728", 0.0: "#7b6fb0", 1.0: "#17a589"}
+
+
 #: The firing-rate penalty that lets DFA train the recurrent randman network (docs/experiments.md).
 DFA_RATE_PENALTY = {"rate_reg": 0.3, "rate_target": 0.03}
+
+
 #: (lambda_post, lambda_pre, alpha_pre) of the paper's SHD row of Table 2 (alpha_post is swept).
 TABLE2_SHD_FACTORS = (0.5, 1.0, 1.0)
+
+
 #: The fixed factors of the paper's Fig. 5 (lambda_pre is swept).
 FIG5_FACTORS = {"lambda_post": 0.2, "alpha_post": -1.0, "alpha_pre": 1.0}
+
+
 #: Paper equation number of each psi name (Eq. 25-28).
 PSI_EQUATION = {"rational": 25, "triangle": 26, "sigmoid": 27, "fast_sigmoid": 28}
+
 
 #: Paper Table 2 (BP learning signal): test accuracy %, mean and std over 5 trials, per alpha_post.
 #: ``factors``: (lambda_post, lambda_pre, alpha_pre); ``T_l``: first step with a learning signal.
@@ -67,6 +74,7 @@ PAPER_TABLE2: Dict[str, Dict[str, Any]] = {
     "SHD": {"model": "RSNN", "T": 100, "T_l": 10, "factors": (0.5, 1.0, 1.0),
             "acc": {0.0: (77.09, 0.33), 1.0: (78.23, 1.84), -1.0: (74.69, 0.47)}},
 }
+
 
 #: Paper Table 5: test accuracy % (mean of 5 trials, no std published) per dataset, psi (equation
 #: number: 25 rational, 26 triangle, 27 sigmoid) and alpha_post.
@@ -93,7 +101,7 @@ def alpha_post_methods(arch: str, feedback_mode: str = "bp", *, delay_ls: int, p
                        alpha_pre: float = TABLE2_SHD_FACTORS[2], alpha_posts: Sequence[float] = ALPHA_POSTS,
                        options: Optional[Mapping[str, Any]] = None, tag: Optional[str] = None,
                        name: Optional[str] = None) -> List[Method]:
-    """One S-TLLR :class:`~stllr.experiments.Method` per ``alpha_post`` (the paper's Table 2 / Fig. 4
+    """One S-TLLR :class:`~stllr.studies.common.Method` per ``alpha_post`` (the paper's Table 2 / Fig. 4
     grid; by default the other factors of Table 2's SHD row, ``(0.5, 1, ., 1)``).
 
     Keys are ``f"{tag}_a{alpha_post:+g}"`` (``_a0`` for 0) (``tag`` defaults to ``feedback_mode``), labels
@@ -123,7 +131,7 @@ def sweep_settings(full: bool = False, data_path=None, device: str = "cpu", epoc
                    ) -> Dict[str, Any]:
     """Everything notebook 03 trains, as data.
 
-    ``full=False``: the small randman task (:data:`stllr.sweeps.SMALL_RANDMAN`: 5 classes, T = 30),
+    ``full=False``: the small randman task (:data:`stllr.studies.sweeps.SMALL_RANDMAN`: 5 classes, T = 30),
     ``randman_rsnn_stllr`` with psi sigmoid (Eq. 27), learning signal on the last 20 of 30 steps
     (T_l = 10, as in the paper's SHD runs), Adam lr 4e-3, batch 32, ``epochs`` default 5. The DFA
     runs add the firing-rate penalty :data:`DFA_RATE_PENALTY` (without it DFA stays at chance on this
@@ -140,7 +148,7 @@ def sweep_settings(full: bool = False, data_path=None, device: str = "cpu", epoc
     "epochs", "device", "groups" ({"bp", "dfa", "dfa_plain", "lambda_pre"}: lists of Methods),
     "methods" (all, in that order), "chance" (%), "task"}``.
     """
-    from .sweeps import SMALL_RANDMAN, DataSpec
+    from stllr.studies.sweeps import SMALL_RANDMAN, DataSpec
 
     if full:
         if not data_path:
@@ -227,7 +235,7 @@ def membrane_decay(arch: str, **build_kwargs) -> float:
     eligibility of the ``W -> membrane`` path."""
     import torch
 
-    from .models import build_model
+    from stllr.models.registry import build_model
 
     model = build_model(arch, **build_kwargs)
     for mod in model.modules():
@@ -250,7 +258,7 @@ def alpha_post_effects(values: Mapping[float, Any]) -> Dict[float, Tuple[float, 
 
 
 def subsweep(sweep, methods: Sequence[Method]):
-    """The part of a :class:`stllr.sweeps.Sweep` that holds ``methods`` (in their order), e.g. for
+    """The part of a :class:`stllr.studies.sweeps.Sweep` that holds ``methods`` (in their order), e.g. for
     ``summary_table`` of one group."""
     return sweep.subset([m.key for m in methods])
 
@@ -284,7 +292,7 @@ def plot_factor_windows(dts: Sequence[int], alpha_factors: Sequence[float] = TAB
     """Two small STDP-like windows (:func:`stllr.analysis.stdp_window_analytic`): (a) the three
     alpha_post with ``(lambda_post, lambda_pre, alpha_pre) = alpha_factors``; (b) the causal half for
     each ``lambda_pre`` with Fig. 5's factors, and ``beta ** dt`` (the membrane's memory) dashed."""
-    from .analysis import stdp_window_analytic
+    from stllr.analysis.stdp import stdp_window_analytic
 
     dts = np.asarray(dts)
     lpost, lpre, apre = alpha_factors
@@ -330,7 +338,7 @@ def plot_alpha_post_boxes(sweep, panels: Sequence[Tuple[str, Sequence[Method]]],
     """The paper's Fig. 4 style: one panel per ``(title, methods)`` with a box per alpha_post (every
     trial a dot, coloured by alpha_post). ``extra``: methods drawn grey and hatched at the end of the
     last panel (e.g. DFA without the rate penalty). y axes shared; ``chance`` dotted."""
-    from .plot_results import plot_trial_boxes
+    from stllr.plotting.training import plot_trial_boxes
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.9 * len(extra) + 0.6, 3.9),
                              sharey=True, squeeze=False)
@@ -362,7 +370,7 @@ def plot_lambda_pre_boxes(sweep, methods: Sequence[Method], beta: Optional[float
                           chance: Optional[float] = None, metric: str = "final", title: Optional[str] = None):
     """The paper's Fig. 5 style: a box per lambda_pre (in the order given; evenly spaced values
     keep the x axis linear), the membrane decay ``beta`` as a dashed line at its place on that axis."""
-    from .plot_results import plot_trial_boxes
+    from stllr.plotting.training import plot_trial_boxes
 
     lps = np.array([float(m.factors[1]) for m in methods])
     fig, ax = plt.subplots(figsize=(6.2, 3.9))

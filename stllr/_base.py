@@ -1,9 +1,10 @@
 """The part every layer with state between time steps shares: state moves with ``.to()``, a
-batch size that changes mid-sequence is an error, and the reference's state_dicts load."""
+batch size that changes mid-sequence is an error, the reference's state_dicts load, and
+:func:`reset_states` starts a new sequence for every such layer of a model."""
+
 from __future__ import annotations
 
 from torch import nn
-
 
 class StatefulLayer(nn.Module):
     """Base class. Subclasses keep ``self.state``: ``None`` between sequences, else a NamedTuple
@@ -46,3 +47,10 @@ class StatefulLayer(nn.Module):
                 state_dict[key] = state_dict[key].reshape(())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._invalidate_cache()
+
+
+def reset_states(module: nn.Module) -> None:
+    """Call ``reset_state()`` on every stateful layer inside ``module`` (start of a new sequence)."""
+    for m in module.modules():
+        if getattr(m, "_stateful", False):
+            m.reset_state()

@@ -11,37 +11,28 @@ sums ``1 + lambda + lambda^2 + ... = 1 / (1 - lambda)`` steps of input: it remem
 ``1 / (1 - lambda)`` frames, i.e. ``dt / (1 - lambda)`` of real time (its e-folding time constant,
 ``-dt / ln(lambda)``, is about half a step shorter). The membrane decay ``beta = sigmoid(leak)`` works
 the same way. So a decay is only meaningful together with the frame length: the same
-``lambda = 0.9`` spans 100 ms with SHD's 10 ms frames and 750 ms with DVS Gesture's 75 ms frames.
-"""
+``lambda = 0.9`` spans 100 ms with SHD's 10 ms frames and 750 ms with DVS Gesture's 75 ms frames."""
+
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
-
 import numpy as np
 import torch
+from stllr import functional as SF
 
-from . import functional as SF
-
-__all__ = [
-    "POLARITY_COLORS", "is_vision", "describe_events", "to_frames", "frames_rgb", "plot_raster", "plot_frames",
-    "plot_frame_strip", "plot_event_cloud", "plot_trace_spans", "animate_frames", "save_gif", "trace_span_steps",
-    "trace_time_constant_steps", "trace_span_table", "trace_over_time", "plot_trace_vs_window", "find_item", "moving_shapes_as_gesture",
-    "chirp_samples",
-]
+__all__ = ['POLARITY_COLORS', 'is_vision', 'describe_events', 'to_frames', 'frames_rgb', 'plot_raster', 'plot_frames', 'plot_frame_strip', 'plot_event_cloud', 'plot_trace_spans', 'animate_frames', 'save_gif', 'trace_span_steps', 'trace_time_constant_steps', 'trace_span_table', 'trace_over_time', 'plot_trace_vs_window', 'find_item', 'moving_shapes_as_gesture', 'chirp_samples']
 
 #: ON events red, OFF events blue (the usual DVS colouring).
 POLARITY_COLORS = {1: "#d62728", 0: "#1f77b4"}
 
 
 def _plt():
-    from .plot import plt  # the plot module picks a headless backend when needed
+    from stllr.plotting.style import plt  # the plot module picks a headless backend when needed
     return plt
 
-
-# ----------------------------------------------------------------------------- events
 
 def is_vision(events: np.ndarray) -> bool:
     """True for (x, y, t, p) camera events, False for (t, x, p) audio-like events."""
@@ -111,8 +102,6 @@ def frames_rgb(frames, vmax: Optional[float] = None) -> np.ndarray:
     b = 1.0 - on * (1.0 - off) * 0.85
     return np.stack([r, g, b], axis=-1)
 
-
-# ----------------------------------------------------------------------------- plots
 
 def plot_raster(events: np.ndarray, ax=None, axis: str = "x", title: str = "", time_window_us: Optional[float] = None,
                 marker_size: float = 2.0, sensor_size: Optional[Sequence[int]] = None, max_events: Optional[int] = None):
@@ -294,8 +283,6 @@ def save_gif(anim, path, fps: float) -> str:
     return str(path)
 
 
-# ----------------------------------------------------------------------------- time scales
-
 def trace_span_steps(lam: float) -> float:
     """Steps of input a trace with decay ``lam`` sums: ``1 / (1 - lam)`` (inf for lam = 1)."""
     lam = float(lam)
@@ -386,8 +373,6 @@ def plot_trace_vs_window(events: np.ndarray, sensor_size: Sequence[int], windows
     fig.tight_layout()
     return fig
 
-
-# ----------------------------------------------------------------------------- datasets
 
 def find_item(dataset, file_suffix: str) -> int:
     """Index of the first item of a :class:`stllr.data.TonicFrames` dataset that comes from the

@@ -1,6 +1,6 @@
 """Accuracy of S-TLLR (BP, DFA) against BPTT, and against the number of learning steps (notebook 04).
 
-Two studies, each a :func:`stllr.sweeps.run_trials` sweep over seeds:
+Two studies, each a :func:`stllr.studies.sweeps.run_trials` sweep over seeds:
 
 1. *learning curves*: S-TLLR with a BP signal, S-TLLR with a DFA signal, and the BPTT twin, same
    network shape, data and batch order (paper Table 3's SHD rows are the published counterpart);
@@ -9,27 +9,25 @@ Two studies, each a :func:`stllr.sweeps.run_trials` sweep over seeds:
    and may cost accuracy.
 
 :func:`study_config` gives the defaults (the small procedural randman task of
-:data:`stllr.sweeps.SMALL_RANDMAN`, seconds per run) and the paper-scale version (SHD, 200 epochs).
-"""
+:data:`stllr.studies.sweeps.SMALL_RANDMAN`, seconds per run) and the paper-scale version (SHD, 200 epochs)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
-
 import numpy as np
+from stllr.studies.paper import PAPER_SHD_ACCURACY
+from stllr.studies.common import Method, format_table
+from stllr.measure.analytic import paper_mac_ratio
+from stllr.plotting.style import PAPER_STYLE, plt
+from stllr.plotting.style import _clean, method_color
+from stllr.studies.sweeps import SMALL_RANDMAN, DataSpec, Sweep
 
-from .experiments import PAPER_SHD_ACCURACY, Method, format_table
-from .measure import paper_mac_ratio
-from .plot import PAPER_STYLE, plt
-from .plot_results import _clean, method_color
-from .sweeps import SMALL_RANDMAN, DataSpec, Sweep
-
-__all__ = ["DFA_RATE_REG", "PAPER_SHD_ROWS", "study_config", "comparison_methods", "window_methods",
-           "bptt_window_methods",
-           "window_rows", "window_table", "table3_rows", "table3_beside", "plot_accuracy_vs_window"]
+__all__ = ['DFA_RATE_REG', 'PAPER_SHD_ROWS', 'study_config', 'comparison_methods', 'window_methods', 'bptt_window_methods', 'window_rows', 'window_table', 'table3_rows', 'table3_beside', 'plot_accuracy_vs_window']
 
 #: The firing-rate penalty that keeps a DFA-trained recurrent layer from running away on randman
 #: (docs/experiments.md): ``rate_reg * (s_t - rate_target) / batch`` added at the hook.
 DFA_RATE_REG = {"rate_reg": 0.3, "rate_target": 0.03}
+
 
 #: Paper Table 3, SHD rows (LIF-RSNN, T = 100, T_l = 10, 200 epochs, 5 trials).
 PAPER_SHD_ROWS = [
@@ -163,7 +161,7 @@ def plot_accuracy_vs_window(sweep: Sweep, config: Mapping[str, Any], bptt: Optio
     """Two panels against the number of learning steps d: test accuracy (every trial a dot, mean +-
     std, BPTT's mean +- std as a band, ``chance`` (%) dotted; ``bptt_windows``: the
     :func:`bptt_window_methods` control, drawn dashed) and the MAC saving vs BPTT (Eq. 20-21;
-    ``measured_mac_ratio``: ``{d: ratio}`` counted by :func:`stllr.experiments.macs_vs_window`, drawn
+    ``measured_mac_ratio``: ``{d: ratio}`` counted by :func:`stllr.studies.memory_and_compute.macs_vs_window`, drawn
     as dots). Returns the figure."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
     curves = [(sweep, method_color("stllr"), "-", "S-TLLR (BP), mean +- std")]

@@ -1,18 +1,16 @@
-"""Analysis helpers: the STDP-like window S-TLLR implies, analytically and by simulating spike
-pairs through a real :class:`~stllr.LinearSTLLR`, and gradient comparisons."""
+"""The STDP-like window S-TLLR implies, analytically and by simulating spike pairs through a
+real :class:`~stllr.LinearSTLLR`, and one layer's traces recorded over a sequence
+(notebooks 01 and 02)."""
+
 from __future__ import annotations
 
 from typing import Sequence
-
 import numpy as np
 import torch
+from stllr import functional as SF
+from stllr.layers import LinearSTLLR
 
-from . import functional as SF
-from .layers import LinearSTLLR
-
-__all__ = ["record_layer", "stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window", "cosine_similarity",
-           "relative_norm"]
-
+__all__ = ['record_layer', 'stdp_window_analytic', 'stdp_window_simulated', 'classic_stdp_window']
 
 def record_layer(layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, sample: int = 0) -> dict:
     """Run ``layer`` over ``inputs`` [T, B, M] (no learning) and record, for one neuron of one
@@ -126,16 +124,3 @@ def classic_stdp_window(dts: Sequence[int], a_plus: float = 1.0, a_minus: float 
     ``-A- exp(dt/tau-)`` for dt < 0 (dt in steps)."""
     dts = np.asarray(dts, dtype=float)
     return np.where(dts >= 0, a_plus * np.exp(-dts / tau_plus), -a_minus * np.exp(dts / tau_minus))
-
-
-def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Cosine of the angle between two gradients (flattened)."""
-    a, b = a.flatten().double(), b.flatten().double()
-    denom = a.norm() * b.norm()
-    return float(a @ b / denom) if denom > 0 else float("nan")
-
-
-def relative_norm(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``|a| / |b|``: how large an update is relative to a reference gradient."""
-    nb = b.double().norm()
-    return float(a.double().norm() / nb) if nb > 0 else float("nan")

@@ -1,33 +1,11 @@
-"""Command line: ``python -m stllr COMMAND ...`` or the console script ``stllr``.
+"""``stllr train``, ``stllr eval`` and ``stllr models``: parsers and commands."""
 
-Commands:
-
-- ``train``: the reference's ``main.py`` with the same flags and meanings (so the paper's commands
-  run as printed), plus ``--resume``, ``--max-batches``, ``--reference-baseline``, ``--only-trial``,
-  ``--data-option``/``--model-option``, ``--no-progress``.
-- ``eval``: test accuracy of a checkpoint (ours or the reference's ``*.pth.tar``).
-- ``models``: the registered architectures.
-- ``memory``: registered by :mod:`stllr.measure_cli` when that module is present.
-
-Every subcommand parser sets ``func``; :func:`main` dispatches with ``args.func(args)``. Bad input
-exits with status 2 and ONE line on stderr, before any data is loaded.
-"""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import List, Optional
 
-__all__ = ["build_parser", "main", "OneLineParser", "add_train_subcommand", "add_eval_subcommand"]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr (``prog: error: message``), status 2."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
+__all__ = ['add_train_subcommand', 'add_eval_subcommand']
 
 def _scheduler_value(text: str):
     key = text.strip().lower()
@@ -134,31 +112,11 @@ def add_models_subcommand(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``stllr`` parser with its subcommands (``train``, ``eval``, ``models`` and, when
-    :mod:`stllr.measure_cli` exists, ``memory``)."""
-    from . import __version__
-
-    parser = OneLineParser(prog="stllr", description="S-TLLR: train, evaluate and measure spiking networks.")
-    parser.add_argument("--version", action="version", version=f"stllr {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    subparsers.required = True
-    add_train_subcommand(subparsers)
-    add_eval_subcommand(subparsers)
-    add_models_subcommand(subparsers)
-    try:
-        from .measure_cli import add_memory_subcommand
-        add_memory_subcommand(subparsers)
-    except ImportError:
-        pass
-    return parser
-
-
 # ======================================================================================
 # Commands
 # ======================================================================================
 def config_from_args(args) -> "TrainConfig":  # noqa: F821
-    from .train import TrainConfig, parse_option_values
+    from stllr.training.config import TrainConfig, parse_option_values
 
     return TrainConfig(
         arch=args.arch, dataset=args.dataset, data_path=args.data_path, save_path=args.save_path,
@@ -174,7 +132,8 @@ def config_from_args(args) -> "TrainConfig":  # noqa: F821
 
 
 def cmd_train(args) -> int:
-    from .train import train, validate_config
+    from stllr.training.run import train
+    from stllr.training.config import validate_config
 
     cfg = validate_config(config_from_args(args))  # every check before any work
     train(cfg, validate=False)
@@ -182,7 +141,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train import evaluate_checkpoint, parse_option_values
+    from stllr.training.run import evaluate_checkpoint
+    from stllr.training.config import parse_option_values
 
     overrides = {"factors": args.factors, "feedback_mode": args.feedback_mode, "pooling": args.pooling,
                  "activation": args.activation, "loss": args.loss, "reference_baseline": args.reference_baseline}
@@ -192,7 +152,7 @@ def cmd_eval(args) -> int:
         overrides["model_options"] = parse_option_values(args.model_option, "--model-option")
     import os
     if not os.path.isfile(args.checkpoint):
-        from .train import ConfigError
+        from stllr.training.config import ConfigError
         raise ConfigError(f"--checkpoint: no such file {args.checkpoint!r}")
     res = evaluate_checkpoint(args.checkpoint, arch=args.arch, dataset=args.dataset, data_path=args.data_path,
                               val_batch_size=args.val_batch_size, max_batches=args.max_batches, cpu=args.cpu,
@@ -206,7 +166,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import MODELS, list_models
+    from stllr.models.registry import MODELS, list_models
 
     rows = [{"arch": a, "dataset": MODELS[a].dataset, "rule": "S-TLLR" if MODELS[a].is_stllr else "BPTT",
              "classes": MODELS[a].num_classes, "input": list(MODELS[a].input_shape),
@@ -217,29 +177,3 @@ def cmd_models(args) -> int:
         for r in rows:
             print(f"{r['arch']:<22} {r['rule']:<7} {r['dataset']:<14} {r['description']}")
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Parse ``argv`` (default sys.argv[1:]) and run the subcommand; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from .train import ConfigError
-
-    prog = f"stllr {args.command}"
-    try:
-        from .data import DatasetNotFoundError  # noqa: F401
-        not_found = (DatasetNotFoundError,)
-    except ImportError:
-        not_found = ()
-    try:
-        rc = args.func(args)
-    except ConfigError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except not_found as e:  # type: ignore[misc]
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted (a train run continues with --resume)", file=sys.stderr)
-        return 130
-    return int(rc or 0)

@@ -1,0 +1,14 @@
+"""Plotting helpers for the notebooks (matplotlib). Each function returns the figure it drew.
+
+Modules: :mod:`~stllr.plotting.style` (colours, ``savefig``, ``interactive_figure``),
+:mod:`~stllr.plotting.neuron` (psi, one neuron's traces, STDP windows),
+:mod:`~stllr.plotting.training` (training runs), :mod:`~stllr.plotting.memory` (memory and MACs).
+Importing this package imports matplotlib; ``import stllr`` does not.
+"""
+
+from stllr.plotting.style import interactive_figure, savefig, PAPER_STYLE, method_color, plt
+from stllr.plotting.neuron import plot_psi_functions, plot_neuron_record, plot_stdp_window
+from stllr.plotting.training import plot_training_comparison, plot_sample_raster, plot_trial_boxes, plot_learning_curves
+from stllr.plotting.memory import plot_memory_vs_T, plot_macs_vs_window, plot_table3, plot_time_per_step
+
+__all__ = ['interactive_figure', 'savefig', 'PAPER_STYLE', 'method_color', 'plt', 'plot_psi_functions', 'plot_neuron_record', 'plot_stdp_window', 'plot_training_comparison', 'plot_sample_raster', 'plot_trial_boxes', 'plot_learning_curves', 'plot_memory_vs_T', 'plot_macs_vs_window', 'plot_table3', 'plot_time_per_step']

@@ -1,0 +1,19 @@
+"""One module per notebook, named after it; import the one you need
+(``from stllr.studies import factor_choices``).
+
+======================  =====================================================
+notebook                module
+======================  =====================================================
+00_quickstart           :mod:`~stllr.studies.quickstart`
+03_factor_choices       :mod:`~stllr.studies.factor_choices`
+04_accuracy_vs_bptt     :mod:`~stllr.studies.accuracy_vs_bptt`
+05_memory_and_compute   :mod:`~stllr.studies.memory_and_compute`
+06_learning_signals     :mod:`~stllr.studies.learning_signals`
+07_gradient_alignment   :mod:`~stllr.studies.gradient_alignment`
+08_event_data           :mod:`~stllr.studies.event_data`
+======================  =====================================================
+
+Shared by them: :mod:`~stllr.studies.common` (Method, RunResult, datasets, one training run),
+:mod:`~stllr.studies.sweeps` (many runs in worker processes, resumable) and
+:mod:`~stllr.studies.paper` (every number the paper publishes that a notebook cites).
+"""

@@ -1,0 +1,187 @@
+"""What the notebook studies share: a :class:`Method` (how to train), a :class:`RunResult`
+(what one run gave), the procedural tasks' settings, datasets and loaders, and
+:func:`train_method` (the code of ``stllr train``) for one run."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+import torch
+import torch.nn.functional as F
+from torch import nn
+from stllr.models.registry import build_model, get_model_spec
+from stllr.training.config import make_optimizer
+from stllr.training.loop import run_epoch, seed_everything
+
+__all__ = ['RANDMAN_TASK', 'Method', 'RunResult', 'num_threads', 'make_loaders', 'train_method', 'loaders_for', 'format_table']
+
+#: The procedural spike-timing task of ``benchmarks/accuracy.py`` (randman options): 10 classes,
+#: 100 input units each firing once in T = 50 steps with a timing jitter of 2 steps,
+#: 1000 training / 500 test samples; only the joint spike timing tells the class.
+RANDMAN_TASK = {"n_classes": 10, "n_units": 100, "n_steps": 50, "n_train_per_class": 100, "n_test_per_class": 50,
+                "manifold_dim": 2, "alpha": 2.0, "jitter": 2.0, "seed": 0}
+
+
+# ======================================================================================
+# Small utilities
+# ======================================================================================
+@contextlib.contextmanager
+def num_threads(n: Optional[int]):
+    """``with num_threads(1): ...``: torch intra-op threads inside the block (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def format_table(rows: Sequence[Dict[str, Any]], columns: Sequence[Tuple[str, str, str]]) -> str:
+    """Plain-text table. ``columns``: (key, header, format spec such as ``'.2f'``; ``''``: text,
+    left-aligned); a missing or None value prints ``-``. Column widths depend on the header and
+    values only (reproducible)."""
+    cells = []
+    for r in rows:
+        line = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            line.append("-" if v is None else (format(v, fmt) if fmt else str(v)))
+        cells.append(line)
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h, _) in enumerate(columns)]
+    left = [not fmt for _, _, fmt in columns]  # text columns left-aligned, numbers right-aligned
+
+    def just(v, w, i):
+        return v.ljust(w) if left[i] else v.rjust(w)
+
+    out = ["  ".join(just(h, w, i) for i, ((_, h, _), w) in enumerate(zip(columns, widths)))]
+    out.append("  ".join("-" * w for w in widths))
+    for c in cells:
+        out.append("  ".join(just(v, w, i) for i, (v, w) in enumerate(zip(c, widths))))
+    return "\n".join(line.rstrip() for line in out)
+
+
+# ======================================================================================
+# Training S-TLLR and its BPTT twin (notebook 00)
+# ======================================================================================
+@dataclass
+class Method:
+    """One way of training: an arch of the registry, its training mode and the rule's settings."""
+
+    key: str
+    label: str
+    arch: str
+    mode: str  # "stllr" or "bptt"
+    factors: Sequence[float] = (0.5, 1.0, 1.0, 1.0)
+    delay_ls: int = 45
+    psi: Optional[str] = None
+    feedback_mode: str = "bp"
+    #: extra keyword arguments of :func:`stllr.models.build_model`, e.g. ``{"rate_reg": 0.3}``
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_method` returns: per-epoch metrics (epoch 0 = before training, test only)."""
+
+    method: Method
+    history: List[Dict[str, Any]]
+    model: nn.Module = field(repr=False)
+    num_parameters: int = 0
+
+    @property
+    def final(self) -> Dict[str, Any]:
+        return self.history[-1]
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(h["test_acc"] for h in self.history[1:]) if len(self.history) > 1 else self.history[0]["test_acc"]
+
+    def series(self, key: str) -> List[float]:
+        return [h[key] for h in self.history if h.get(key) is not None]
+
+
+def _subset(dataset, n: Optional[int], seed: int):
+    if n is None or n >= len(dataset):
+        return dataset
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[: int(n)].sort().values.tolist()
+    sub = torch.utils.data.Subset(dataset, idx)
+    for attr in ("num_classes", "input_shape", "T"):
+        if hasattr(dataset, attr):
+            setattr(sub, attr, getattr(dataset, attr))
+    return sub
+
+
+def make_loaders(dataset: str, data_path=None, batch_size: int = 32, val_batch_size: int = 250, seed: int = 0,
+                 data_options: Optional[Dict[str, Any]] = None, max_train: Optional[int] = None,
+                 max_test: Optional[int] = None):
+    """``(train_set, test_set, info)`` of :func:`stllr.data.get_dataset` (``max_train`` /
+    ``max_test``: a fixed random subset). Loaders come from :func:`loaders_for` so that every method
+    sees the same batches in the same order."""
+    from stllr import data as sdata
+
+    options = dict(data_options or {})
+    train_set = _subset(sdata.get_dataset(dataset, data_path, True, **options), max_train, seed)
+    test_set = _subset(sdata.get_dataset(dataset, data_path, False, **options), max_test, seed + 1)
+    info = {"dataset": dataset, "num_classes": int(test_set.num_classes),
+            "input_shape": tuple(int(s) for s in test_set.input_shape), "T": getattr(test_set, "T", None),
+            "n_train": len(train_set), "n_test": len(test_set), "batch_size": batch_size,
+            "val_batch_size": val_batch_size, "seed": seed}
+    return train_set, test_set, info
+
+
+def loaders_for(train_set, test_set, info: Dict[str, Any]):
+    """Fresh DataLoaders with a shuffling generator seeded from ``info['seed']``."""
+    from stllr.data import pad_collate
+
+    g = torch.Generator()
+    g.manual_seed(int(info["seed"]))
+    train = torch.utils.data.DataLoader(train_set, batch_size=info["batch_size"], shuffle=True, generator=g,
+                                        collate_fn=pad_collate)
+    test = torch.utils.data.DataLoader(test_set, batch_size=info["val_batch_size"], shuffle=False,
+                                       collate_fn=pad_collate)
+    return train, test
+
+
+def _build(method: Method, info: Dict[str, Any]) -> nn.Module:
+    spec = get_model_spec(method.arch)
+    kw = dict(num_classes=info["num_classes"], input_shape=info["input_shape"], psi=method.psi)
+    if spec.is_stllr:
+        kw.update(factors=list(method.factors), feedback_mode=method.feedback_mode)
+    kw.update(method.options)
+    return build_model(method.arch, **kw)
+
+
+def train_method(method: Method, train_set, test_set, info: Dict[str, Any], *, epochs: int, lr: float,
+                 optimizer: str = "Adam", seed: int = 0, device="cpu", threads: Optional[int] = 1,
+                 progress: bool = False) -> RunResult:
+    """Train ``method`` for ``epochs`` epochs (stllr.training.loop.run_epoch, the same code as ``stllr
+    train``) and evaluate on the test set after each epoch (and once before training, epoch 0).
+
+    Seeds python/numpy/torch with ``seed`` before building the model; the loaders are rebuilt with
+    the data seed, so every method sees the same batches. History entries: epoch, train_acc,
+    train_loss, test_acc, test_loss (%, mean CE of the logits summed over T), train_time,
+    test_time (s).
+    """
+    device = torch.device(device)
+    with num_threads(threads):
+        seed_everything(seed)
+        model = _build(method, info).to(device)
+        opt = make_optimizer(optimizer, model.parameters(), lr)
+        train_loader, test_loader = loaders_for(train_set, test_set, info)
+        te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
+        history = [{"epoch": 0, "train_acc": None, "train_loss": None, "test_acc": te["acc"],
+                    "test_loss": te["loss"], "train_time": None, "test_time": te["time"]}]
+        for epoch in range(1, epochs + 1):
+            tr = run_epoch(model, train_loader, optimizer=opt, loss_fn=F.cross_entropy, mode=method.mode,
+                           delay_ls=method.delay_ls, device=device, progress=progress,
+                           desc=f"{method.label} epoch {epoch}")
+            te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
+            history.append({"epoch": epoch, "train_acc": tr["acc"], "train_loss": tr["loss"], "test_acc": te["acc"],
+                            "test_loss": te["loss"], "train_time": tr["time"], "test_time": te["time"]})
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return RunResult(method, history, model, n_params)
