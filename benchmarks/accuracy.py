@@ -20,6 +20,7 @@ S-TLLR: the paper's SHD factors 0.5 1 1 1 and a learning signal on the last 45 o
 gets an activity regularisation at the hook (``DFA_RATE_REG``): without it the firing of the recurrent
 layer runs away and DFA stays at chance (method ``stllr_dfa_noreg``; docs/experiments.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,31 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 #: The task: randman options passed to stllr.data.get_loaders (see stllr/data/randman.py).
-TASK = {"n_classes": 10, "n_units": 100, "n_steps": 50, "n_train_per_class": 100, "n_test_per_class": 50,
-        "manifold_dim": 2, "alpha": 2.0, "jitter": 2.0, "seed": 0}
+TASK = {
+    "n_classes": 10,
+    "n_units": 100,
+    "n_steps": 50,
+    "n_train_per_class": 100,
+    "n_test_per_class": 50,
+    "manifold_dim": 2,
+    "alpha": 2.0,
+    "jitter": 2.0,
+    "seed": 0,
+}
 
 #: Training settings shared by every method (Adam, batch 32, no schedule, cross-entropy).
-COMMON = {"dataset": "randman", "optimizer": "Adam", "lr": 2e-3, "batch_size": 32, "val_batch_size": 250,
-          "epochs": 20, "loss": "CE", "scheduler": 0, "seed": 1234, "activation": "sigmoid"}
+COMMON = {
+    "dataset": "randman",
+    "optimizer": "Adam",
+    "lr": 2e-3,
+    "batch_size": 32,
+    "val_batch_size": 250,
+    "epochs": 20,
+    "loss": "CE",
+    "scheduler": 0,
+    "seed": 1234,
+    "activation": "sigmoid",
+}
 
 #: S-TLLR settings: the paper's SHD factors (lambda_post, lambda_pre, alpha_post, alpha_pre) and a
 #: learning signal on the last 45 of 50 steps (SHD: 90 of 100).
@@ -56,18 +76,42 @@ DFA_RATE_REG = {"rate_reg": 0.3, "rate_target": 0.03}
 
 METHODS = {
     "bptt": {"label": "BPTT", "arch": "randman_rsnn_bptt", "training_mode": "bptt"},
-    "stllr_bp": {"label": "S-TLLR (BP)", "arch": "randman_rsnn_stllr", "training_mode": "stllr",
-                 "feedback_mode": "BP", **STLLR},
-    "stllr_dfa": {"label": "S-TLLR (DFA)", "arch": "randman_rsnn_stllr", "training_mode": "stllr",
-                  "feedback_mode": "DFA", "label_encoding": "one-hot", "model_options": DFA_RATE_REG, **STLLR},
+    "stllr_bp": {
+        "label": "S-TLLR (BP)",
+        "arch": "randman_rsnn_stllr",
+        "training_mode": "stllr",
+        "feedback_mode": "BP",
+        **STLLR,
+    },
+    "stllr_dfa": {
+        "label": "S-TLLR (DFA)",
+        "arch": "randman_rsnn_stllr",
+        "training_mode": "stllr",
+        "feedback_mode": "DFA",
+        "label_encoding": "one-hot",
+        "model_options": DFA_RATE_REG,
+        **STLLR,
+    },
     # diagnostic, not run by default: DFA as in the reference (no activity regularisation): the
     # hidden firing runs away through the recurrent weights and the accuracy stays at chance
-    "stllr_dfa_noreg": {"label": "DFA no reg", "arch": "randman_rsnn_stllr", "training_mode": "stllr",
-                        "feedback_mode": "DFA", "label_encoding": "one-hot", **STLLR},
+    "stllr_dfa_noreg": {
+        "label": "DFA no reg",
+        "arch": "randman_rsnn_stllr",
+        "training_mode": "stllr",
+        "feedback_mode": "DFA",
+        "label_encoding": "one-hot",
+        **STLLR,
+    },
     # diagnostic, not run by default: DFA with the recurrent weights kept at their initial values
-    "stllr_dfa_fixed_rec": {"label": "DFA fixed W_rec", "arch": "randman_rsnn_stllr", "training_mode": "stllr",
-                            "feedback_mode": "DFA", "label_encoding": "one-hot",
-                            "model_options": {"train_recurrent": False}, **STLLR},  # no rate reg
+    "stllr_dfa_fixed_rec": {
+        "label": "DFA fixed W_rec",
+        "arch": "randman_rsnn_stllr",
+        "training_mode": "stllr",
+        "feedback_mode": "DFA",
+        "label_encoding": "one-hot",
+        "model_options": {"train_recurrent": False},
+        **STLLR,
+    },  # no rate reg
 }
 DEFAULT_METHODS = ["bptt", "stllr_bp", "stllr_dfa"]
 
@@ -82,10 +126,21 @@ def _run_one(job):
 
     method, trial, trials, settings, task, data_path, save_root = job
     cfg = {k: v for k, v in settings.items() if k != "label"}
-    config = TrainConfig(save_path=str(Path(save_root) / method / f"trial_{trial}"), data_path=data_path, trials=trials,
-                         only_trial=trial, progress=False, print_freq=10**9, data_options=dict(task), **cfg)
+    config = TrainConfig(
+        save_path=str(Path(save_root) / method / f"trial_{trial}"),
+        data_path=data_path,
+        trials=trials,
+        only_trial=trial,
+        progress=False,
+        print_freq=10**9,
+        data_options=dict(task),
+        **cfg,
+    )
     start = time.perf_counter()
-    stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # the run's own log goes to its log.log only
+    stderr, sys.stderr = (
+        sys.stderr,
+        open(os.devnull, "w"),
+    )  # the run's own log goes to its log.log only
     try:
         res = train(config)
     finally:
@@ -94,10 +149,17 @@ def _run_one(job):
     wall = time.perf_counter() - start
     (t,) = [t for t in res["trials"] if t["trial"] == trial]
     epochs = t["epochs"]
-    return {"method": method, "trial": trial, "seed": t["seed"], "final_test_acc": epochs[-1]["test_acc"],
-            "best_test_acc": max(e["test_acc"] for e in epochs), "final_train_acc": epochs[-1]["train_acc"],
-            "test_acc_per_epoch": [e["test_acc"] for e in epochs], "wall_time_s": wall,
-            "train_time_s": sum(e["train_time"] for e in epochs)}
+    return {
+        "method": method,
+        "trial": trial,
+        "seed": t["seed"],
+        "final_test_acc": epochs[-1]["test_acc"],
+        "best_test_acc": max(e["test_acc"] for e in epochs),
+        "final_train_acc": epochs[-1]["train_acc"],
+        "test_acc_per_epoch": [e["test_acc"] for e in epochs],
+        "wall_time_s": wall,
+        "train_time_s": sum(e["train_time"] for e in epochs),
+    }
 
 
 def _mean_std(values):
@@ -105,17 +167,27 @@ def _mean_std(values):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=COMMON["epochs"])
     ap.add_argument("--lr", type=float, default=COMMON["lr"], help="learning rate of every method")
-    ap.add_argument("--activation", default=COMMON["activation"],
-                    help="psi of S-TLLR = surrogate derivative of BPTT (rational, triangle, sigmoid, ...)")
+    ap.add_argument(
+        "--activation",
+        default=COMMON["activation"],
+        help="psi of S-TLLR = surrogate derivative of BPTT (rational, triangle, sigmoid, ...)",
+    )
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                    help="parallel runs (one thread each)")
-    ap.add_argument("--data-path", default=None, help="randman cache folder (default: a temporary folder)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="parallel runs (one thread each)",
+    )
+    ap.add_argument(
+        "--data-path", default=None, help="randman cache folder (default: a temporary folder)"
+    )
     ap.add_argument("--save-root", default=None, help="keep the runs' checkpoints and results here")
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -127,17 +199,26 @@ def main(argv=None) -> int:
     try:
         from stllr.data import get_loaders
 
-        get_loaders("randman", data_path, 2, 2, **TASK)  # generate the task once, before the workers
-        jobs = [(m, k, args.trials, {**common, **METHODS[m]}, TASK, data_path, save_root)
-                for m in args.methods for k in range(1, args.trials + 1)]
+        get_loaders(
+            "randman", data_path, 2, 2, **TASK
+        )  # generate the task once, before the workers
+        jobs = [
+            (m, k, args.trials, {**common, **METHODS[m]}, TASK, data_path, save_root)
+            for m in args.methods
+            for k in range(1, args.trials + 1)
+        ]
         start = time.perf_counter()
         ctx = mp.get_context("spawn")
         with ctx.Pool(args.workers) as pool:
             runs = []
             for r in pool.imap_unordered(_run_one, jobs):
                 runs.append(r)
-                print(f"  {METHODS[r['method']]['label']:<13} trial {r['trial']}: final test acc "
-                      f"{r['final_test_acc']:6.2f}%  ({r['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {METHODS[r['method']]['label']:<13} trial {r['trial']}: final test acc "
+                    f"{r['final_test_acc']:6.2f}%  ({r['wall_time_s']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         total = time.perf_counter() - start
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,28 +229,50 @@ def main(argv=None) -> int:
         fm, fs = _mean_std([r["final_test_acc"] for r in rs])
         bm, bs = _mean_std([r["best_test_acc"] for r in rs])
         wm, _ = _mean_std([r["wall_time_s"] for r in rs])
-        summary[m] = {"label": METHODS[m]["label"], "final_test_acc_mean": fm, "final_test_acc_std": fs,
-                      "best_test_acc_mean": bm, "best_test_acc_std": bs, "wall_time_per_run_s": wm,
-                      "runs": rs}
+        summary[m] = {
+            "label": METHODS[m]["label"],
+            "final_test_acc_mean": fm,
+            "final_test_acc_std": fs,
+            "best_test_acc_mean": bm,
+            "best_test_acc_std": bs,
+            "wall_time_per_run_s": wm,
+            "runs": rs,
+        }
     chance = 100.0 / TASK["n_classes"]
-    print(f"\nrandman ({TASK['n_classes']} classes, {TASK['n_units']} units, T={TASK['n_steps']}, "
-          f"{TASK['n_train_per_class'] * TASK['n_classes']} train / {TASK['n_test_per_class'] * TASK['n_classes']} "
-          f"test, jitter {TASK['jitter']}), {args.trials} trials x {args.epochs} epochs, lr {args.lr:g}, "
-          f"psi {args.activation}, "
-          f"chance {chance:.0f}%")
+    print(
+        f"\nrandman ({TASK['n_classes']} classes, {TASK['n_units']} units, T={TASK['n_steps']}, "
+        f"{TASK['n_train_per_class'] * TASK['n_classes']} train / {TASK['n_test_per_class'] * TASK['n_classes']} "
+        f"test, jitter {TASK['jitter']}), {args.trials} trials x {args.epochs} epochs, lr {args.lr:g}, "
+        f"psi {args.activation}, "
+        f"chance {chance:.0f}%"
+    )
     print(f"{'method':<14} {'final test acc %':>18} {'best epoch %':>15} {'wall s/run':>11}")
     for m, s in summary.items():
-        print(f"{s['label']:<14} {s['final_test_acc_mean']:>10.2f} +- {s['final_test_acc_std']:<5.2f} "
-              f"{s['best_test_acc_mean']:>8.2f} +- {s['best_test_acc_std']:<4.2f} {s['wall_time_per_run_s']:>11.1f}")
+        print(
+            f"{s['label']:<14} {s['final_test_acc_mean']:>10.2f} +- {s['final_test_acc_std']:<5.2f} "
+            f"{s['best_test_acc_mean']:>8.2f} +- {s['best_test_acc_std']:<4.2f} {s['wall_time_per_run_s']:>11.1f}"
+        )
     print(f"total wall time {total:.0f} s ({args.workers} workers, 1 thread each)")
     if args.json:
         import torch
 
-        payload = {"task": TASK, "common": common, "stllr": STLLR, "methods": {m: METHODS[m] for m in args.methods},
-                   "trials": args.trials, "summary": summary, "total_wall_time_s": total,
-                   "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                                   "platform": platform.platform(), "cpus": os.cpu_count(),
-                                   "workers": args.workers, "threads_per_worker": 1}}
+        payload = {
+            "task": TASK,
+            "common": common,
+            "stllr": STLLR,
+            "methods": {m: METHODS[m] for m in args.methods},
+            "trials": args.trials,
+            "summary": summary,
+            "total_wall_time_s": total,
+            "environment": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "workers": args.workers,
+                "threads_per_worker": 1,
+            },
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

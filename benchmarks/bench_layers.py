@@ -17,6 +17,7 @@ checks that ``stllr`` and ``outer`` produce the same gradients (they must: same 
 ``--quick`` is a smoke run (seconds): the same network and code paths with B=2, T=5, window=4
 and one timed repeat; its numbers are not the benchmark's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,18 @@ class OuterProductRecurrentSTLLR(stllr.RecurrentSTLLR):
         alpha_post, alpha_pre = c.alpha_post, c.alpha_pre
         g = delta * psi_t
         grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None
-        per_sample = alpha_pre * g.unsqueeze(2) * pre_trace.unsqueeze(1)              # [B, N, M+N]
+        per_sample = alpha_pre * g.unsqueeze(2) * pre_trace.unsqueeze(1)  # [B, N, M+N]
         if alpha_post != 0.0:
-            per_sample = per_sample + alpha_post * (delta * post_prev).unsqueeze(2) * x_in.unsqueeze(1)
+            per_sample = per_sample + alpha_post * (delta * post_prev).unsqueeze(
+                2
+            ) * x_in.unsqueeze(1)
         grad_w_tilde = per_sample.sum(0)
-        gw, gg = self._standardization_backward(grad_w_tilde[:, : self.in_features].contiguous(), c.ws_caches[0])
-        gwr, ggr = self._standardization_backward(grad_w_tilde[:, self.in_features:].contiguous(), c.ws_caches[1])
+        gw, gg = self._standardization_backward(
+            grad_w_tilde[:, : self.in_features].contiguous(), c.ws_caches[0]
+        )
+        gwr, ggr = self._standardization_backward(
+            grad_w_tilde[:, self.in_features :].contiguous(), c.ws_caches[1]
+        )
         return self._pack(grad_x, [gw, gg, gwr, ggr], g.sum(0) if self.bias is not None else None)
 
 
@@ -123,11 +130,18 @@ def gradients_agree(x, y, window: int) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="timed sequences per method, median reported (default 5; --quick: 1)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed sequences per method, median reported (default 5; --quick: 1)",
+    )
     ap.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run in seconds: B=2, T=5, window=4, 1 repeat (checks the script, measures nothing)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run in seconds: B=2, T=5, window=4, 1 repeat (checks the script, measures nothing)",
+    )
     args = ap.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         ap.error(f"--repeats: expected an integer >= 1, got {args.repeats}")
@@ -138,13 +152,17 @@ def main(argv=None):
     x, y = make_data(shape["batch"], shape["steps"])
     rel = gradients_agree(x, y, window)
     outer_repeats = repeats if args.quick else max(2, repeats // 2)
-    res = {k: time_kind(k, outer_repeats if k == "outer" else repeats, x, y, window)
-           for k in ("stllr", "outer", "bptt")}
+    res = {
+        k: time_kind(k, outer_repeats if k == "outer" else repeats, x, y, window)
+        for k in ("stllr", "outer", "bptt")
+    }
     out = {
         "machine": measure.machine_description(),
-        "config": (f"B={shape['batch']}, {N_INPUTS}->{N_HIDDEN} recurrent + {N_CLASSES} readout, "
-                   f"T={shape['steps']}, window={window}" + (" (--quick: smoke run, not a measurement)"
-                                                              if args.quick else "")),
+        "config": (
+            f"B={shape['batch']}, {N_INPUTS}->{N_HIDDEN} recurrent + {N_CLASSES} readout, "
+            f"T={shape['steps']}, window={window}"
+            + (" (--quick: smoke run, not a measurement)" if args.quick else "")
+        ),
         "seconds_per_sequence": res,
         "outer_over_stllr": res["outer"] / res["stllr"],
         "bptt_over_stllr": res["bptt"] / res["stllr"],

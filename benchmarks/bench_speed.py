@@ -18,11 +18,11 @@ only replaces the backward; the benchmark checks the weight gradients agree with
 Targets (2 CPU threads): shd S-TLLR >= 10x faster than the outer-product form and no slower than
 BPTT. ``--profile`` prints where the S-TLLR SHD sequence spends its time (torch.profiler).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -70,19 +70,32 @@ class OuterProductRule(torch.autograd.Function):
             w_tilde = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         wt = w_tilde.detach()
         if isinstance(layer, stllr.Conv2dSTLLR):
-            conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-            grad_x = torch.nn.grad.conv2d_input(ctx.x_shape, wt, g, **conv) if ctx.needs_input_grad[6] else None
+            conv = dict(
+                stride=layer.stride,
+                padding=layer.padding,
+                dilation=layer.dilation,
+                groups=layer.groups,
+            )
+            grad_x = (
+                torch.nn.grad.conv2d_input(ctx.x_shape, wt, g, **conv)
+                if ctx.needs_input_grad[6]
+                else None
+            )
             per_sample = []
             for b in range(g.shape[0]):  # per-sample weight gradients [B, C_out, C_in, kh, kw]
-                gw = alpha_pre * torch.nn.grad.conv2d_weight(pre_trace[b:b + 1], wt.shape, g[b:b + 1], **conv)
+                gw = alpha_pre * torch.nn.grad.conv2d_weight(
+                    pre_trace[b : b + 1], wt.shape, g[b : b + 1], **conv
+                )
                 if alpha_post != 0.0:
-                    gw = gw + alpha_post * torch.nn.grad.conv2d_weight(z[b:b + 1], wt.shape, e_post[b:b + 1], **conv)
+                    gw = gw + alpha_post * torch.nn.grad.conv2d_weight(
+                        z[b : b + 1], wt.shape, e_post[b : b + 1], **conv
+                    )
                 per_sample.append(gw)
             grad_w_tilde = torch.stack(per_sample).sum(0)
             grad_b = g.sum((0, 2, 3))
         else:
             grad_x = g[:, :] @ wt[:, : layer.in_features] if ctx.needs_input_grad[6] else None
-            outer = alpha_pre * g.unsqueeze(2) * pre_trace.unsqueeze(1)                 # [B, N, M]
+            outer = alpha_pre * g.unsqueeze(2) * pre_trace.unsqueeze(1)  # [B, N, M]
             if alpha_post != 0.0:
                 outer = outer + alpha_post * e_post.unsqueeze(2) * z.unsqueeze(1)
             grad_w_tilde = outer.sum(0)
@@ -90,7 +103,10 @@ class OuterProductRule(torch.autograd.Function):
         grads = torch.autograd.grad(w_tilde, leaves, grad_w_tilde)
         by_param = dict(zip(map(id, leaves), grads))
         params = layer._rule_params_for_outer()
-        out = [grad_b if p is layer.bias else by_param.get(id(p)) if p is not None else None for p in params]
+        out = [
+            grad_b if p is layer.bias else by_param.get(id(p)) if p is not None else None
+            for p in params
+        ]
         return (None, None, None, None, None, None, grad_x) + tuple(out)
 
 
@@ -102,7 +118,9 @@ class OuterProduct(nn.Module):
         super().__init__()
         self.layer = layer
         names = ["weight", "gain", "bias", "weight_rec", "gain_rec"]
-        layer._rule_params_for_outer = lambda: [getattr(layer, n) for n in names if hasattr(layer, n)]
+        layer._rule_params_for_outer = lambda: [
+            getattr(layer, n) for n in names if hasattr(layer, n)
+        ]
 
     def forward(self, x):
         layer = self.layer
@@ -136,15 +154,30 @@ def to_outer_product(model: nn.Module) -> nn.Module:
 # Workloads
 # ======================================================================================
 WORKLOADS = {
-    "shd": dict(stllr="stllr_shd_net", bptt="bptt_shd_net", B=32, T=100, window=90, factors=(0.5, 1.0, 1.0, 1.0),
-                rate=0.05),
-    "vgg": dict(stllr="dvs_vgg_stllr", bptt="dvs_vgg_bptt", B=4, T=20, window=5, factors=(0.2, 0.75, -1.0, 1.0),
-                rate=0.1),
+    "shd": dict(
+        stllr="stllr_shd_net",
+        bptt="bptt_shd_net",
+        B=32,
+        T=100,
+        window=90,
+        factors=(0.5, 1.0, 1.0, 1.0),
+        rate=0.05,
+    ),
+    "vgg": dict(
+        stllr="dvs_vgg_stllr",
+        bptt="dvs_vgg_bptt",
+        B=4,
+        T=20,
+        window=5,
+        factors=(0.2, 0.75, -1.0, 1.0),
+        rate=0.1,
+    ),
 }
 
 
 def build(cfg, kind, seed=0):
     from stllr.models.registry import build_model
+
     torch.manual_seed(seed)
     if kind == "bptt":
         model = build_model(cfg["bptt"])
@@ -213,8 +246,11 @@ def grad_agreement(cfg, x, y):
                     model(x[t])
             else:
                 F.cross_entropy(model(x[t]), y).backward()
-        grads[kind] = {n.replace(".layer.", "."): p.grad.clone() for n, p in model.named_parameters()
-                       if p.grad is not None}
+        grads[kind] = {
+            n.replace(".layer.", "."): p.grad.clone()
+            for n, p in model.named_parameters()
+            if p.grad is not None
+        }
     worst = 0.0
     for n, g in grads["stllr"].items():
         o = grads["outer"][n]
@@ -226,10 +262,17 @@ def run_workload(name, repeats):
     """Time S-TLLR, BPTT and the outer-product form on one workload; count the S-TLLR MACs."""
     cfg = WORKLOADS[name]
     from stllr.models.registry import get_model_spec
+
     shape = get_model_spec(cfg["stllr"]).input_shape
     x, y = make_inputs(cfg, shape)
-    res = {"workload": name, "arch": cfg["stllr"], "twin": cfg["bptt"], "B": cfg["B"], "T": cfg["T"],
-           "window": cfg["window"]}
+    res = {
+        "workload": name,
+        "arch": cfg["stllr"],
+        "twin": cfg["bptt"],
+        "B": cfg["B"],
+        "T": cfg["T"],
+        "window": cfg["window"],
+    }
     models = {kind: build(cfg, kind) for kind in ("stllr", "bptt", "outer")}
     med, times = time_interleaved(models, x, y, cfg["window"], repeats)
     for kind in models:
@@ -249,6 +292,7 @@ def run_workload(name, repeats):
 
 def profile_shd(rows=20):
     from torch.profiler import ProfilerActivity, profile
+
     cfg = WORKLOADS["shd"]
     x, y = make_inputs(cfg, (700,))
     model = build(cfg, "stllr")
@@ -264,7 +308,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=sorted(WORKLOADS), default=None)
-    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the S-TLLR SHD sequence")
+    ap.add_argument(
+        "--profile", action="store_true", help="torch.profiler table of the S-TLLR SHD sequence"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -273,37 +319,53 @@ def main(argv=None):
         return 0
     load_before = M.load_average()
     gemm_before = M.gemm_throughput(2048, repeats=10)
-    results = [run_workload(n, args.repeats) for n in ([args.only] if args.only else ["shd", "vgg"])]
+    results = [
+        run_workload(n, args.repeats) for n in ([args.only] if args.only else ["shd", "vgg"])
+    ]
     # the machine's throughput: the best of a measurement before and after (load varies)
     gemm = max(gemm_before, M.gemm_throughput(2048, repeats=10))
     for r in results:
         r["stllr_gmac_per_s"] = r["stllr_macs"] / r["stllr_s"] / 1e9
         r["gemm_fraction"] = r["stllr_macs"] / r["stllr_s"] / gemm
     shd = next((r for r in results if r["workload"] == "shd"), None)
-    summary = {"machine": M.machine_description(), "gemm_gmac_per_s": gemm / 1e9, "load_average_before": load_before,
-               "load_average_after": M.load_average()}
+    summary = {
+        "machine": M.machine_description(),
+        "gemm_gmac_per_s": gemm / 1e9,
+        "load_average_before": load_before,
+        "load_average_after": M.load_average(),
+    }
     if shd is not None:
         summary["target_outer_10x"] = shd["outer_over_stllr"] >= 10
         summary["target_not_slower_than_bptt"] = shd["bptt_over_stllr"] >= 1.0
     if args.json:
         print(json.dumps({"summary": summary, "results": results}, indent=1))
         return 0
-    print(f"machine: {summary['machine']}; 2048^3 matmul: {gemm / 1e9:.1f} GMAC/s; "
-          f"1-min load average before/after: {load_before}/{summary['load_average_after']}")
-    print(f"{'workload':<8} {'B':>3} {'T':>4} {'win':>4} | {'S-TLLR s':>9} {'BPTT s':>8} {'outer s':>8} | "
-          f"{'BPTT/S-TLLR':>11} {'outer/S-TLLR':>12} | {'S-TLLR GMAC':>11} {'GMAC/s':>7} {'of GEMM':>7} | grad diff")
+    print(
+        f"machine: {summary['machine']}; 2048^3 matmul: {gemm / 1e9:.1f} GMAC/s; "
+        f"1-min load average before/after: {load_before}/{summary['load_average_after']}"
+    )
+    print(
+        f"{'workload':<8} {'B':>3} {'T':>4} {'win':>4} | {'S-TLLR s':>9} {'BPTT s':>8} {'outer s':>8} | "
+        f"{'BPTT/S-TLLR':>11} {'outer/S-TLLR':>12} | {'S-TLLR GMAC':>11} {'GMAC/s':>7} {'of GEMM':>7} | grad diff"
+    )
     for r in results:
-        print(f"{r['workload']:<8} {r['B']:>3} {r['T']:>4} {r['window']:>4} | {r['stllr_s']:9.3f} {r['bptt_s']:8.3f} "
-              f"{r['outer_s']:8.3f} | {r['bptt_over_stllr']:10.2f}x {r['outer_over_stllr']:11.2f}x | "
-              f"{r['stllr_macs'] / 1e9:11.2f} {r['stllr_gmac_per_s']:7.1f} {100 * r['gemm_fraction']:6.1f}% | "
-              f"{r['grad_rel_diff_outer_vs_gemm']:.1e}")
-    print("seconds: median training time per sequence (forward, rule/BPTT backward, Adam step); "
-          "GMAC: matmul/conv MACs the S-TLLR sequence executes (stllr.measure.MacCounter)")
+        print(
+            f"{r['workload']:<8} {r['B']:>3} {r['T']:>4} {r['window']:>4} | {r['stllr_s']:9.3f} {r['bptt_s']:8.3f} "
+            f"{r['outer_s']:8.3f} | {r['bptt_over_stllr']:10.2f}x {r['outer_over_stllr']:11.2f}x | "
+            f"{r['stllr_macs'] / 1e9:11.2f} {r['stllr_gmac_per_s']:7.1f} {100 * r['gemm_fraction']:6.1f}% | "
+            f"{r['grad_rel_diff_outer_vs_gemm']:.1e}"
+        )
+    print(
+        "seconds: median training time per sequence (forward, rule/BPTT backward, Adam step); "
+        "GMAC: matmul/conv MACs the S-TLLR sequence executes (stllr.measure.MacCounter)"
+    )
     if shd is not None:
-        print(f"targets (shd): outer-product >= 10x slower than S-TLLR: "
-              f"{'met' if summary['target_outer_10x'] else 'MISSED'} ({shd['outer_over_stllr']:.1f}x); "
-              f"S-TLLR no slower than BPTT: {'met' if summary['target_not_slower_than_bptt'] else 'MISSED'} "
-              f"(BPTT/S-TLLR {shd['bptt_over_stllr']:.2f}x)")
+        print(
+            f"targets (shd): outer-product >= 10x slower than S-TLLR: "
+            f"{'met' if summary['target_outer_10x'] else 'MISSED'} ({shd['outer_over_stllr']:.1f}x); "
+            f"S-TLLR no slower than BPTT: {'met' if summary['target_not_slower_than_bptt'] else 'MISSED'} "
+            f"(BPTT/S-TLLR {shd['bptt_over_stllr']:.2f}x)"
+        )
     return 0
 
 

@@ -96,11 +96,15 @@ def _reason(exc: BaseException) -> str:
 def manual_steps(name: str, data_path: str) -> str:
     """How to place the missing archives by hand (one sentence)."""
     objs = [real.probe(name, data_path, train) for train in splits(name)]
-    missing = [o for o, train in zip(objs, splits(name)) if not present(name, data_path, train)] or objs
+    missing = [
+        o for o, train in zip(objs, splits(name)) if not present(name, data_path, train)
+    ] or objs
     folder = Path(missing[0].location_on_system)
     files = " and ".join(f"{o.url} as {o.filename}" for o in missing)
-    return (f"to install it by hand, download {files} into {folder}{os.sep}, then run this command again "
-            f"(it checks the md5 and extracts)")
+    return (
+        f"to install it by hand, download {files} into {folder}{os.sep}, then run this command again "
+        f"(it checks the md5 and extracts)"
+    )
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -131,8 +135,14 @@ def fetch(url: str, dest: Path, md5: str | None, timeout: float) -> None:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 from tqdm.auto import tqdm
 
-                with tqdm(total=response.length, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr,
-                          disable=None) as bar:  # no bar when stderr is not a terminal
+                with tqdm(
+                    total=response.length,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    file=sys.stderr,
+                    disable=None,
+                ) as bar:  # no bar when stderr is not a terminal
                     for chunk in iter(lambda: response.read(CHUNK), b""):
                         fh.write(chunk)
                         h.update(chunk)
@@ -140,8 +150,10 @@ def fetch(url: str, dest: Path, md5: str | None, timeout: float) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if md5 is not None and h.hexdigest() != md5:
-            raise ChecksumError(f"the file from {url} does not have the expected md5 {md5} (got {h.hexdigest()}), "
-                                f"so it was removed")
+            raise ChecksumError(
+                f"the file from {url} does not have the expected md5 {md5} (got {h.hexdigest()}), "
+                f"so it was removed"
+            )
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -168,19 +180,27 @@ def download(name: str, data_path: str, train: bool, timeout: float = 60.0) -> N
         try:
             fetch(obj.url, archive, md5, timeout)
         except ChecksumError as e:
-            raise DownloadError(f"{where}: {e}; try again, or {manual_steps(name, data_path)}") from None
+            raise DownloadError(
+                f"{where}: {e}; try again, or {manual_steps(name, data_path)}"
+            ) from None
         except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
-            raise DownloadError(f"cannot download {where} from {obj.url} ({_reason(e)}); no partial file was "
-                                f"kept; {manual_steps(name, data_path)}") from None
+            raise DownloadError(
+                f"cannot download {where} from {obj.url} ({_reason(e)}); no partial file was "
+                f"kept; {manual_steps(name, data_path)}"
+            ) from None
     try:
         extract(name, obj, archive)
     except Exception as e:
-        raise DownloadError(f"{where}: extracting {archive} into {archive.parent} failed ({type(e).__name__}: "
-                            f"{_reason(e)}); the verified archive is kept and nothing half-extracted was left: fix "
-                            f"the cause (disk space, permissions) and run this command again") from None
+        raise DownloadError(
+            f"{where}: extracting {archive} into {archive.parent} failed ({type(e).__name__}: "
+            f"{_reason(e)}); the verified archive is kept and nothing half-extracted was left: fix "
+            f"the cause (disk space, permissions) and run this command again"
+        ) from None
     if not present(name, data_path, train):
-        raise DownloadError(f"{where}: {archive} was extracted but tonic still does not find the files under "
-                            f"{archive.parent}")
+        raise DownloadError(
+            f"{where}: {archive} was extracted but tonic still does not find the files under "
+            f"{archive.parent}"
+        )
 
 
 def extract(name: str, obj, archive: Path) -> None:
@@ -194,7 +214,9 @@ def extract(name: str, obj, archive: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=location))
     try:
         extract_archive(str(archive), str(tmp))
-        if name == "cifar10dvs":  # tonic's CIFAR10DVS.__init__: the class archives inside the archive
+        if (
+            name == "cifar10dvs"
+        ):  # tonic's CIFAR10DVS.__init__: the class archives inside the archive
             for inner in real.REAL_DATASETS[name].cls.data_filename:
                 extract_archive(str(tmp / inner), str(tmp))
                 (tmp / inner).unlink()  # a copy of what the verified archive holds
@@ -221,13 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         prog=PROG,
         description="Download a recorded dataset through tonic (both splits; several GB for the DVS sets).",
         epilog="Without network: fetch the URLs that --dry-run prints elsewhere and place the archives, under "
-               "their printed names, in the printed folder; running this command again verifies and extracts them.",
+        "their printed names, in the printed folder; running this command again verifies and extracts them.",
     )
     parser.add_argument("name", choices=sorted(real.REAL_DATASETS), help="dataset to fetch")
-    parser.add_argument("--data-path", required=True, help="data folder (the same one passed to stllr.data.get_dataset)")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be downloaded, fetch nothing")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds without data before giving up (default 60)")
+    parser.add_argument(
+        "--data-path",
+        required=True,
+        help="data folder (the same one passed to stllr.data.get_dataset)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be downloaded, fetch nothing"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds without data before giving up (default 60)",
+    )
     args = parser.parse_args(argv)
     data_path = os.path.expanduser(args.data_path)
     try:
@@ -241,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         sys.stdout.flush()
-        print(f"{PROG}: interrupted; no partial file was left (run the command again to restart)", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted; no partial file was left (run the command again to restart)",
+            file=sys.stderr,
+        )
         return 130
     if args.dry_run:
         print("(dry run: nothing downloaded)")

@@ -43,11 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="task", required=True, metavar="{randman,moving_shapes}")
     for task, defaults in TASKS.items():
         p = sub.add_parser(task, help=f"generate the {task} task")
-        p.add_argument("--data-path", required=True, help="data folder (cache goes to DATA_PATH/procedural)")
-        p.add_argument("--no-cache", action="store_true", help="generate in memory only, write nothing")
+        p.add_argument(
+            "--data-path", required=True, help="data folder (cache goes to DATA_PATH/procedural)"
+        )
+        p.add_argument(
+            "--no-cache", action="store_true", help="generate in memory only, write nothing"
+        )
         for key, default in defaults.items():
-            p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=_literal, default=default,
-                           help=f"(default: {default!r})")
+            p.add_argument(
+                f"--{key.replace('_', '-')}",
+                dest=key,
+                type=_literal,
+                default=default,
+                help=f"(default: {default!r})",
+            )
     return parser
 
 
@@ -67,9 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"task:          {args.task}")
     print(f"parameters:    {params}")
     print(f"train / test:  {len(train)} / {len(test)} samples, {train.num_classes} classes")
-    print(f"class counts:  train {np.bincount(train.targets, minlength=train.num_classes).tolist()}")
+    print(
+        f"class counts:  train {np.bincount(train.targets, minlength=train.num_classes).tolist()}"
+    )
     print(f"sensor size:   {train.sensor_size}")
-    print(f"frames:        {tuple(frames.shape)} float32 per sample (T={train.T}, dt={train.dt_us} us)")
+    print(
+        f"frames:        {tuple(frames.shape)} float32 per sample (T={train.T}, dt={train.dt_us} us)"
+    )
     print(f"events/sample: mean {np.mean(n_events):.1f} (first {len(n_events)} samples)")
     print(f"cache file:    {train.cache_file if train.cache_file else '(not cached)'}")
     print(f"time:          {elapsed:.2f} s")

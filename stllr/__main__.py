@@ -1,4 +1,5 @@
 """``python -m stllr COMMAND ...`` (also the ``stllr`` console script): see :mod:`stllr.cli`."""
+
 import sys
 
 from stllr.cli import main

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
+
 class StatefulLayer(nn.Module):
     """Base class. Subclasses keep ``self.state``: ``None`` between sequences, else a NamedTuple
     of tensors (or ``None`` entries) whose ``membrane`` field has the batch as first dimension."""

@@ -1,4 +1,5 @@
 """Argument and input validation shared by the layers: clear errors that name the argument."""
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,9 @@ def check_reset(reset: str) -> str:
     return reset
 
 
-def check_layer_input(x, layer, expected_rank: int, expected_size: int, size_dim: int, what: str) -> None:
+def check_layer_input(
+    x, layer, expected_rank: int, expected_size: int, size_dim: int, what: str
+) -> None:
     """Check ``x`` (the argument of ``layer.forward``): tensor, float dtype matching the layer,
     rank, width/channels, same device, finite (when enabled)."""
     name = type(layer).__name__
@@ -82,6 +85,8 @@ def check_layer_input(x, layer, expected_rank: int, expected_size: int, size_dim
             f"convert the input (x.to({w.dtype})) or the layer (layer.to({x.dtype}))"
         )
     if x.device != w.device:
-        raise ValueError(f"x: on {x.device} but {name}'s parameters are on {w.device}; move one of them")
+        raise ValueError(
+            f"x: on {x.device} but {name}'s parameters are on {w.device}; move one of them"
+        )
     if _CHECK_FINITE and not bool(torch.isfinite(x).all()):
         raise ValueError(f"x: {name} received non-finite values (NaN or inf)")

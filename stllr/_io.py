@@ -7,9 +7,11 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
 import torch
 
-__all__ = ['atomic_torch_save', 'atomic_write_text']
+__all__ = ["atomic_torch_save", "atomic_write_text"]
+
 
 def atomic_torch_save(obj, path: os.PathLike) -> None:
     """torch.save to a temporary file next to ``path``, then os.replace (never a half-written file)."""

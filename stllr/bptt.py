@@ -5,6 +5,7 @@ Each twin has the same constructor arguments and parameter names as its S-TLLR l
 weights move between the two with ``load_state_dict``. Training one with a loss on the summed
 outputs and a single ``backward()`` is backpropagation through time (memory linear in T).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,14 +15,22 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from . import _checks
 from stllr._base import StatefulLayer
+
+from . import _checks
 from . import functional as SF
 from .functional import PsiLike
 from .layers import add_recurrent_weight, set_conv_geometry
 
-__all__ = ["SurrogateSpike", "surrogate_spike", "LIFState", "LinearLIF", "RecurrentLIF", "Conv2dLIF",
-           "LeakyIntegrator"]
+__all__ = [
+    "SurrogateSpike",
+    "surrogate_spike",
+    "LIFState",
+    "LinearLIF",
+    "RecurrentLIF",
+    "Conv2dLIF",
+    "LeakyIntegrator",
+]
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -55,8 +64,19 @@ class LIFState(NamedTuple):
 class _LIFBase(StatefulLayer):
     _default_psi = "rational"
 
-    def __init__(self, weight_shape, bias, threshold, leak, reset, psi, weight_standardization,
-                 spike_fn, device, dtype):
+    def __init__(
+        self,
+        weight_shape,
+        bias,
+        threshold,
+        leak,
+        reset,
+        psi,
+        weight_standardization,
+        spike_fn,
+        device,
+        dtype,
+    ):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         threshold = _checks.check_finite_number(threshold, "threshold", minimum=0.0)
@@ -71,7 +91,9 @@ class _LIFBase(StatefulLayer):
         else:
             self.register_parameter("bias", None)
         if self.weight_standardization:
-            self.gain = nn.Parameter(torch.ones((weight_shape[0],) + (1,) * (len(weight_shape) - 1), **kw))
+            self.gain = nn.Parameter(
+                torch.ones((weight_shape[0],) + (1,) * (len(weight_shape) - 1), **kw)
+            )
         else:
             self.register_parameter("gain", None)
         self.leak = nn.Parameter(torch.tensor(leak, **kw), requires_grad=False)
@@ -97,8 +119,12 @@ class _LIFBase(StatefulLayer):
         tensors = [t for pair in self._weights() for t in pair if t is not None]
         key = tuple((t._version, t.data_ptr()) for t in tensors) + (torch.is_grad_enabled(),)
         if key != self._w_cache_key:
-            self._w_cache = [SF.standardize_weight(w, g) if (g is not None and self.weight_standardization) else w
-                             for w, g in self._weights()]
+            self._w_cache = [
+                SF.standardize_weight(w, g)
+                if (g is not None and self.weight_standardization)
+                else w
+                for w, g in self._weights()
+            ]
             self._w_cache_key = key
         return self._w_cache
 
@@ -114,17 +140,37 @@ class _LIFBase(StatefulLayer):
         return step.spikes
 
 
-
 class LinearLIF(_LIFBase):
     """BPTT twin of :class:`~stllr.LinearSTLLR`: x_t [B, in_features] -> spikes [B, out_features]."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        spike_fn=None,
+        device=None,
+        dtype=None,
+    ):
         self.in_features = _checks.check_positive_int(in_features, "in_features")
         self.out_features = _checks.check_positive_int(out_features, "out_features")
-        super().__init__((out_features, in_features), bias, threshold, leak, reset, psi,
-                         weight_standardization, spike_fn, device, dtype)
+        super().__init__(
+            (out_features, in_features),
+            bias,
+            threshold,
+            leak,
+            reset,
+            psi,
+            weight_standardization,
+            spike_fn,
+            device,
+            dtype,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")
@@ -136,11 +182,33 @@ class LinearLIF(_LIFBase):
 class RecurrentLIF(LinearLIF):
     """BPTT twin of :class:`~stllr.RecurrentSTLLR`; the gradient also flows through s_{t-1}."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, threshold, leak, reset, psi,
-                         weight_standardization, spike_fn, device, dtype)
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        spike_fn=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            in_features,
+            out_features,
+            bias,
+            threshold,
+            leak,
+            reset,
+            psi,
+            weight_standardization,
+            spike_fn,
+            device,
+            dtype,
+        )
         add_recurrent_weight(self, out_features, device, dtype)
 
     def _weights(self):
@@ -161,19 +229,48 @@ class Conv2dLIF(_LIFBase):
 
     _default_psi = "triangle"
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, spike_fn=None, device=None, dtype=None):
-        set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold, leak,
-                         reset, psi, weight_standardization, spike_fn, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        spike_fn=None,
+        device=None,
+        dtype=None,
+    ):
+        set_conv_geometry(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups
+        )
+        super().__init__(
+            (out_channels, in_channels // groups) + self.kernel_size,
+            bias,
+            threshold,
+            leak,
+            reset,
+            psi,
+            weight_standardization,
+            spike_fn,
+            device,
+            dtype,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_layer_input(x, self, 4, self.in_channels, 1, "batch, channels, height, width")
         self._check_batch(x)
         (w,) = self._effective_weights()
-        current = torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        current = torch.nn.functional.conv2d(
+            x, w, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
         return self._step(current)
 
 
@@ -181,8 +278,15 @@ class LeakyIntegrator(StatefulLayer):
     """BPTT twin of :class:`~stllr.LeakyReadout`: ``u_t = beta u_{t-1} + x_t W^T + b`` (raw
     weight), output u_t; graph kept through time. x_t [B, in_features] -> [B, out_features]."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, leak: float = 2.0,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        leak: float = 2.0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.in_features = _checks.check_positive_int(in_features, "in_features")

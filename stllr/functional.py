@@ -9,6 +9,7 @@ code differ, the code's convention is used and noted (see ``docs/rule.md``).
 Notation: B batch, M inputs, N neurons. ``delta`` is the learning signal dL/ds_t that
 arrives at a layer's output.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,11 +19,28 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "rational", "triangle", "sigmoid", "fast_sigmoid", "PSI_FUNCTIONS", "get_psi",
-    "heaviside", "LIFStep", "lif_step", "trace_step", "standardize_weight",
-    "standardize_weight_backward", "StandardizationCache", "standardization_cache",
-    "standardize_weight_backward_cached", "stllr_gemm_operands", "stllr_linear_weight_grad", "stllr_conv2d_weight_grad",
-    "beta_from_leak", "effective_threshold", "DEFAULT_FACTORS", "CLI_DEFAULT_FACTORS",
+    "rational",
+    "triangle",
+    "sigmoid",
+    "fast_sigmoid",
+    "PSI_FUNCTIONS",
+    "get_psi",
+    "heaviside",
+    "LIFStep",
+    "lif_step",
+    "trace_step",
+    "standardize_weight",
+    "standardize_weight_backward",
+    "StandardizationCache",
+    "standardization_cache",
+    "standardize_weight_backward_cached",
+    "stllr_gemm_operands",
+    "stllr_linear_weight_grad",
+    "stllr_conv2d_weight_grad",
+    "beta_from_leak",
+    "effective_threshold",
+    "DEFAULT_FACTORS",
+    "CLI_DEFAULT_FACTORS",
     "check_factors",
 ]
 
@@ -187,7 +205,9 @@ def trace_step(trace: torch.Tensor, decay: float, x: torch.Tensor) -> torch.Tens
 # ---------------------------------------------------------------------------------------
 # Weight standardisation (per output row)
 # ---------------------------------------------------------------------------------------
-def standardize_weight(weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS) -> torch.Tensor:
+def standardize_weight(
+    weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS
+) -> torch.Tensor:
     """``W~ = gain * (W - mean(W)) / sqrt(var(W) * fan_in + eps)`` per output row.
 
     ``var`` is unbiased, ``fan_in = prod(W.shape[1:])``. weight: [N, M] or [C_out, C_in, kh, kw];
@@ -231,7 +251,9 @@ class StandardizationCache(NamedTuple):
     gain: torch.Tensor  #: the gain at forward time
 
 
-def standardization_cache(weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS) -> StandardizationCache:
+def standardization_cache(
+    weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS
+) -> StandardizationCache:
     dims = tuple(range(1, weight.dim()))
     k = weight[0].numel()
     c = weight - weight.mean(dim=dims, keepdim=True)
@@ -239,8 +261,9 @@ def standardization_cache(weight: torch.Tensor, gain: torch.Tensor, eps: float =
     return StandardizationCache(c, torch.rsqrt(ss * (k / (k - 1)) + eps), gain.detach().clone())
 
 
-def standardize_weight_backward_cached(grad_w_tilde: torch.Tensor, cache: StandardizationCache
-                                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def standardize_weight_backward_cached(
+    grad_w_tilde: torch.Tensor, cache: StandardizationCache
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Same result as :func:`standardize_weight_backward`, from a per-sequence cache, in a few
     passes: ``dL/dW = a (G - mean(G)) - b c`` with ``a = gain/d`` and
     ``b = gain fan_in sum(G c) / ((K-1) d^3)`` (per row; mean(c) = 0). Consumes ``grad_w_tilde``."""
@@ -248,7 +271,7 @@ def standardize_weight_backward_cached(grad_w_tilde: torch.Tensor, cache: Standa
     n = c.shape[0]
     k = c[0].numel()
     g2 = grad_w_tilde.reshape(n, k)
-    gc = torch.linalg.vecdot(g2, c.reshape(n, k)).reshape(inv_d.shape)        # sum(G c) per row
+    gc = torch.linalg.vecdot(g2, c.reshape(n, k)).reshape(inv_d.shape)  # sum(G c) per row
     grad_gain = (gc * inv_d).reshape(gain.shape)
     a = gain * inv_d
     b = a * gc * (inv_d * inv_d) * (k / (k - 1))
@@ -303,7 +326,9 @@ def stllr_linear_weight_grad(
     The code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10).
     Shapes: delta, psi_t, post_trace_prev: [B, N]; x_t, pre_trace_t: [B, M] -> [N, M].
     """
-    left, right = stllr_gemm_operands(delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre)
+    left, right = stllr_gemm_operands(
+        delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre
+    )
     return left.t() @ right
 
 
@@ -324,13 +349,17 @@ def stllr_conv2d_weight_grad(
     """The conv form of :func:`stllr_linear_weight_grad`: one ``conv2d_weight`` call on the
     batch-stacked non-causal and causal terms. delta, psi_t, post_trace_prev: [B, C_out, H', W'];
     x_t, pre_trace_t: [B, C_in, H, W] -> weight_shape."""
-    left, right = stllr_gemm_operands(delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre)
+    left, right = stllr_gemm_operands(
+        delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre
+    )
     return torch.nn.grad.conv2d_weight(right, weight_shape, left, stride, padding, dilation, groups)
 
 
 def conv2d_input_grad(grad_out, weight, input_shape, stride, padding, dilation, groups):
     """dL/dx of a conv2d (transposed convolution of the output gradient)."""
-    return torch.nn.grad.conv2d_input(input_shape, weight, grad_out, stride, padding, dilation, groups)
+    return torch.nn.grad.conv2d_input(
+        input_shape, weight, grad_out, stride, padding, dilation, groups
+    )
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:

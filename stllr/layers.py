@@ -11,6 +11,7 @@ Parameter and buffer names follow the reference (``weight``, ``bias``, ``gain``,
 ``threshold``, ``factors``; recurrent adds ``weight_rec``, ``gain_rec``), so the authors'
 ``state_dict``s load as-is.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from . import _checks
 from stllr._base import StatefulLayer
+
+from . import _checks
 from . import functional as SF
 from .functional import DEFAULT_FACTORS, PsiLike
 
@@ -85,8 +87,19 @@ class _STLLRBase(StatefulLayer):
     _default_psi = "rational"
     _uses_standardization = True
 
-    def __init__(self, weight_shape, bias, threshold, leak, factors, reset, psi,
-                 weight_standardization, device=None, dtype=None):
+    def __init__(
+        self,
+        weight_shape,
+        bias,
+        threshold,
+        leak,
+        factors,
+        reset,
+        psi,
+        weight_standardization,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         threshold = _checks.check_finite_number(threshold, "threshold", minimum=0.0)
@@ -139,7 +152,7 @@ class _STLLRBase(StatefulLayer):
                 for w, g in self._weights():
                     if g is not None and self.weight_standardization and self._uses_standardization:
                         cache = SF.standardization_cache(w, g)
-                        parts.append(cache.gain * cache.centered * cache.inv_d)   # W~
+                        parts.append(cache.gain * cache.centered * cache.inv_d)  # W~
                     else:
                         cache = None
                         parts.append(w.detach())
@@ -148,7 +161,9 @@ class _STLLRBase(StatefulLayer):
                 lp, lpre, ap, apre = (float(f) for f in self.factors.tolist())
                 beta = float(SF.beta_from_leak(self.leak))
                 theta = float(SF.effective_threshold(self.threshold))
-            self._constants = _SequenceConstants(w_tilde, tuple(caches), lp, lpre, ap, apre, beta, theta)
+            self._constants = _SequenceConstants(
+                w_tilde, tuple(caches), lp, lpre, ap, apre, beta, theta
+            )
             self._constants_key = key
         return self._constants
 
@@ -158,7 +173,9 @@ class _STLLRBase(StatefulLayer):
     def _needs_rule(self, x) -> bool:
         if not torch.is_grad_enabled():
             return False
-        return x.requires_grad or any(p is not None and p.requires_grad for p in self._rule_params())
+        return x.requires_grad or any(
+            p is not None and p.requires_grad for p in self._rule_params()
+        )
 
     def _rule_params(self):
         return [self.weight, self.gain, self.bias]
@@ -183,9 +200,11 @@ class _STLLRBase(StatefulLayer):
 
     def extra_repr(self) -> str:
         lp, lpre, ap, apre = self.factors_tuple
-        return (f"{self._shape_repr()}, bias={self.bias is not None}, threshold={float(self.threshold):g}, "
-                f"leak={float(self.leak):g}, factors=[{lp:g}, {lpre:g}, {ap:g}, {apre:g}], reset={self.reset!r}, "
-                f"psi={SF.psi_name(self.psi)!r}, weight_standardization={self.weight_standardization}")
+        return (
+            f"{self._shape_repr()}, bias={self.bias is not None}, threshold={float(self.threshold):g}, "
+            f"leak={float(self.leak):g}, factors=[{lp:g}, {lpre:g}, {ap:g}, {apre:g}], reset={self.reset!r}, "
+            f"psi={SF.psi_name(self.psi)!r}, weight_standardization={self.weight_standardization}"
+        )
 
     # -- the step -----------------------------------------------------------------------
     def _lif_forward(self, x_in, current_fn, c: _SequenceConstants):
@@ -199,10 +218,16 @@ class _STLLRBase(StatefulLayer):
                 membrane_prev = torch.zeros_like(current)
             else:
                 pre_prev, post_prev, membrane_prev = st.pre_trace, st.post_trace, st.membrane
-            pre_trace = SF.trace_step(pre_prev, c.lambda_pre, x_in)            # rule.md step 1
-            step = SF.lif_step(current, membrane_prev, c.beta, c.theta,        # steps 2-4, 6
-                               self.psi, self.reset)
-            post_trace = SF.trace_step(post_prev, c.lambda_post, step.psi)     # step 5
+            pre_trace = SF.trace_step(pre_prev, c.lambda_pre, x_in)  # rule.md step 1
+            step = SF.lif_step(
+                current,
+                membrane_prev,
+                c.beta,
+                c.theta,  # steps 2-4, 6
+                self.psi,
+                self.reset,
+            )
+            post_trace = SF.trace_step(post_prev, c.lambda_post, step.psi)  # step 5
         self.state = STLLRState(pre_trace, post_trace, step.membrane, step.spikes, step.psi)
         return step, pre_trace, post_prev
 
@@ -232,13 +257,34 @@ class LinearSTLLR(_STLLRBase):
     factors = [lambda_post, lambda_pre, alpha_post, alpha_pre] (default [0.5, 0.8, -0.2, 1]).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        factors=None,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        device=None,
+        dtype=None,
+    ):
         self.in_features = _checks.check_positive_int(in_features, "in_features")
         self.out_features = _checks.check_positive_int(out_features, "out_features")
-        super().__init__((out_features, in_features), bias, threshold, leak, factors, reset, psi,
-                         weight_standardization, device, dtype)
+        super().__init__(
+            (out_features, in_features),
+            bias,
+            threshold,
+            leak,
+            factors,
+            reset,
+            psi,
+            weight_standardization,
+            device,
+            dtype,
+        )
 
     def _shape_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -256,16 +302,18 @@ class LinearSTLLR(_STLLRBase):
 
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
-        g = delta * psi_t                                        # learning signal x psi
-        grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None   # one-step spatial BP
+        g = delta * psi_t  # learning signal x psi
+        grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None  # one-step spatial BP
         # dL/dW~ = left^T right: causal and non-causal terms in one GEMM per weight matrix
-        left, right = SF.stllr_gemm_operands(delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post, c.alpha_pre)
+        left, right = SF.stllr_gemm_operands(
+            delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post, c.alpha_pre
+        )
         left_t = left.t()
         param_grads = []
         offset = 0
-        for (w, _), cache in zip(self._weights(), c.ws_caches):   # recurrent: [W | W_rec] columns
+        for (w, _), cache in zip(self._weights(), c.ws_caches):  # recurrent: [W | W_rec] columns
             width = w.shape[1]
-            grad_w_tilde = left_t @ right[:, offset:offset + width]
+            grad_w_tilde = left_t @ right[:, offset : offset + width]
             offset += width
             param_grads += self._standardization_backward(grad_w_tilde, cache)
         grad_b = g.sum(0) if self.bias is not None else None
@@ -286,11 +334,33 @@ class RecurrentSTLLR(LinearSTLLR):
     ``[W~, W~_rec]``: one GEMM forward, one GEMM for both weight gradients.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, threshold, leak, factors, reset, psi,
-                         weight_standardization, device, dtype)
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        factors=None,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            in_features,
+            out_features,
+            bias,
+            threshold,
+            leak,
+            factors,
+            reset,
+            psi,
+            weight_standardization,
+            device,
+            dtype,
+        )
         add_recurrent_weight(self, out_features, device, dtype)
 
     def _weights(self):
@@ -300,8 +370,11 @@ class RecurrentSTLLR(LinearSTLLR):
         return [self.weight, self.gain, self.bias, self.weight_rec, self.gain_rec]
 
     def _input(self, x):
-        prev = (torch.zeros(x.shape[0], self.out_features, dtype=x.dtype, device=x.device)
-                if self.state is None else self.state.spikes)
+        prev = (
+            torch.zeros(x.shape[0], self.out_features, dtype=x.dtype, device=x.device)
+            if self.state is None
+            else self.state.spikes
+        )
         return torch.cat((x.detach(), prev), dim=1)
 
     def _pack(self, grad_x, param_grads, grad_b):
@@ -316,7 +389,7 @@ class RecurrentSTLLR(LinearSTLLR):
     @property
     def rec_trace(self):
         """tr_rec as used at the next step (already contains s_t), [B, out_features]."""
-        return None if self.state is None else self.state.pre_trace[:, self.in_features:]
+        return None if self.state is None else self.state.pre_trace[:, self.in_features :]
 
 
 def add_recurrent_weight(layer: nn.Module, n: int, device=None, dtype=None) -> None:
@@ -331,13 +404,17 @@ def add_recurrent_weight(layer: nn.Module, n: int, device=None, dtype=None) -> N
     init.kaiming_uniform_(layer.weight_rec, a=math.sqrt(5))
 
 
-def set_conv_geometry(layer, in_channels, out_channels, kernel_size, stride, padding, dilation, groups) -> None:
+def set_conv_geometry(
+    layer, in_channels, out_channels, kernel_size, stride, padding, dilation, groups
+) -> None:
     """Validate and store the conv arguments (shared by Conv2dSTLLR and its BPTT twin)."""
     layer.in_channels = _checks.check_positive_int(in_channels, "in_channels")
     layer.out_channels = _checks.check_positive_int(out_channels, "out_channels")
     layer.groups = _checks.check_positive_int(groups, "groups")
     if in_channels % groups or out_channels % groups:
-        raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
+        raise ValueError(
+            f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})"
+        )
     layer.kernel_size = _pair(kernel_size, "kernel_size")
     layer.stride = _pair(stride, "stride")
     layer.padding = _pair(padding, "padding")
@@ -362,20 +439,51 @@ class Conv2dSTLLR(_STLLRBase):
 
     _default_psi = "triangle"
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, threshold: float = 0.6,
-                 leak: float = 2.0, factors=None, reset: str = "soft", psi: PsiLike | None = None,
-                 weight_standardization: bool = True, device=None, dtype=None):
-        set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        super().__init__((out_channels, in_channels // groups) + self.kernel_size, bias, threshold,
-                         leak, factors, reset, psi, weight_standardization, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        factors=None,
+        reset: str = "soft",
+        psi: PsiLike | None = None,
+        weight_standardization: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        set_conv_geometry(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups
+        )
+        super().__init__(
+            (out_channels, in_channels // groups) + self.kernel_size,
+            bias,
+            threshold,
+            leak,
+            factors,
+            reset,
+            psi,
+            weight_standardization,
+            device,
+            dtype,
+        )
 
     def _shape_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
 
     def _conv(self, x, w, bias):
-        return torch.nn.functional.conv2d(x, w, bias, self.stride, self.padding, self.dilation, self.groups)
+        return torch.nn.functional.conv2d(
+            x, w, bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_layer_input(x, self, 4, self.in_channels, 1, "batch, channels, height, width")
@@ -388,11 +496,27 @@ class Conv2dSTLLR(_STLLRBase):
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t
-        grad_x = (SF.conv2d_input_grad(g, c.w_tilde, pre_trace.shape, self.stride, self.padding, self.dilation,
-                                       self.groups) if needs[4] else None)
-        grad_w_tilde = SF.stllr_conv2d_weight_grad(delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post,
-                                                   c.alpha_pre, self.weight.shape, self.stride, self.padding,
-                                                   self.dilation, self.groups)
+        grad_x = (
+            SF.conv2d_input_grad(
+                g, c.w_tilde, pre_trace.shape, self.stride, self.padding, self.dilation, self.groups
+            )
+            if needs[4]
+            else None
+        )
+        grad_w_tilde = SF.stllr_conv2d_weight_grad(
+            delta,
+            psi_t,
+            post_prev,
+            x_in,
+            pre_trace,
+            c.alpha_post,
+            c.alpha_pre,
+            self.weight.shape,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
         gw, gg = self._standardization_backward(grad_w_tilde, c.ws_caches[0])
         grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
         return (grad_x, gw, gg, grad_b)
@@ -409,19 +533,39 @@ class LeakyReadout(_STLLRBase):
 
     _uses_standardization = False
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, leak: float = 2.0,
-                 factors=None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        leak: float = 2.0,
+        factors=None,
+        device=None,
+        dtype=None,
+    ):
         self.in_features = _checks.check_positive_int(in_features, "in_features")
         self.out_features = _checks.check_positive_int(out_features, "out_features")
-        super().__init__((out_features, in_features), bias, 0.6, leak, factors, "soft", "rational",
-                         False, device, dtype)
+        super().__init__(
+            (out_features, in_features),
+            bias,
+            0.6,
+            leak,
+            factors,
+            "soft",
+            "rational",
+            False,
+            device,
+            dtype,
+        )
 
     def _shape_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
     def extra_repr(self) -> str:
-        return (f"{self._shape_repr()}, bias={self.bias is not None}, leak={float(self.leak):g}, "
-                f"lambda_pre={self.factors_tuple[1]:g}")
+        return (
+            f"{self._shape_repr()}, bias={self.bias is not None}, leak={float(self.leak):g}, "
+            f"lambda_pre={self.factors_tuple[1]:g}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_layer_input(x, self, 2, self.in_features, 1, "batch, in_features")

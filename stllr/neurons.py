@@ -1,4 +1,5 @@
 """Thin modules over the pure step functions of :mod:`stllr.functional`."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -38,8 +39,14 @@ class LIFNeuron(nn.Module):
 
     _stateful = True
 
-    def __init__(self, threshold: float = 0.6, leak: float = 2.0, reset: str = "soft",
-                 psi: PsiLike = "rational", detach: bool = True):
+    def __init__(
+        self,
+        threshold: float = 0.6,
+        leak: float = 2.0,
+        reset: str = "soft",
+        psi: PsiLike = "rational",
+        detach: bool = True,
+    ):
         super().__init__()
         self.threshold = _checks.check_finite_number(threshold, "threshold", minimum=0.0)
         self.leak = _checks.check_finite_number(leak, "leak")

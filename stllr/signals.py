@@ -12,6 +12,7 @@ mean reduction ``e_t = (softmax(logits_t) - onehot(y)) / batch``: the reference'
 error without the 1/batch (a defect noted in rule.md), so our DFA updates are the reference's
 divided by the batch size, consistent with the mean cross-entropy BP uses.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,9 +93,18 @@ class LearningSignal(nn.Module):
     Buffer ``feedback``: B, [num_classes, *shape], kaiming-uniform, fixed (saved with the model).
     """
 
-    def __init__(self, shape: Sequence[int] | int, num_classes: int, mode: str = "bp",
-                 context: Optional[FeedbackContext] = None, record: bool = False, rate_reg: float = 0.0,
-                 rate_target: float = 0.0, device=None, dtype=None):
+    def __init__(
+        self,
+        shape: Sequence[int] | int,
+        num_classes: int,
+        mode: str = "bp",
+        context: Optional[FeedbackContext] = None,
+        record: bool = False,
+        rate_reg: float = 0.0,
+        rate_target: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if mode not in FEEDBACK_MODES:
             raise ValueError(f"mode: expected one of {FEEDBACK_MODES}, got {mode!r}")
@@ -119,12 +129,19 @@ class LearningSignal(nn.Module):
         self.last_signal: Optional[torch.Tensor] = None
 
     def extra_repr(self) -> str:
-        extra = f", rate_reg={self.rate_reg:g}, rate_target={self.rate_target:g}" if self.rate_reg else ""
+        extra = (
+            f", rate_reg={self.rate_reg:g}, rate_target={self.rate_target:g}"
+            if self.rate_reg
+            else ""
+        )
         return f"shape={self.shape}, num_classes={self.num_classes}, mode={self.mode!r}{extra}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if ((self.mode == "bp" and not self.record and not self.rate_reg) or not torch.is_grad_enabled()
-                or not x.requires_grad):
+        if (
+            (self.mode == "bp" and not self.record and not self.rate_reg)
+            or not torch.is_grad_enabled()
+            or not x.requires_grad
+        ):
             return x
         return _Signal.apply(x, self)
 
@@ -136,13 +153,18 @@ class LearningSignal(nn.Module):
             if error is None:
                 raise RuntimeError(
                     "LearningSignal: no output error recorded; put an OutputErrorTap with the same "
-                    "FeedbackContext on the logits of the same step")
+                    "FeedbackContext on the logits of the same step"
+                )
             if self.mode == "sdfa":
                 error = torch.sign(error) / error.shape[0]
-            signal = (error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)).reshape(grad.shape)
+            signal = (
+                error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)
+            ).reshape(grad.shape)
         if spikes is not None:
             signal = signal + self.rate_reg * (spikes - self.rate_target) / spikes.shape[0]
         if self.record:
-            self.last_bp_grad = grad.detach().clone()   # snapshots: autograd may accumulate into grad
+            self.last_bp_grad = (
+                grad.detach().clone()
+            )  # snapshots: autograd may accumulate into grad
             self.last_signal = signal.detach().clone()
         return signal

@@ -4,4 +4,6 @@
 def pytest_configure(config):
     # Registered here rather than in pyproject.toml (editing that rebuilds the Makefile's venv).
     config.addinivalue_line(
-        "markers", "browser: drives JupyterLab in headless Chromium (deselect with -m 'not browser')")
+        "markers",
+        "browser: drives JupyterLab in headless Chromium (deselect with -m 'not browser')",
+    )

@@ -1,5 +1,6 @@
 """stllr.studies.accuracy_vs_bptt: the settings say what the notebook and the paper say; tables and plots
 are computed from the trials they are given."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,12 @@ from stllr.studies.sweeps import Sweep, TrialResult
 def _fake_sweep(accs: dict) -> Sweep:
     sweep = Sweep(labels={k: k for k in accs})
     for key, values in accs.items():
-        sweep[key] = [TrialResult(key, key, i, i, [{"epoch": 0, "test_acc": 20.0},
-                                                   {"epoch": 1, "test_acc": float(v)}]) for i, v in enumerate(values)]
+        sweep[key] = [
+            TrialResult(
+                key, key, i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": float(v)}]
+            )
+            for i, v in enumerate(values)
+        ]
     return sweep
 
 
@@ -22,8 +27,14 @@ def test_default_and_full_configs():
     assert (c["T"], c["window"], c["num_classes"], c["data"].dataset) == (30, 25, 5, "randman")
     f = S.study_config(True, "/data", epochs=3)
     # paper Table 3, SHD: T = 100, T_l = 10, 20 classes, batch 128, lr 2e-4
-    assert (f["T"], f["T"] - f["window"], f["num_classes"], f["data"].batch_size, f["lr"], f["epochs"]) == \
-        (100, 10, 20, 128, 2e-4, 3)
+    assert (
+        f["T"],
+        f["T"] - f["window"],
+        f["num_classes"],
+        f["data"].batch_size,
+        f["lr"],
+        f["epochs"],
+    ) == (100, 10, 20, 128, 2e-4, 3)
     assert f["data"].data_path == "/data"
     with pytest.raises(ValueError, match="data_path"):
         S.study_config(True)
@@ -35,12 +46,16 @@ def test_methods():
     assert (bp.feedback_mode, dfa.feedback_mode, bptt.mode) == ("bp", "dfa", "bptt")
     assert dfa.options == S.DFA_RATE_REG and bp.options == {}
     assert S.comparison_methods(c, dfa_rate_reg=False)[1].options == {}
-    assert S.comparison_methods(S.study_config(True, "/d"))[1].options == {}  # the paper's plain DFA
+    assert (
+        S.comparison_methods(S.study_config(True, "/d"))[1].options == {}
+    )  # the paper's plain DFA
     assert bptt.arch == "randman_rsnn_bptt" and bp.factors == (0.5, 1.0, 1.0, 1.0)
     w = S.window_methods(c, [1, 30])
     assert [(m.key, m.delay_ls) for m in w] == [("d1", 1), ("d30", 30)]
     b = S.bptt_window_methods(c, [5])
-    assert [(m.key, m.arch, m.mode, m.delay_ls) for m in b] == [("b5", "randman_rsnn_bptt", "bptt_window", 5)]
+    assert [(m.key, m.arch, m.mode, m.delay_ls) for m in b] == [
+        ("b5", "randman_rsnn_bptt", "bptt_window", 5)
+    ]
     with pytest.raises(ValueError, match="windows"):
         S.bptt_window_methods(c, [0])
     for bad in (0, 31, 2.5, True):
@@ -66,7 +81,10 @@ def test_table3_beside_uses_the_papers_shd_rows():
     sweep = _fake_sweep({"stllr": [80, 82], "stllr_dfa": [70, 70], "bptt": [60, 64]})
     rows = S.table3_rows(sweep, c)
     assert [r["paper"] for r in rows] == ["78.24 +- 1.84", "74.60 +- 0.52", "70.57 +- 0.96"]
-    assert rows[0]["ours"] == f"81.00 +- {np.std([80, 82], ddof=1):.2f}" and rows[0]["ours_T"] == "30 (T_l 5)"
+    assert (
+        rows[0]["ours"] == f"81.00 +- {np.std([80, 82], ddof=1):.2f}"
+        and rows[0]["ours_T"] == "30 (T_l 5)"
+    )
     assert rows[2]["paper_T"] == "100" and rows[0]["paper_T"] == "100 (T_l 10)"
     assert "randman 5-class" in S.table3_beside(sweep, c)
 
@@ -78,8 +96,14 @@ def test_plot_accuracy_vs_window():
     c = S.study_config()
     sweep = _fake_sweep({"d5": [30, 40], "d20": [80, 90]})
     control = _fake_sweep({"b5": [60, 66]})
-    fig = S.plot_accuracy_vs_window(sweep, c, bptt=np.array([60.0, 70.0]), measured_mac_ratio={5: 4.0, 20: 1.0},
-                                    chance=20.0, bptt_windows=control)
+    fig = S.plot_accuracy_vs_window(
+        sweep,
+        c,
+        bptt=np.array([60.0, 70.0]),
+        measured_mac_ratio={5: 4.0, 20: 1.0},
+        chance=20.0,
+        bptt_windows=control,
+    )
     ax, bx = fig.axes
     bars = [c for c in ax.containers if c.get_label().startswith("S-TLLR")][0]
     line = bars.lines[0]

@@ -13,6 +13,7 @@ References are written here without the module's helpers:
 - metrics against numpy; training against Adam's first step written out.
 Everything runs in float64 on a 6-5-3 recurrent net, T = 6, batch 4.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,9 +23,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr.studies import gradient_alignment as A
 from stllr import functional as SF
 from stllr.models.registry import build_model
+from stllr.studies import gradient_alignment as A
 from stllr.training.loop import predict
 
 DT = torch.float64
@@ -35,8 +36,15 @@ FACTORS = [0.3, 0.7, -0.5, 1.0]
 
 def make_model(seed=0, factors=FACTORS, psi="sigmoid", **kw):
     torch.manual_seed(seed)
-    model = build_model("randman_rsnn_stllr", num_classes=C, input_shape=(M,), hidden=H, factors=factors,
-                        psi=psi, **kw)
+    model = build_model(
+        "randman_rsnn_stllr",
+        num_classes=C,
+        input_shape=(M,),
+        hidden=H,
+        factors=factors,
+        psi=psi,
+        **kw,
+    )
     return model.to(DT)
 
 
@@ -86,10 +94,13 @@ def autograd_fair_grads(twin, x, y, windows):
 
 
 def assert_close(a, b, rtol=1e-10, atol=1e-13):
-    assert torch.allclose(a, b, rtol=rtol, atol=atol), f"max |diff| {float((a - b).abs().max()):.3g}"
+    assert torch.allclose(a, b, rtol=rtol, atol=atol), (
+        f"max |diff| {float((a - b).abs().max()):.3g}"
+    )
 
 
 # ----------------------------------------------------------------------------- small helpers
+
 
 def test_fair_loss_is_the_sum_of_the_last_window_cross_entropies():
     g = torch.Generator().manual_seed(3)
@@ -130,8 +141,12 @@ def test_cosine_similarity_and_relative_norm_against_numpy():
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
     an, bn = a.double().numpy().ravel(), b.double().numpy().ravel()
-    assert A.cosine_similarity(a, b) == pytest.approx(an @ bn / (np.linalg.norm(an) * np.linalg.norm(bn)), rel=1e-12)
-    assert A.relative_norm(a, b) == pytest.approx(np.linalg.norm(an) / np.linalg.norm(bn), rel=1e-12)
+    assert A.cosine_similarity(a, b) == pytest.approx(
+        an @ bn / (np.linalg.norm(an) * np.linalg.norm(bn)), rel=1e-12
+    )
+    assert A.relative_norm(a, b) == pytest.approx(
+        np.linalg.norm(an) / np.linalg.norm(bn), rel=1e-12
+    )
     a64 = a.double()
     assert A.cosine_similarity(a64, -2.0 * a64) == pytest.approx(-1.0, abs=1e-12)
     assert A.relative_norm(3.0 * a64, a64) == pytest.approx(3.0, rel=1e-12)
@@ -145,19 +160,29 @@ def test_time_major_and_first_batches():
     tm = A.time_major(frames)
     assert tm.shape == (4, 3, M)
     assert torch.equal(tm[2, 1], frames[1, 2])
-    loader = [(torch.ones(2, 4, M), torch.tensor([0, 1])), (torch.ones(2, 7, M), torch.tensor([1, 2])),
-              (torch.ones(2, 5, M), torch.tensor([2, 0]))]
+    loader = [
+        (torch.ones(2, 4, M), torch.tensor([0, 1])),
+        (torch.ones(2, 7, M), torch.tensor([1, 2])),
+        (torch.ones(2, 5, M), torch.tensor([2, 0])),
+    ]
     out = A.first_batches(loader, 2, steps=5)
     assert len(out) == 2  # stops after n
     (f0, y0), (f1, y1) = out
     assert f0.shape == f1.shape == (2, 5, M)
-    assert torch.equal(f0[:, :4], torch.ones(2, 4, M)) and torch.equal(f0[:, 4], torch.zeros(2, M))  # zero-padded
+    assert torch.equal(f0[:, :4], torch.ones(2, 4, M)) and torch.equal(
+        f0[:, 4], torch.zeros(2, M)
+    )  # zero-padded
     assert torch.equal(f1, torch.ones(2, 5, M))  # cut to 5 steps
     assert torch.equal(y1, torch.tensor([1, 2]))
-    assert [f.shape[1] for f, _ in A.first_batches(loader, 5)] == [4, 7, 5]  # steps=None: unchanged, all 3
+    assert [f.shape[1] for f, _ in A.first_batches(loader, 5)] == [
+        4,
+        7,
+        5,
+    ]  # steps=None: unchanged, all 3
 
 
 # ----------------------------------------------------------------------------- models
+
 
 def test_hidden_layers_and_set_factors_restore_the_old_factors():
     model = make_model()
@@ -213,10 +238,15 @@ def test_bptt_twin_copies_weights_and_computes_the_same_forward():
 
 # ----------------------------------------------------------------------------- the two gradients
 
+
 def test_stllr_update_equals_the_model_run_by_hand():
     model, (x, y) = make_model(), make_batch()
     before = model.linear1.factors.clone()
-    for window, factors in ((1, [0.3, 0.7, -0.5, 1.0]), (4, [0.6, 0.9, 1.0, 0.5]), (T, [0.0, 0.0, 0.0, 1.0])):
+    for window, factors in (
+        (1, [0.3, 0.7, -0.5, 1.0]),
+        (4, [0.6, 0.9, 1.0, 0.5]),
+        (T, [0.0, 0.0, 0.0, 1.0]),
+    ):
         got = A.stllr_update(model, x, y, window, factors=factors)
         assert torch.equal(model.linear1.factors, before)  # the model's factors come back
         ref = manual_stllr_grads(model, x, y, window, factors)
@@ -304,6 +334,7 @@ def test_bptt_readout_gradient_equals_a_finite_difference():
 
 
 # ----------------------------------------------------------------------------- where they coincide
+
 
 def test_stllr_equals_bptt_at_one_step_for_any_factors():
     """T = 1: tr_out_0 = 0 (no non-causal term) and tr_in_1 = x_1, so alpha_pre = 1 gives the exact
@@ -393,8 +424,12 @@ def test_hidden_update_is_exact_when_lambda_pre_is_beta_and_no_gradient_crosses_
 def test_hidden_update_is_exact_at_every_window_without_memory():
     """Membrane and readout decays ~ 0 (leak -40: beta = 4e-18) and W~_rec = 0: no gradient crosses time,
     so S-TLLR with lambda_pre = 0 and alpha_post = 0 equals BPTT at every window, W_rec included."""
-    model = make_model(factors=[0.3, 0.0, 0.0, 1.0], leak=-40.0, readout_leak=-40.0,
-                       readout_factors=(0.0, 0.0, 0.0, 1.0))
+    model = make_model(
+        factors=[0.3, 0.0, 0.0, 1.0],
+        leak=-40.0,
+        readout_leak=-40.0,
+        readout_factors=(0.0, 0.0, 0.0, 1.0),
+    )
     with torch.no_grad():
         model.linear1.weight_rec.zero_()
     x, y = make_batch()
@@ -406,11 +441,14 @@ def test_hidden_update_is_exact_at_every_window_without_memory():
         for n in NAMES:
             assert exact[w][n].abs().max() > 1e-3, (w, n)
             assert_close(g[n], exact[w][n])
-        g = A.stllr_update(model, x, y, w, factors=[0.3, 0.0, -1.0, 1.0])  # the non-causal term breaks it
+        g = A.stllr_update(
+            model, x, y, w, factors=[0.3, 0.0, -1.0, 1.0]
+        )  # the non-causal term breaks it
         assert not torch.allclose(g["linear1.weight"], exact[w]["linear1.weight"], rtol=1e-3)
 
 
 # ----------------------------------------------------------------------------- components and sweep
+
 
 def test_rule_components_combine_to_the_full_update():
     model, (x, y) = make_model(), make_batch()
@@ -418,14 +456,21 @@ def test_rule_components_combine_to_the_full_update():
     comp = A.rule_components(model, x, y, [T, 1, 3], [0.5, 0.9], [0.0, 0.6])
     assert comp.windows == [1, 3, T]
     assert comp.fixed == ["last_layer.weight"]
-    for a_post, l_pre, l_post, w, a_pre in ((-1.0, 0.9, 0.6, 3, 1.0), (0.0, 0.5, 0.6, T, 1.0),
-                                            (2.0, 0.5, 0.0, 1, 0.5), (0.5, 0.9, 0.0, T, 2.0)):
+    for a_post, l_pre, l_post, w, a_pre in (
+        (-1.0, 0.9, 0.6, 3, 1.0),
+        (0.0, 0.5, 0.6, T, 1.0),
+        (2.0, 0.5, 0.0, 1, 0.5),
+        (0.5, 0.9, 0.0, T, 2.0),
+    ):
         got = comp.update(a_post, l_pre, l_post, w, alpha_pre=a_pre)
         ref = manual_stllr_grads(model, x, y, w, [l_post, l_pre, a_post, a_pre])
         for n in ("linear1.weight", "linear1.weight_rec"):
             assert_close(got[n], ref[n])
         # the readout has its own factors: its update does not change with the hidden ones
-        assert_close(got["last_layer.weight"], manual_stllr_grads(model, x, y, w, FACTORS)["last_layer.weight"])
+        assert_close(
+            got["last_layer.weight"],
+            manual_stllr_grads(model, x, y, w, FACTORS)["last_layer.weight"],
+        )
     assert torch.equal(model.linear1.factors, before)
 
 
@@ -433,11 +478,20 @@ def test_rule_components_combine_to_the_full_update():
 def sweep_setup():
     model = make_model()
     g = torch.Generator().manual_seed(11)
-    batches = [((torch.rand(B, T, M, generator=g) < 0.4).to(DT), torch.randint(0, C, (B,), generator=g))
-               for _ in range(2)]
+    batches = [
+        ((torch.rand(B, T, M, generator=g) < 0.4).to(DT), torch.randint(0, C, (B,), generator=g))
+        for _ in range(2)
+    ]
     messages = []
-    sweep = A.alignment_sweep(model, batches, alpha_posts=(-1.0, 0.0), lambda_pres=(0.9, 0.5),
-                              lambda_posts=(0.6,), windows=(T, 2), progress=messages.append)
+    sweep = A.alignment_sweep(
+        model,
+        batches,
+        alpha_posts=(-1.0, 0.0),
+        lambda_pres=(0.9, 0.5),
+        lambda_posts=(0.6,),
+        windows=(T, 2),
+        progress=messages.append,
+    )
     return model, batches, sweep, messages
 
 
@@ -457,7 +511,8 @@ def test_alignment_sweep_entries_equal_the_metrics_of_the_two_gradients(sweep_se
                     g = manual_stllr_grads(model, x, labels, w, [0.6, lp, a, 1.0])
                     for li, n in enumerate(NAMES):
                         c = np.dot(g[n].numpy().ravel(), exact[w][n].numpy().ravel()) / (
-                            np.linalg.norm(g[n].numpy()) * np.linalg.norm(exact[w][n].numpy()))
+                            np.linalg.norm(g[n].numpy()) * np.linalg.norm(exact[w][n].numpy())
+                        )
                         r = np.linalg.norm(g[n].numpy()) / np.linalg.norm(exact[w][n].numpy())
                         assert sweep.cos[li, ai, pi, 0, wi, b] == pytest.approx(c, abs=1e-9)
                         assert sweep.rel[li, ai, pi, 0, wi, b] == pytest.approx(r, rel=1e-9)
@@ -476,11 +531,18 @@ def test_alignment_sweep_summaries(sweep_setup):
     a, p, q, w = np.unravel_index(np.argmax(score), score.shape)
     best = sweep.best()
     assert (best["alpha_post"], best["lambda_pre"], best["window"]) == (
-        sweep.alpha_posts[a], sweep.lambda_pres[p], sweep.windows[w])
+        sweep.alpha_posts[a],
+        sweep.lambda_pres[p],
+        sweep.windows[w],
+    )
     assert best["cos"] == pytest.approx(score[a, p, q, w])
     at_T = sweep.best(window=T, alpha_post=0.0)
     sub = score[1, :, :, 1]
-    assert at_T["window"] == T and at_T["alpha_post"] == 0.0 and at_T["cos"] == pytest.approx(sub.max())
+    assert (
+        at_T["window"] == T
+        and at_T["alpha_post"] == 0.0
+        and at_T["cos"] == pytest.approx(sub.max())
+    )
     with pytest.raises(KeyError, match="lambda_pre"):
         sweep.at(-1.0, 0.7, 0.6, 2)
     table = sweep.table([(-1.0, 0.9, 0.6, 2)], digits=4).splitlines()
@@ -514,12 +576,15 @@ def test_heatmap_outlines_the_best_cell(sweep_setup):
 
 # ----------------------------------------------------------------------------- a trained checkpoint
 
+
 def test_train_briefly_takes_adam_steps_on_the_stllr_update():
     """One epoch on one batch = one Adam step; Adam's first step is -lr g / (|g| + eps) (bias
     corrections make m_hat = g, v_hat = g^2), g = the S-TLLR update of the batch."""
     model = make_model()
     x, y = make_batch()
-    frames = x.transpose(0, 1).float()  # the loader's [B, T, M]; train_briefly casts to the model's dtype
+    frames = x.transpose(
+        0, 1
+    ).float()  # the loader's [B, T, M]; train_briefly casts to the model's dtype
     factors, window, lr = [0.4, 0.8, 0.0, 1.0], 4, 0.01
     before = model.linear1.factors.clone()
     g = A.stllr_update(model, x, y, window, factors=factors)

@@ -8,14 +8,23 @@
   at t = 1, tr_out_0 = 0 kills the non-causal term and tr_in_1 = x_1), scale with alpha_pre,
   and differ at T > 1.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import (Conv2dLIF, Conv2dSTLLR, LeakyIntegrator, LeakyReadout, LinearLIF, LinearSTLLR,
-                   RecurrentLIF, RecurrentSTLLR)
+from stllr import (
+    Conv2dLIF,
+    Conv2dSTLLR,
+    LeakyIntegrator,
+    LeakyReadout,
+    LinearLIF,
+    LinearSTLLR,
+    RecurrentLIF,
+    RecurrentSTLLR,
+)
 
 DT = torch.float64
 B, M, N, CIN, COUT, HW = 3, 7, 6, 2, 3, 5
@@ -56,8 +65,11 @@ def randomize(layer, seed=5):
 def inputs(kind, T, seed=1, batch=B):
     g = torch.Generator().manual_seed(seed)
     shape = (batch, CIN, HW, HW) if kind == "conv" else (batch, M)
-    return [(torch.rand(shape, generator=g) < 0.5).to(DT) * 1.5 + 0.3 * torch.randn(shape, generator=g, dtype=DT)
-            for _ in range(T)]
+    return [
+        (torch.rand(shape, generator=g) < 0.5).to(DT) * 1.5
+        + 0.3 * torch.randn(shape, generator=g, dtype=DT)
+        for _ in range(T)
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -77,7 +89,7 @@ def test_twin_forward_equals_stllr_forward(kind, reset):
     cfg = dict(threshold=0.6, leak=1.0, reset=reset, psi="triangle")
     stllr = build(kind, False, seed=0, **cfg)
     randomize(stllr)
-    twin = build(kind, True, seed=99, **cfg)   # different init: the load must overwrite it
+    twin = build(kind, True, seed=99, **cfg)  # different init: the load must overwrite it
     twin.load_state_dict(stllr.state_dict(), strict=False)
     back = build(kind, False, seed=77, **cfg)
     back.load_state_dict(twin.state_dict(), strict=False)
@@ -162,7 +174,9 @@ def test_bptt_gradient_matches_finite_differences(arch, reset):
                     p.view(-1)[i] = orig
                 fd = (lp - lm) / (2 * eps)
                 ag = p.grad.view(-1)[i].item()
-                assert abs(ag - fd) <= 1e-6 * abs(fd) + 1e-8, f"{type(l).__name__}.{name}[{i}]: {ag} vs FD {fd}"
+                assert abs(ag - fd) <= 1e-6 * abs(fd) + 1e-8, (
+                    f"{type(l).__name__}.{name}[{i}]: {ag} vs FD {fd}"
+                )
                 checked += 1
             assert p.grad.abs().max() > 1e-3, name
     assert checked >= 6
@@ -196,7 +210,11 @@ def test_bptt_default_surrogate_equals_plain_bptt(kind, reset):
     twin = build(kind, True, reset=reset, psi="fast_sigmoid", threshold=0.6, leak=1.0)
     randomize(twin)
     psi = lambda v: 1.0 / (1.0 + (10.0 * v) ** 2)  # noqa: E731
-    P = {n: p.detach().clone().requires_grad_(True) for n, p in twin.named_parameters() if p.requires_grad}
+    P = {
+        n: p.detach().clone().requires_grad_(True)
+        for n, p in twin.named_parameters()
+        if p.requires_grad
+    }
     xs = inputs(kind, T, seed=3)
     beta, theta = torch.sigmoid(torch.tensor(1.0, dtype=DT)), 0.6
     u = s = None
@@ -205,7 +223,9 @@ def test_bptt_default_surrogate_equals_plain_bptt(kind, reset):
     total_twin = 0.0
     for x in xs:
         Wt = _std(P["weight"], P["gain"])
-        cur = F.conv2d(x, Wt, P["bias"], padding=1) if kind == "conv" else F.linear(x, Wt, P["bias"])
+        cur = (
+            F.conv2d(x, Wt, P["bias"], padding=1) if kind == "conv" else F.linear(x, Wt, P["bias"])
+        )
         if kind == "recurrent" and s is not None:
             cur = cur + F.linear(s, _std(P["weight_rec"], P["gain_rec"]))
         m = cur if u is None else beta * u + cur
@@ -247,7 +267,9 @@ def _stllr_and_twin_grads(kind, T, factors):
     return {n: getattr(stllr, n).grad for n in names}, {n: getattr(twin, n).grad for n in names}
 
 
-@pytest.mark.parametrize("factors", [(0.5, 0.8, -0.2, 1.0), (0.0, 0.0, 0.0, 1.0), (0.9, 0.3, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    "factors", [(0.5, 0.8, -0.2, 1.0), (0.0, 0.0, 0.0, 1.0), (0.9, 0.3, 1.0, 1.0)]
+)
 @pytest.mark.parametrize("kind", KINDS)
 def test_stllr_equals_bptt_at_T1_when_alpha_pre_is_one(kind, factors):
     a, b = _stllr_and_twin_grads(kind, 1, factors)

@@ -10,6 +10,7 @@ Chromium comes from the system (``chromium`` or ``chromium-browser`` on PATH; ``
 installs it with tools/ensure_chromium.sh); with STLLR_SKIP_BROWSER=1 a missing Chromium skips
 this test. Deselect it with ``-m "not browser"``.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,16 @@ WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 SERVER_START_S = 120
 RUN_ALL_S = 240
 REDRAW_S = 90
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
 #: user settings for the test's JupyterLab (its own settings dir): no autosave, no news popup,
 #: every cell kept in the DOM (no windowing), no pending-input dialogs
 LAB_SETTINGS = {
@@ -60,8 +69,10 @@ def chromium_path() -> str:
     if path is None:
         if os.environ.get("STLLR_SKIP_BROWSER") == "1":
             pytest.skip("chromium not found and STLLR_SKIP_BROWSER=1")
-        pytest.fail("chromium (or chromium-browser) is not on PATH: run tools/ensure_chromium.sh "
-                    "(make test does), or set STLLR_SKIP_BROWSER=1 to skip the browser test")
+        pytest.fail(
+            "chromium (or chromium-browser) is not on PATH: run tools/ensure_chromium.sh "
+            "(make test does), or set STLLR_SKIP_BROWSER=1 to skip the browser test"
+        )
     pytest.importorskip("playwright.sync_api")
     return path
 
@@ -85,23 +96,29 @@ class LabServer:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for var in ("JUPYTER_PATH", "JUPYTERLAB_DIR", "MPLBACKEND"):  # the venv's own lab + extensions
+        for var in (
+            "JUPYTER_PATH",
+            "JUPYTERLAB_DIR",
+            "MPLBACKEND",
+        ):  # the venv's own lab + extensions
             env.pop(var, None)
-        env.update({
-            # the user's config, kernels, settings and workspaces stay untouched; the venv's
-            # share/jupyter (the widgets lab extension, the kernel) is still on the data path
-            "JUPYTER_CONFIG_DIR": str(self.base / "config"),
-            "JUPYTER_DATA_DIR": str(self.base / "data"),
-            "JUPYTER_RUNTIME_DIR": str(self.runtime),
-            "JUPYTERLAB_SETTINGS_DIR": str(self.base / "settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(self.base / "workspaces"),
-            "JUPYTER_PREFER_ENV_PATH": "1",
-            "IPYTHONDIR": str(self.base / "ipython"),
-            "STLLR_FIGURES_DIR": str(self.base / "figures"),
-            "OMP_NUM_THREADS": "2",
-            "OMP_WAIT_POLICY": "PASSIVE",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                # the user's config, kernels, settings and workspaces stay untouched; the venv's
+                # share/jupyter (the widgets lab extension, the kernel) is still on the data path
+                "JUPYTER_CONFIG_DIR": str(self.base / "config"),
+                "JUPYTER_DATA_DIR": str(self.base / "data"),
+                "JUPYTER_RUNTIME_DIR": str(self.runtime),
+                "JUPYTERLAB_SETTINGS_DIR": str(self.base / "settings"),
+                "JUPYTERLAB_WORKSPACES_DIR": str(self.base / "workspaces"),
+                "JUPYTER_PREFER_ENV_PATH": "1",
+                "IPYTHONDIR": str(self.base / "ipython"),
+                "STLLR_FIGURES_DIR": str(self.base / "figures"),
+                "OMP_NUM_THREADS": "2",
+                "OMP_WAIT_POLICY": "PASSIVE",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def log(self) -> str:
@@ -111,8 +128,12 @@ class LabServer:
             return "(no server log)"
 
     def api(self, method: str, path: str, timeout: float = 10):
-        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=b"" if method == "POST" else None,
+            headers={"Authorization": f"token {self.token}"},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             body = r.read()
         return json.loads(body) if body else None
@@ -125,29 +146,50 @@ class LabServer:
             path = self.base / "settings" / f"{name}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--ServerApp.shutdown_no_activity_timeout=900", "--MappingKernelManager.cull_idle_timeout=900"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--ServerApp.shutdown_no_activity_timeout=900",
+            "--MappingKernelManager.cull_idle_timeout=900",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers
             cmd.append("--allow-root")
         self.log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env(), stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=self.env(),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + SERVER_START_S
         while True:
             if self.proc.poll() is not None:
-                raise AssertionError(f"jupyter lab exited with code {self.proc.returncode} while starting; "
-                                     f"server log:\n{self.log()}")
+                raise AssertionError(
+                    f"jupyter lab exited with code {self.proc.returncode} while starting; "
+                    f"server log:\n{self.log()}"
+                )
             try:
                 self.api("GET", "/api/status", timeout=5)
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"jupyter lab did not answer {self.url}/api/status within {SERVER_START_S} s; "
-                                     f"server log:\n{self.log()}")
+                raise AssertionError(
+                    f"jupyter lab did not answer {self.url}/api/status within {SERVER_START_S} s; "
+                    f"server log:\n{self.log()}"
+                )
             time.sleep(0.5)
 
     def _kernel_pids(self) -> list[int]:
@@ -236,7 +278,9 @@ def _prompts(page) -> list[str]:
 
 def _error_outputs(page) -> list[str]:
     """Texts of error outputs and of stderr outputs that look like a traceback or an error."""
-    texts = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
+    texts = page.locator(
+        '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+    ).all_inner_texts()
     return [t for t in texts if ERROR_TEXT.search(t)]
 
 
@@ -252,8 +296,10 @@ def _shot(page, target, name: str) -> Path:
 def _menu(page, menu: str, item: str):
     """Click ``menu > item`` in JupyterLab's menu bar."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(rf"^{re.escape(menu)}$")).click()
-    page.locator(".lm-Menu:visible .lm-Menu-item .lm-Menu-itemLabel",
-                 has_text=re.compile(rf"^{re.escape(item)}$")).click()
+    page.locator(
+        ".lm-Menu:visible .lm-Menu-item .lm-Menu-itemLabel",
+        has_text=re.compile(rf"^{re.escape(item)}$"),
+    ).click()
 
 
 @pytest.mark.parametrize("nb", sorted(NOTEBOOKS))
@@ -272,45 +318,73 @@ def test_widget_demo_redraws_in_jupyterlab(nb, lab, browser):
         page.goto(f"{lab.url}/lab/tree/{nb}?reset&token={lab.token}")
         config = json.loads(page.locator("#jupyter-config-data").text_content())
         extensions = [e.get("name") for e in config.get("federated_extensions", [])]
-        assert WIDGETS_EXTENSION in extensions, \
+        assert WIDGETS_EXTENSION in extensions, (
             f"the ipywidgets lab extension is not loaded (found {extensions}); server log:\n{lab.log()}"
+        )
 
         notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
         notebook.locator(".jp-CodeCell").first.wait_for(state="visible")
         assert notebook.count() == 1, f"{nb}: expected one open notebook, found {notebook.count()}"
         code_cells = notebook.locator(".jp-CodeCell")
         prompts = code_cells.locator(".jp-InputArea-prompt")
-        n_code = sum(c["cell_type"] == "code" for c in json.loads((lab.root / nb).read_text())["cells"])
-        _wait_until(lambda: code_cells.count() == n_code, 60,
-                    lambda: f"{nb}: {code_cells.count()} of {n_code} code cells rendered")
+        n_code = sum(
+            c["cell_type"] == "code" for c in json.loads((lab.root / nb).read_text())["cells"]
+        )
+        _wait_until(
+            lambda: code_cells.count() == n_code,
+            60,
+            lambda: f"{nb}: {code_cells.count()} of {n_code} code cells rendered",
+        )
 
         def kernel_idle():
-            return (_kernel_state(lab, nb) == "idle"
-                    and page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').count() > 0)
+            return (
+                _kernel_state(lab, nb) == "idle"
+                and page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').count() > 0
+            )
 
-        _wait_until(kernel_idle, RUN_ALL_S,
-                    lambda: f"{nb}: the kernel is not idle (state {_kernel_state(lab, nb)}); log:\n{lab.log()}")
+        _wait_until(
+            kernel_idle,
+            RUN_ALL_S,
+            lambda: (
+                f"{nb}: the kernel is not idle (state {_kernel_state(lab, nb)}); log:\n{lab.log()}"
+            ),
+        )
 
         # Edit > Clear Outputs of All Cells (the stored outputs and widget views go), then Run > Run All Cells
         notebook.locator(".jp-Cell").first.click()
         _menu(page, "Edit", "Clear Outputs of All Cells")
-        _wait_until(lambda: notebook.locator(".jp-OutputArea-output").count() == 0
-                    and all(re.fullmatch(r"\[ \]:", t.strip()) for t in prompts.all_inner_texts()), 30,
-                    lambda: f"{nb}: outputs not cleared: prompts {prompts.all_inner_texts()}")
+        _wait_until(
+            lambda: (
+                notebook.locator(".jp-OutputArea-output").count() == 0
+                and all(re.fullmatch(r"\[ \]:", t.strip()) for t in prompts.all_inner_texts())
+            ),
+            30,
+            lambda: f"{nb}: outputs not cleared: prompts {prompts.all_inner_texts()}",
+        )
         _menu(page, "Run", "Run All Cells")
         started = time.monotonic()
 
         def finished():
             texts = prompts.all_inner_texts()
-            return (len(texts) == n_code and all(re.fullmatch(r"\[\d+\]:", t.strip()) for t in texts)
-                    and kernel_idle())
+            return (
+                len(texts) == n_code
+                and all(re.fullmatch(r"\[\d+\]:", t.strip()) for t in texts)
+                and kernel_idle()
+            )
 
-        _wait_until(finished, RUN_ALL_S,
-                    lambda: f"{nb}: Run All Cells did not finish within {RUN_ALL_S} s: prompts "
-                            f"{prompts.all_inner_texts()} ({n_code} code cells), kernel {_kernel_state(lab, nb)}, "
-                            f"errors {_error_outputs(page)}; server log:\n{lab.log()}")
+        _wait_until(
+            finished,
+            RUN_ALL_S,
+            lambda: (
+                f"{nb}: Run All Cells did not finish within {RUN_ALL_S} s: prompts "
+                f"{prompts.all_inner_texts()} ({n_code} code cells), kernel {_kernel_state(lab, nb)}, "
+                f"errors {_error_outputs(page)}; server log:\n{lab.log()}"
+            ),
+        )
         print(f"\n{nb}: all {n_code} code cells ran in {time.monotonic() - started:.1f} s")
-        assert not _error_outputs(page), f"{nb}: error outputs after Run All Cells: {_error_outputs(page)}"
+        assert not _error_outputs(page), (
+            f"{nb}: error outputs after Run All Cells: {_error_outputs(page)}"
+        )
 
         # the demo: sliders rendered by the widgets extension, a plot in its output widget
         demo = notebook.locator(".widget-vbox", has=page.locator(".widget-slider")).last
@@ -318,17 +392,27 @@ def test_widget_demo_redraws_in_jupyterlab(nb, lab, browser):
         sliders = demo.locator(".widget-slider")
         assert sliders.count() >= 2, f"{nb}: expected the demo's sliders, found {sliders.count()}"
         for i in range(sliders.count()):
-            assert sliders.nth(i).locator(".noUi-handle").is_visible(), f"{nb}: slider {i} has no visible handle"
-        slider = demo.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(
-            rf"^{re.escape(slider_name)}$")))
+            assert sliders.nth(i).locator(".noUi-handle").is_visible(), (
+                f"{nb}: slider {i} has no visible handle"
+            )
+        slider = demo.locator(
+            ".widget-slider",
+            has=page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(slider_name)}$")),
+        )
         assert slider.count() == 1, f"{nb}: no slider described {slider_name!r}"
         plot = demo.locator(".widget-output img")
         plot.first.wait_for(state="visible")
-        assert plot.count() == 1, f"{nb}: expected one plot in the demo's output, found {plot.count()}"
+        assert plot.count() == 1, (
+            f"{nb}: expected one plot in the demo's output, found {plot.count()}"
+        )
         src_before = plot.get_attribute("src")
-        assert src_before and src_before.startswith("data:image/png;base64,"), f"{nb}: plot src {src_before!r:.80}"
+        assert src_before and src_before.startswith("data:image/png;base64,"), (
+            f"{nb}: plot src {src_before!r:.80}"
+        )
         box = plot.bounding_box()
-        assert box and box["width"] > 100 and box["height"] > 100, f"{nb}: plot is not drawn at a size: {box}"
+        assert box and box["width"] > 100 and box["height"] > 100, (
+            f"{nb}: plot is not drawn at a size: {box}"
+        )
         readout = slider.locator(".widget-readout")
         value_before = readout.inner_text()
         _shot(page, demo, f"{stem}-before")
@@ -337,22 +421,36 @@ def test_widget_demo_redraws_in_jupyterlab(nb, lab, browser):
         handle = slider.locator(".noUi-handle")
         handle.focus()
         handle.press("ArrowRight")
-        _wait_until(lambda: readout.inner_text() != value_before, 30,
-                    lambda: f"{nb}: slider {slider_name} did not move (readout {readout.inner_text()!r})")
+        _wait_until(
+            lambda: readout.inner_text() != value_before,
+            30,
+            lambda: f"{nb}: slider {slider_name} did not move (readout {readout.inner_text()!r})",
+        )
         value_after = readout.inner_text()
 
         def redrawn():
             img = demo.locator(".widget-output img")
             return img.count() == 1 and img.get_attribute("src") not in (None, src_before)
 
-        _wait_until(redrawn, REDRAW_S,
-                    lambda: f"{nb}: the plot did not change within {REDRAW_S} s after {slider_name} "
-                            f"{value_before} -> {value_after}; widget output "
-                            f"{demo.locator('.widget-output').all_inner_texts()}; server log:\n{lab.log()}")
+        _wait_until(
+            redrawn,
+            REDRAW_S,
+            lambda: (
+                f"{nb}: the plot did not change within {REDRAW_S} s after {slider_name} "
+                f"{value_before} -> {value_after}; widget output "
+                f"{demo.locator('.widget-output').all_inner_texts()}; server log:\n{lab.log()}"
+            ),
+        )
         _wait_until(kernel_idle, REDRAW_S, f"{nb}: kernel busy after the redraw")
-        widget_errors = demo.locator('.widget-output [data-mime-type="application/vnd.jupyter.stderr"]')
-        assert widget_errors.count() == 0, f"{nb}: the redraw wrote an error: {widget_errors.all_inner_texts()}"
-        assert not _error_outputs(page), f"{nb}: error outputs after moving the slider: {_error_outputs(page)}"
+        widget_errors = demo.locator(
+            '.widget-output [data-mime-type="application/vnd.jupyter.stderr"]'
+        )
+        assert widget_errors.count() == 0, (
+            f"{nb}: the redraw wrote an error: {widget_errors.all_inner_texts()}"
+        )
+        assert not _error_outputs(page), (
+            f"{nb}: error outputs after moving the slider: {_error_outputs(page)}"
+        )
         _shot(page, demo, f"{stem}-after")
         print(f"{nb}: {slider_name} {value_before} -> {value_after}, plot redrawn")
         assert not page_errors, f"{nb}: uncaught errors in the page: {page_errors}"

@@ -1,8 +1,8 @@
 """stllr.analysis.claims: a claim that holds prints one digit-free line; one that fails raises with the numbers."""
+
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -29,13 +29,16 @@ def test_held_claims_print_fixed_lines_without_measured_digits(capsys):
         assert all(measured not in line for line in out)
 
 
-@pytest.mark.parametrize("build, measured", [
-    (lambda c: c.mean_above("acc", [39.0, 40.0], 40.0), "39.5"),
-    (lambda c: c.mean_below("acc", [29.0, 31.5], 30.0), "30.25"),
-    (lambda c: c.mean_exceeds("A", [60.0], "B", [56.0], margin=5.0), "+4"),
-    (lambda c: c.increasing("acc", ["a", "b", "c"], [20.0, 30.0, 29.0]), "29"),
-    (lambda c: c.within("x", 0.75, 0.9, 1.0), "0.75"),
-])
+@pytest.mark.parametrize(
+    "build, measured",
+    [
+        (lambda c: c.mean_above("acc", [39.0, 40.0], 40.0), "39.5"),
+        (lambda c: c.mean_below("acc", [29.0, 31.5], 30.0), "30.25"),
+        (lambda c: c.mean_exceeds("A", [60.0], "B", [56.0], margin=5.0), "+4"),
+        (lambda c: c.increasing("acc", ["a", "b", "c"], [20.0, 30.0, 29.0]), "29"),
+        (lambda c: c.within("x", 0.75, 0.9, 1.0), "0.75"),
+    ],
+)
 def test_failed_claim_raises_with_the_measured_numbers(build, measured, capsys):
     check = Claims()
     check.mean_above("a claim that holds", [50.0], 40.0)
@@ -48,14 +51,17 @@ def test_failed_claim_raises_with_the_measured_numbers(build, measured, capsys):
     assert "holds: a claim that holds" in out and "DOES NOT HOLD: " in out
 
 
-@pytest.mark.parametrize("build, slack", [
-    (lambda c: c.mean_above("acc", [50.0, 52.0], 40.0), 11.0),
-    (lambda c: c.mean_below("acc", [21.0, 23.0], 35.0), 13.0),
-    (lambda c: c.mean_exceeds("A", [70.0], "B", [52.0], margin=10.0), 8.0),
-    (lambda c: c.increasing("acc", ["a", "b", "c"], [20.0, 30.0, 33.0], min_step=2.0), 1.0),
-    (lambda c: c.within("x", 0.95, 0.9, 1.0), 0.05),
-    (lambda c: c.mean_above("acc", [39.0], 40.0), -1.0),
-])
+@pytest.mark.parametrize(
+    "build, slack",
+    [
+        (lambda c: c.mean_above("acc", [50.0, 52.0], 40.0), 11.0),
+        (lambda c: c.mean_below("acc", [21.0, 23.0], 35.0), 13.0),
+        (lambda c: c.mean_exceeds("A", [70.0], "B", [52.0], margin=10.0), 8.0),
+        (lambda c: c.increasing("acc", ["a", "b", "c"], [20.0, 30.0, 33.0], min_step=2.0), 1.0),
+        (lambda c: c.within("x", 0.95, 0.9, 1.0), 0.05),
+        (lambda c: c.mean_above("acc", [39.0], 40.0), -1.0),
+    ],
+)
 def test_slack_is_the_distance_to_failing(build, slack):
     check = Claims()
     build(check)
@@ -71,13 +77,16 @@ def test_boundaries_are_strict():
         check.verify()
 
 
-@pytest.mark.parametrize("build", [
-    lambda c: c.mean_above("cos", [float("nan")], 0.7),
-    lambda c: c.mean_below("cos", [float("nan"), 0.1], 0.7),
-    lambda c: c.mean_exceeds("A", [float("nan")], "B", [0.2]),
-    lambda c: c.increasing("cos", ["a", "b", "c"], [0.1, float("nan"), 0.9]),
-    lambda c: c.within("cos", float("nan"), 0.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda c: c.mean_above("cos", [float("nan")], 0.7),
+        lambda c: c.mean_below("cos", [float("nan"), 0.1], 0.7),
+        lambda c: c.mean_exceeds("A", [float("nan")], "B", [0.2]),
+        lambda c: c.increasing("cos", ["a", "b", "c"], [0.1, float("nan"), 0.9]),
+        lambda c: c.within("cos", float("nan"), 0.0, 1.0),
+    ],
+)
 def test_a_nan_measurement_fails_the_claim(build):
     """A cosine of a zero update is NaN: that must fail the claim, not pass it or crash."""
     check = Claims(unit="")
@@ -119,42 +128,66 @@ def test_claims_log_records_values(tmp_path, monkeypatch, capsys):
     check.mean_above("acc", [50.0, 52.0], 40.0)
     check.verify()
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    assert rows == [{"notebook": "00_quickstart", "text": "acc > 40 %", "holds": True,
-                     "measured": "mean 51 % of [50, 52]", "values": {"values": [50.0, 52.0], "threshold": 40.0},
-                     "slack": 11.0}]
+    assert rows == [
+        {
+            "notebook": "00_quickstart",
+            "text": "acc > 40 %",
+            "holds": True,
+            "measured": "mean 51 % of [50, 52]",
+            "values": {"values": [50.0, 52.0], "threshold": 40.0},
+            "slack": 11.0,
+        }
+    ]
 
 
-TRAINING_NOTEBOOKS = ["00_quickstart", "03_factor_choices", "04_accuracy_vs_bptt", "06_learning_signals",
-                      "07_gradient_alignment"]
+TRAINING_NOTEBOOKS = [
+    "00_quickstart",
+    "03_factor_choices",
+    "04_accuracy_vs_bptt",
+    "06_learning_signals",
+    "07_gradient_alignment",
+]
 
 
 @pytest.mark.parametrize("stem", TRAINING_NOTEBOOKS)
 def test_training_notebooks_check_claims_in_compared_cells(stem):
     """Every notebook that trains states its conclusions as claims, in cells nbval compares; the
     cells that print training outcomes are the ones marked as varying."""
-    import nbformat
     from pathlib import Path
 
-    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb", as_version=4)
+    import nbformat
+
+    nb = nbformat.read(
+        Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb", as_version=4
+    )
     claim_cells = [c for c in nb.cells if c.cell_type == "code" and ".verify()" in c.source]
     assert claim_cells, f"{stem}: no claims cell"
     for c in claim_cells:
-        assert "NBVAL_IGNORE_OUTPUT" not in c.source, f"{stem}: a claims cell must be compared by nbval"
+        assert "NBVAL_IGNORE_OUTPUT" not in c.source, (
+            f"{stem}: a claims cell must be compared by nbval"
+        )
         text = "".join("".join(out.get("text", "")) for out in c.get("outputs", []))
-        assert "holds: " in text and "DOES NOT HOLD" not in text and "ClaimError" not in text, \
+        assert "holds: " in text and "DOES NOT HOLD" not in text and "ClaimError" not in text, (
             f"{stem}: the stored output of a claims cell does not show its claims holding: {text!r}"
+        )
 
 
 def test_nbval_ignore_markers_are_recognised():
     """nbval honours a marker comment only when the comment is exactly the marker: a reason must go
     on its own line (found when '# NBVAL_IGNORE_OUTPUT  (why)' silently compared a varying cell)."""
-    import nbformat
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    import nbformat
+
+    for path in sorted(
+        (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    ):
         for cell in nbformat.read(path, as_version=4).cells:
             for line in cell.source.splitlines():
                 if "NBVAL_" in line and line.lstrip().startswith("#"):
                     assert line.strip().lstrip("#").strip() in (
-                        "NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION"), \
-                        f"{path.name}: nbval does not recognise the marker line {line!r}"
+                        "NBVAL_IGNORE_OUTPUT",
+                        "NBVAL_SKIP",
+                        "NBVAL_CHECK_OUTPUT",
+                        "NBVAL_RAISES_EXCEPTION",
+                    ), f"{path.name}: nbval does not recognise the marker line {line!r}"

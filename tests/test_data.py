@@ -24,9 +24,9 @@ from stllr.data import (
     get_dataset,
     get_loaders,
     pad_collate,
+    real,
 )
 from stllr.data import fixtures as fx
-from stllr.data import real
 from stllr.data.aedat4 import read_aedat4, write_aedat4
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,9 @@ def fast_dir(tmp_path_factory):
 
 
 def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", REPO / "data_scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"_script_{name}", REPO / "data_scripts" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -120,7 +122,9 @@ def test_shd_frames_exact_counts(shd_dir):
     # hand-checked entries: both spikes of unit 3 in bin 0, t=0.3 s -> bin 25, 0.7 -> 65, 1.0 -> 95
     assert frames[0, 3] == 2 and frames[25, 10] == 1 and frames[25, 699] == 1
     assert frames[65, 0] == 1 and frames[95, 5] == 1
-    assert frames.sum() == 6  # 1.06 s and 1.3 s are after the first second; 1.049 s is in the dropped last bin
+    assert (
+        frames.sum() == 6
+    )  # 1.06 s and 1.3 s are after the first second; 1.049 s is in the dropped last bin
     for i in range(2, 6):  # random 1.4 s samples: cropped to 1 s, T <= 100
         f, label = ds[i]
         assert label == samples[i][2] and f.shape[0] <= 100
@@ -129,7 +133,9 @@ def test_shd_frames_exact_counts(shd_dir):
 
 def test_shd_loader_pads_to_batch_max(shd_dir):
     shd_dir, _ = shd_dir
-    train_loader, test_loader, info = get_loaders("shd", shd_dir, batch_size=4, val_batch_size=2, seed=0)
+    train_loader, test_loader, info = get_loaders(
+        "shd", shd_dir, batch_size=4, val_batch_size=2, seed=0
+    )
     assert info["num_classes"] == 20 and info["input_shape"] == (700,) and info["T"] == 100
     frames, labels = next(iter(test_loader))
     assert frames.dtype == torch.float32 and labels.dtype == torch.int64
@@ -143,6 +149,7 @@ def test_shd_loader_pads_to_batch_max(shd_dir):
 
 
 # ============================================================================ missing data
+
 
 @pytest.mark.parametrize("name", ["shd", "dvsgesture", "cifar10dvs", "nmnist"])
 def test_missing_dataset_error_names_download_command(tmp_path, name):
@@ -159,7 +166,9 @@ def test_archive_without_extracted_files_is_reported(tmp_path):
     for p in (tmp_path / "DVSGesture" / "ibmGestureTrain").rglob("*.npy"):
         if int(p.stem) > 4:
             p.unlink()  # archive present, extraction incomplete (< 100 files)
-    with pytest.raises(DatasetNotFoundError, match="extracted files are missing or incomplete") as err:
+    with pytest.raises(
+        DatasetNotFoundError, match="extracted files are missing or incomplete"
+    ) as err:
         get_dataset("dvsgesture", tmp_path)
     assert real.download_command("dvsgesture", tmp_path) in str(err.value)
 
@@ -168,8 +177,18 @@ def test_archive_without_extracted_files_is_reported(tmp_path):
 
 # x, y, p, t_ms: 3.2 s -> two 1.575 s slices; the 3.3 s event is past the second slice
 DVS_EVENTS = np.array(
-    [[10, 20, 1, 100], [10, 20, 1, 100], [50, 60, 0, 175], [70, 80, 1, 1000], [5, 5, 1, 1674],
-     [30, 40, 0, 1700], [31, 41, 1, 3000], [1, 1, 1, 3300]], dtype=np.int64)
+    [
+        [10, 20, 1, 100],
+        [10, 20, 1, 100],
+        [50, 60, 0, 175],
+        [70, 80, 1, 1000],
+        [5, 5, 1, 1674],
+        [30, 40, 0, 1700],
+        [31, 41, 1, 3000],
+        [1, 1, 1, 3300],
+    ],
+    dtype=np.int64,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +203,9 @@ def test_dvsgesture_train_slices_and_frames(dvs_dir):
     ds = get_dataset("dvsgesture", dvs_dir, size=128, augment=False, cache=False)
     sliced = ds.events_dataset
     assert isinstance(sliced.dataset, tonic.datasets.DVSGesture)
-    rec = sliced.dataset.data.index(str(dvs_dir / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "3.npy"))
+    rec = sliced.dataset.data.index(
+        str(dvs_dir / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "3.npy")
+    )
     rows = np.nonzero(sliced.table[:, 0] == rec)[0]
     assert len(rows) == 2  # 3.2 s recording -> 2 full 1.575 s slices
     first, second = ds[int(rows[0])], ds[int(rows[1])]
@@ -207,13 +228,16 @@ def test_dvsgesture_default_pipeline_and_cache(dvs_dir, monkeypatch):
     ds = get_dataset("dvsgesture", dvs_dir)
     assert ds.num_classes == 11 and ds.input_shape == (2, 32, 32) and ds.T == 20
     frames, label = ds[0]
-    assert frames.shape == (20, 2, 32, 32) and frames.dtype == torch.float32  # RandomCrop(32, pad 4)
+    assert (
+        frames.shape == (20, 2, 32, 32) and frames.dtype == torch.float32
+    )  # RandomCrop(32, pad 4)
     cached = ds.cache.path(0)
     assert cached.is_file() and not list(cached.parent.glob("*.tmp"))
     # bilinear antialiased 128 -> 32 keeps the mass of interior events (count / 16)
     plain = get_dataset("dvsgesture", dvs_dir, augment=False)
     rec = plain.events_dataset.dataset.data.index(
-        str(dvs_dir / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "3.npy"))
+        str(dvs_dir / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "3.npy")
+    )
     row = int(np.nonzero(plain.events_dataset.table[:, 0] == rec)[0][0])
     assert torch.allclose(plain[row][0].sum(), torch.tensor(4 / 16))
     # second access comes from the disk cache: loading events again would fail
@@ -223,7 +247,9 @@ def test_dvsgesture_default_pipeline_and_cache(dvs_dir, monkeypatch):
 
 def test_dvsgesture_test_split_uses_full_recordings(dvs_dir):
     ds = get_dataset("dvsgesture", dvs_dir, train=False, size=128, cache=False)
-    idx = ds.events_dataset.data.index(str(dvs_dir / "DVSGesture" / "ibmGestureTest" / "user24_fluorescent" / "5.npy"))
+    idx = ds.events_dataset.data.index(
+        str(dvs_dir / "DVSGesture" / "ibmGestureTest" / "user24_fluorescent" / "5.npy")
+    )
     frames, label = ds[idx]
     assert label == 5
     # whole 3.2 s recording in 75 ms bins from the first event: floor((3.2 s - 75 ms) / 75 ms) + 1
@@ -237,7 +263,8 @@ def test_dvsgesture_test_split_uses_full_recordings(dvs_dir):
 # ============================================================================ N-MNIST
 
 NMNIST_EVENTS = np.array(  # x, y, t_us, p
-    [[0, 0, 0, 1], [33, 33, 5000, 0], [10, 20, 15000, 1], [10, 20, 19999, 1], [5, 6, 45000, 0]])
+    [[0, 0, 0, 1], [33, 33, 5000, 0], [10, 20, 15000, 1], [10, 20, 19999, 1], [5, 6, 45000, 0]]
+)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +294,8 @@ def test_nmnist_frames_and_augmentation(nmnist_dir):
 # ============================================================================ CIFAR10-DVS
 
 CIFAR_EVENTS = np.stack(  # t_us, x, y, p: 25 events -> 10 bins of 2 events, last 5 dropped
-    [np.arange(25) * 1000, np.arange(25) + 40, np.full(25, 64), np.arange(25) % 2], axis=1)
+    [np.arange(25) * 1000, np.arange(25) + 40, np.full(25, 64), np.arange(25) % 2], axis=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -278,9 +306,14 @@ def cifar_dir(fast_dir):
 
 
 def test_cifar10dvs_event_bins_split_and_normalisation(cifar_dir):
-    raw = get_dataset("cifar10dvs", cifar_dir, size=128, augment=False, normalize=False, cache=False)
+    raw = get_dataset(
+        "cifar10dvs", cifar_dir, size=128, augment=False, normalize=False, cache=False
+    )
     assert isinstance(raw.events_dataset, tonic.datasets.CIFAR10DVS)
-    assert len(raw) == 900 and len(get_dataset("cifar10dvs", cifar_dir, train=False, cache=False)) == 100
+    assert (
+        len(raw) == 900
+        and len(get_dataset("cifar10dvs", cifar_dir, train=False, cache=False)) == 100
+    )
     i = 180  # classes 0 and 1 contribute 90 training files each; then bird 0
     assert raw.events_dataset.data[raw.indices[i]].endswith("bird/cifar10_bird_0.aedat4")
     frames, label = raw[i]
@@ -322,6 +355,7 @@ def test_aedat4_fixture_readable_by_aedat_package(tmp_path):
 
 # ============================================================================ randman
 
+
 def test_randman_deterministic_and_seeded():
     a = rm_mod.generate_randman(**{**rm_mod.RANDMAN_DEFAULTS, **SMALL_RANDMAN})
     b = rm_mod.generate_randman(**{**rm_mod.RANDMAN_DEFAULTS, **SMALL_RANDMAN})
@@ -329,8 +363,12 @@ def test_randman_deterministic_and_seeded():
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     assert not np.array_equal(a["train_t"], c["train_t"])
-    d = rm_mod.generate_randman(**{**rm_mod.RANDMAN_DEFAULTS, **SMALL_RANDMAN, "n_test_per_class": 9})
-    np.testing.assert_array_equal(a["train_t"], d["train_t"])  # test size does not touch training data
+    d = rm_mod.generate_randman(
+        **{**rm_mod.RANDMAN_DEFAULTS, **SMALL_RANDMAN, "n_test_per_class": 9}
+    )
+    np.testing.assert_array_equal(
+        a["train_t"], d["train_t"]
+    )  # test size does not touch training data
 
 
 def test_randman_every_unit_fires_fixed_count_and_class_is_in_timing(tmp_path):
@@ -366,6 +404,7 @@ def test_randman_every_unit_fires_fixed_count_and_class_is_in_timing(tmp_path):
 
 
 # ============================================================================ moving shapes
+
 
 def test_moving_shapes_deterministic_and_event_format(tmp_path):
     a = ms_mod.generate_moving_shapes(**SMALL_SHAPES)
@@ -423,6 +462,7 @@ def test_moving_shapes_class_needs_motion_not_counts(tmp_path):
 
 
 # ============================================================================ caches
+
 
 def test_procedural_cache_reused_and_keyed_on_parameters(tmp_path, monkeypatch):
     calls = []
@@ -482,14 +522,27 @@ def test_sample_cache_atomic(tmp_path, monkeypatch):
 
 # ============================================================================ loaders and API
 
+
 def test_loaders_batch_first_and_seeded_shuffle(tmp_path):
-    tr, te, info = get_loaders("randman", tmp_path, batch_size=16, val_batch_size=20, seed=3, **SMALL_RANDMAN)
+    tr, te, info = get_loaders(
+        "randman", tmp_path, batch_size=16, val_batch_size=20, seed=3, **SMALL_RANDMAN
+    )
     assert info == {
-        "name": "randman", "num_classes": 4, "input_shape": (20,), "T": 30, "sensor_size": (20, 1, 1),
-        "classes": ["0", "1", "2", "3"], "n_train": 48, "n_test": 20,
+        "name": "randman",
+        "num_classes": 4,
+        "input_shape": (20,),
+        "T": 30,
+        "sensor_size": (20, 1, 1),
+        "classes": ["0", "1", "2", "3"],
+        "n_train": 48,
+        "n_test": 20,
     }
     frames, labels = next(iter(tr))
-    assert frames.shape == (16, 30, 20) and frames.dtype == torch.float32 and labels.dtype == torch.int64
+    assert (
+        frames.shape == (16, 30, 20)
+        and frames.dtype == torch.float32
+        and labels.dtype == torch.int64
+    )
     order = lambda loader: torch.cat([y for _, y in loader]).tolist()  # noqa: E731
     again, _, _ = get_loaders("randman", tmp_path, batch_size=16, seed=3, **SMALL_RANDMAN)
     other, _, _ = get_loaders("randman", tmp_path, batch_size=16, seed=4, **SMALL_RANDMAN)
@@ -509,7 +562,10 @@ def test_pad_collate_time_first():
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="name must be one of shd, dvsgesture, cifar10dvs, nmnist, randman, moving_shapes"):
+    with pytest.raises(
+        ValueError,
+        match="name must be one of shd, dvsgesture, cifar10dvs, nmnist, randman, moving_shapes",
+    ):
         get_dataset("mnist", tmp_path)
     with pytest.raises(ValueError, match="name must be one of"):
         get_loaders("cifar10", tmp_path)
@@ -523,11 +579,22 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         get_dataset("moving_shapes", tmp_path, n_classes=5)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         get_loaders("randman", tmp_path, batch_size=0)
-    assert set(DATASETS) == {"shd", "dvsgesture", "cifar10dvs", "nmnist", "randman", "moving_shapes"}
-    assert dataset_options("randman")["n_units"] == 100 and dataset_options("shd")["time_window_us"] == 10_000
+    assert set(DATASETS) == {
+        "shd",
+        "dvsgesture",
+        "cifar10dvs",
+        "nmnist",
+        "randman",
+        "moving_shapes",
+    }
+    assert (
+        dataset_options("randman")["n_units"] == 100
+        and dataset_options("shd")["time_window_us"] == 10_000
+    )
 
 
 # ============================================================================ scripts
+
 
 def test_download_script_help_and_dry_run(tmp_path, shd_dir, capsys):
     shd_dir, _ = shd_dir
@@ -538,7 +605,9 @@ def test_download_script_help_and_dry_run(tmp_path, shd_dir, capsys):
     assert "shd" in capsys.readouterr().out
     assert script.main(["nmnist", "--data-path", str(tmp_path / "empty"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "nmnist [train]: missing" in out and "nmnist [test]: missing" in out and "https://" in out
+    assert (
+        "nmnist [train]: missing" in out and "nmnist [test]: missing" in out and "https://" in out
+    )
     assert not (tmp_path / "empty").exists()
     assert script.main(["shd", "--data-path", str(shd_dir), "--dry-run"]) == 0
     assert "shd [train]: present" in capsys.readouterr().out
@@ -549,8 +618,21 @@ def test_download_script_help_and_dry_run(tmp_path, shd_dir, capsys):
 
 def test_make_synthetic_script(tmp_path, capsys):
     script = _load_script("make_synthetic")
-    args = ["randman", "--data-path", str(tmp_path), "--n-units", "12", "--n-classes", "3",
-            "--n-train-per-class", "4", "--n-test-per-class", "2", "--seed", "9"]
+    args = [
+        "randman",
+        "--data-path",
+        str(tmp_path),
+        "--n-units",
+        "12",
+        "--n-classes",
+        "3",
+        "--n-train-per-class",
+        "4",
+        "--n-test-per-class",
+        "2",
+        "--seed",
+        "9",
+    ]
     assert script.main(args) == 0
     out = capsys.readouterr().out
     assert "train / test:  12 / 6 samples, 3 classes" in out and "(50, 12)" in out
@@ -563,7 +645,9 @@ def test_get_loaders_passes_the_generation_seed_as_data_seed(tmp_path):
     a = get_loaders("randman", tmp_path, batch_size=8, seed=1, data_seed=5, **SMALL_RANDMAN)[2]
     ds5 = get_dataset("randman", tmp_path, True, seed=5, **SMALL_RANDMAN)
     ds6 = get_dataset("randman", tmp_path, True, seed=6, **SMALL_RANDMAN)
-    loader5 = get_loaders("randman", tmp_path, batch_size=len(ds5), seed=1, data_seed=5, **SMALL_RANDMAN)[0]
+    loader5 = get_loaders(
+        "randman", tmp_path, batch_size=len(ds5), seed=1, data_seed=5, **SMALL_RANDMAN
+    )[0]
     frames, labels = next(iter(loader5))
     # every unit fires once in every sample, so compare spike timing: a time-weighted total
     weight = torch.arange(frames.shape[1], dtype=torch.float64).view(1, -1, 1)
@@ -573,5 +657,9 @@ def test_get_loaders_passes_the_generation_seed_as_data_seed(tmp_path):
 
     assert a["n_train"] == len(ds5)
     # the same samples as the seed-5 dataset (in shuffled order), not the seed-6 ones
-    assert timing(frames) == pytest.approx(timing(torch.stack([ds5[i][0] for i in range(len(ds5))])))
-    assert timing(frames) != pytest.approx(timing(torch.stack([ds6[i][0] for i in range(len(ds6))])))
+    assert timing(frames) == pytest.approx(
+        timing(torch.stack([ds5[i][0] for i in range(len(ds5))]))
+    )
+    assert timing(frames) != pytest.approx(
+        timing(torch.stack([ds6[i][0] for i in range(len(ds6))]))
+    )

@@ -1,5 +1,6 @@
 """Data parallelism: samplers, and 2 gloo processes (torchrun) training exactly like one process on
 the same global batch."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,11 +16,9 @@ import torch
 
 from stllr import cli
 from stllr.cli import train as cli_train
-from stllr.training import distributed as D
-from stllr.training import loop
-from stllr.training import config
-from stllr.training import run
 from stllr.data import get_loaders
+from stllr.training import config, loop, run
+from stllr.training import distributed as D
 from stllr.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +38,8 @@ def test_sharded_sampler_batches_are_the_single_process_batches():
         assert len(shards[-1]) == len(s) == 12  # equal counts (padded by wrapping around)
     padded = order + order[: 24 - n]
     for b in range(4):  # local batch b of every rank == global batch b of one process
-        union = sorted(i for sh in shards for i in sh[b * local_bs:(b + 1) * local_bs])
-        assert union == sorted(padded[b * world * local_bs:(b + 1) * world * local_bs])
+        union = sorted(i for sh in shards for i in sh[b * local_bs : (b + 1) * local_bs])
+        assert union == sorted(padded[b * world * local_bs : (b + 1) * world * local_bs])
     again = D.ShardedShuffleSampler(n, 1, 0, seed=5)
     again.set_epoch(3)
     assert list(again) == order  # a pure function of (seed, epoch)
@@ -71,17 +70,46 @@ def _free_port():
 
 DATA = {"n_train_per_class": 3, "n_test_per_class": 2, "n_steps": 12}
 CASES = {
-    "stllr_dfa": ["--arch", "randman_rsnn_stllr", "--feedback-mode", "DFA", "--label-encoding", "one-hot",
-                  "--delay-ls", "6"],
+    "stllr_dfa": [
+        "--arch",
+        "randman_rsnn_stllr",
+        "--feedback-mode",
+        "DFA",
+        "--label-encoding",
+        "one-hot",
+        "--delay-ls",
+        "6",
+    ],
     "bptt": ["--arch", "randman_rsnn_bptt", "--training-mode", "bptt"],
 }
 METRICS = ("train_acc", "train_loss", "test_acc", "test_loss", "train_samples", "test_samples")
 
 
 def _train_args(data: Path, case: str) -> list:
-    return ["--dataset", "randman", "--data-path", str(data), "--epochs", "1", "--batch-size", "8",
-            "--val-batch-size", "4", "--optimizer", "SGD", "--lr", "0.01", "--cpu", "--no-progress",
-            "--print-freq", "1000"] + [f"-o{k}={v}" for k, v in DATA.items()] + CASES[case]
+    return (
+        [
+            "--dataset",
+            "randman",
+            "--data-path",
+            str(data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--val-batch-size",
+            "4",
+            "--optimizer",
+            "SGD",
+            "--lr",
+            "0.01",
+            "--cpu",
+            "--no-progress",
+            "--print-freq",
+            "1000",
+        ]
+        + [f"-o{k}={v}" for k, v in DATA.items()]
+        + CASES[case]
+    )
 
 
 def _config(data: Path, case: str) -> TrainConfig:
@@ -148,8 +176,10 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
     def totals(stats):  # allreduce_sum (float64) over the ranks
         return [sum(st[i] for st in stats) for i in range(3)]
 
-    train_loaders = [run._make_loader(data.train_set, cfg.batch_size // world, sampler(r), None, data.collate)
-                     for r in range(world)]
+    train_loaders = [
+        run._make_loader(data.train_set, cfg.batch_size // world, sampler(r), None, data.collate)
+        for r in range(world)
+    ]
     train_stats = [[0.0, 0.0, 0.0] for _ in range(world)]
     max_grad = 0.0
     model.train()
@@ -157,8 +187,9 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
         flats = []
         for r, (frames, labels) in enumerate(batches):
             frames, labels = frames.to(dtype), labels.to(torch.int64).view(-1)
-            pred = loop.train_batch(model, frames, labels, _KeepGrads(params), loss_fn, cfg.training_mode,
-                                 cfg.delay_ls)
+            pred = loop.train_batch(
+                model, frames, labels, _KeepGrads(params), loss_fn, cfg.training_mode, cfg.delay_ls
+            )
             with_grad = [p for p in params if p.grad is not None]
             flats.append(torch.cat([p.grad.reshape(-1) for p in with_grad]))
             add(train_stats[r], pred, labels)
@@ -169,21 +200,32 @@ def _simulate_ranks(cfg: TrainConfig, world: int, dtype=torch.float32):
         max_grad = max(max_grad, float(flat.abs().max()))
         offset = 0
         for p in with_grad:
-            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
             offset += p.numel()
         optimizer.step()
     model.eval()
     val_bs = math.ceil(cfg.val_batch_size / world)
     test_stats = [[0.0, 0.0, 0.0] for _ in range(world)]
     for r in range(world):
-        loader = run._make_loader(data.test_set, val_bs, D.EvalShardSampler(len(data.test_set), world, r), None,
-                                data.collate)
+        loader = run._make_loader(
+            data.test_set,
+            val_bs,
+            D.EvalShardSampler(len(data.test_set), world, r),
+            None,
+            data.collate,
+        )
         for frames, labels in loader:
             labels = labels.to(torch.int64).view(-1)
             add(test_stats[r], loop.predict(model, frames.to(dtype)), labels)
     (tr_c, tr_l, tr_n), (te_c, te_l, te_n) = totals(train_stats), totals(test_stats)
-    metrics = {"train_acc": 100.0 * tr_c / tr_n, "train_loss": tr_l / tr_n, "train_samples": int(tr_n),
-               "test_acc": 100.0 * te_c / te_n, "test_loss": te_l / te_n, "test_samples": int(te_n)}
+    metrics = {
+        "train_acc": 100.0 * tr_c / tr_n,
+        "train_loss": tr_l / tr_n,
+        "train_samples": int(tr_n),
+        "test_acc": 100.0 * te_c / te_n,
+        "test_loss": te_l / te_n,
+        "test_samples": int(te_n),
+    }
     return model.state_dict(), metrics, max_grad
 
 
@@ -192,8 +234,10 @@ def _assert_bitwise_equal(got: dict, want: dict, what: str):
     for k, v in want.items():
         if not torch.equal(got[k], v):
             diff = float((got[k].double() - v.double()).abs().max())
-            pytest.fail(f"{what}: {k} differs (max |diff| {diff:.3e}); the two computations should run the same "
-                        f"floating-point operations on the same operands")
+            pytest.fail(
+                f"{what}: {k} differs (max |diff| {diff:.3e}); the two computations should run the same "
+                f"floating-point operations on the same operands"
+            )
 
 
 # Each rank runs ``python -m stllr ARGS`` (runpy, as -m does), then checks that gloo's threads are
@@ -235,8 +279,20 @@ def _torchrun(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(entry)] + args
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(entry),
+    ] + args
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -259,26 +315,39 @@ def test_two_gloo_processes_train_like_one_on_the_global_batch(tmp_path, case):
     """
     data = tmp_path / "data"
     get_loaders("randman", data, 2, 2, **DATA)  # generate the cache once, before the ranks start
-    proc = _torchrun(["train", "--save-path", str(tmp_path / "ddp")] + _train_args(data, case), tmp_path)
+    proc = _torchrun(
+        ["train", "--save-path", str(tmp_path / "ddp")] + _train_args(data, case), tmp_path
+    )
     if proc.returncode != 0:
         # no retry: a crash is a bug to see (faulthandler's stacks are in the stderr)
         pytest.fail(f"torchrun failed (exit status {proc.returncode}):\n{proc.stderr[-12000:]}")
-    assert "data parallel: 2 processes (gloo), local batch 4" in (tmp_path / "ddp" / "log.log").read_text()
+    assert (
+        "data parallel: 2 processes (gloo), local batch 4"
+        in (tmp_path / "ddp" / "log.log").read_text()
+    )
     ddp = torch.load(tmp_path / "ddp" / "trial_1_last.pth.tar", weights_only=True)
 
     cfg = _config(data, case)
     with _one_thread():
         ranks_state, ranks_metrics, _ = _simulate_ranks(cfg, world=2)
         single_state, single_metrics, _ = _simulate_ranks(cfg, world=1)
-        assert cli.main(["train", "--save-path", str(tmp_path / "single")] + _train_args(data, case)) == 0
+        assert (
+            cli.main(["train", "--save-path", str(tmp_path / "single")] + _train_args(data, case))
+            == 0
+        )
     single = torch.load(tmp_path / "single" / "trial_1_last.pth.tar", weights_only=True)
 
     _assert_bitwise_equal(ddp["state_dict"], ranks_state, "2 gloo ranks vs their simulation")
     (ea,), (eb,) = ddp["history"], single["history"]
     assert {k: ea[k] for k in METRICS} == ranks_metrics
-    _assert_bitwise_equal(single["state_dict"], single_state, "stllr train (1 process) vs the simulation, world 1")
+    _assert_bitwise_equal(
+        single["state_dict"], single_state, "stllr train (1 process) vs the simulation, world 1"
+    )
     assert {k: eb[k] for k in METRICS} == single_metrics
-    assert ea["train_samples"] == eb["train_samples"] == 30 and ea["test_samples"] == eb["test_samples"] == 20
+    assert (
+        ea["train_samples"] == eb["train_samples"] == 30
+        and ea["test_samples"] == eb["test_samples"] == 20
+    )
 
 
 # float64 tolerance of the comparison below, from an error analysis (not tuned to a CPU). The two

@@ -1,6 +1,7 @@
 """data_scripts/download.py without network: one line on stderr (URL, folder, file names to place
 by hand), nonzero exit, nothing half-written; a download is md5-checked and renamed into place
 atomically. No test here touches the network: urlopen is replaced or pointed at a closed port."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,12 @@ DATASETS = ["shd", "dvsgesture", "cifar10dvs", "nmnist"]
 FOLDERS = {"shd": "SHD", "dvsgesture": "DVSGesture", "cifar10dvs": "CIFAR10DVS", "nmnist": "NMNIST"}
 
 #: a closed port on this machine: any request through it fails at once, offline or not
-OFFLINE_ENV = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+OFFLINE_ENV = {
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+}
 
 
 def offline_env() -> dict:
@@ -79,7 +84,9 @@ def test_offline_one_line_names_url_folder_and_files(name, script, tmp_path, mon
     data = tmp_path / "datasets"
     assert script.main([name, "--data-path", str(data)]) == 1
     line = _error_line(capsys)
-    assert line.startswith("download.py: error: cannot download ") and "Network is unreachable" in line
+    assert (
+        line.startswith("download.py: error: cannot download ") and "Network is unreachable" in line
+    )
     folder = data / FOLDERS[name]
     assert f"into {folder}{os.sep}" in line and "run this command again" in line
     for train in script.splits(name):  # every archive: its URL and the name to save it under
@@ -90,7 +97,9 @@ def test_offline_one_line_names_url_folder_and_files(name, script, tmp_path, mon
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_interrupted_download_leaves_no_partial_file(name, script, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(b"x" * 5000, fail_after=3000))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", lambda *a, **k: _Response(b"x" * 5000, fail_after=3000)
+    )
     data = tmp_path / "datasets"
     (data / "other").mkdir(parents=True)  # a folder the user already had stays
     assert script.main([name, "--data-path", str(data), "--timeout", "5"]) == 1
@@ -100,10 +109,16 @@ def test_interrupted_download_leaves_no_partial_file(name, script, tmp_path, mon
 
 
 def test_wrong_md5_is_removed_and_said(script, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(b"<html>not the archive</html>"))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", lambda *a, **k: _Response(b"<html>not the archive</html>")
+    )
     assert script.main(["shd", "--data-path", str(tmp_path)]) == 1
     line = _error_line(capsys)
-    assert "does not have the expected md5" in line and "shd_train.h5.zip" in line and "by hand" in line
+    assert (
+        "does not have the expected md5" in line
+        and "shd_train.h5.zip" in line
+        and "by hand" in line
+    )
     assert _files(tmp_path) == []
 
 
@@ -118,22 +133,33 @@ def test_download_is_verified_renamed_and_extracted(script, tmp_path, monkeypatc
         with zipfile.ZipFile(buf, "w") as z:
             z.write(h5, h5.name)
         archives[h5.name + ".zip"] = buf.getvalue()
-    monkeypatch.setattr(tonic.datasets.SHD, "train_md5", hashlib.md5(archives["shd_train.h5.zip"]).hexdigest())
-    monkeypatch.setattr(tonic.datasets.SHD, "test_md5", hashlib.md5(archives["shd_test.h5.zip"]).hexdigest())
+    monkeypatch.setattr(
+        tonic.datasets.SHD, "train_md5", hashlib.md5(archives["shd_train.h5.zip"]).hexdigest()
+    )
+    monkeypatch.setattr(
+        tonic.datasets.SHD, "test_md5", hashlib.md5(archives["shd_test.h5.zip"]).hexdigest()
+    )
     seen = []
 
     def serve(request, timeout=None):
         url = request.full_url
         seen.append(url)
         name = url.rsplit("/", 1)[-1]
-        assert not (tmp_path / "data" / "SHD" / name).exists()  # nothing under the final name until verified
+        assert not (
+            tmp_path / "data" / "SHD" / name
+        ).exists()  # nothing under the final name until verified
         return _Response(archives[name])
 
     monkeypatch.setattr(urllib.request, "urlopen", serve)
     data = tmp_path / "data"
     assert script.main(["shd", "--data-path", str(data)]) == 0
     assert len(seen) == 2 and "shd: ready under" in capsys.readouterr().out
-    assert sorted(_files(data / "SHD")) == ["shd_test.h5", "shd_test.h5.zip", "shd_train.h5", "shd_train.h5.zip"]
+    assert sorted(_files(data / "SHD")) == [
+        "shd_test.h5",
+        "shd_test.h5.zip",
+        "shd_train.h5",
+        "shd_train.h5.zip",
+    ]
     assert real.is_available("shd", data, True) and real.is_available("shd", data, False)
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert script.main(["shd", "--data-path", str(data)]) == 0  # present: no network needed
@@ -151,17 +177,31 @@ def test_archive_placed_by_hand_is_used_offline(script, tmp_path, monkeypatch, c
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert script.main(["shd", "--data-path", str(data)]) == 1  # the test split is still missing
     out, err = capsys.readouterr()
-    assert "shd [train]: using the archive already at" in out and (data / "SHD" / "shd_train.h5").is_file()
-    assert len(err.strip().splitlines()) == 1 and "shd_test.h5.zip" in err and "shd_train.h5.zip as" not in err
+    assert (
+        "shd [train]: using the archive already at" in out
+        and (data / "SHD" / "shd_train.h5").is_file()
+    )
+    assert (
+        len(err.strip().splitlines()) == 1
+        and "shd_test.h5.zip" in err
+        and "shd_train.h5.zip as" not in err
+    )
 
 
 def test_command_line_offline_through_a_closed_port(tmp_path):
     """The script as a user runs it, with every request sent to a closed local port."""
-    proc = subprocess.run([sys.executable, str(SCRIPT), "shd", "--data-path", str(tmp_path / "d")],
-                          env=offline_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "shd", "--data-path", str(tmp_path / "d")],
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("download.py: error: cannot download shd [train] from https://")
+    assert len(err) == 1 and err[0].startswith(
+        "download.py: error: cannot download shd [train] from https://"
+    )
     assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
 
 
@@ -186,7 +226,9 @@ def test_cifar10dvs_nested_archives_extracted_like_tonic(script, tmp_path, monke
     root = tmp_path / "CIFAR10DVS"
     assert real.is_available("cifar10dvs", tmp_path)
     assert len(list((root / "airplane").glob("*.aedat4"))) == 100
-    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary file or folder left
+    assert not [
+        p for p in root.iterdir() if p.name.startswith(".")
+    ]  # no temporary file or folder left
 
 
 def test_failed_extraction_leaves_only_the_verified_archive(script, tmp_path, monkeypatch, capsys):

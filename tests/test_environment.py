@@ -1,10 +1,11 @@
 """The three places that name dependencies agree: pyproject.toml, constraints.txt, environment.yml."""
+
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,9 @@ def test_environment_yml_pins_equal_constraints_and_cover_pyproject():
         assert version, f"environment.yml: {entry!r} is not an exact pin"
         env_pins[_name(name)] = version
     for name, version in env_pins.items():
-        assert pins.get(name) == version, f"{name}: environment.yml pins {version}, constraints.txt {pins.get(name)}"
+        assert pins.get(name) == version, (
+            f"{name}: environment.yml pins {version}, constraints.txt {pins.get(name)}"
+        )
     missing = {_name(r) for r in _pyproject_requirements()} - set(env_pins)
     assert not missing, f"environment.yml lacks pins for {sorted(missing)}"
 

@@ -5,6 +5,7 @@ from the module's documented formula, trace recursions by a loop) or come from t
 synthetic recordings are written with stllr.data.fixtures in the published SHD / DVS Gesture formats
 and read back through tonic and stllr.data.get_dataset.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from stllr.studies import event_data as EV
 from stllr.data import fixtures as fx
 from stllr.data import get_dataset
+from stllr.studies import event_data as EV
 
 plt = pytest.importorskip("matplotlib.pyplot")
 
@@ -24,10 +25,13 @@ AUDIO = np.dtype([("t", "<i8"), ("x", "<i8"), ("p", "<i8")])
 VISION = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
 
 #: (t us, unit, polarity): unit 2 fires once ON and once OFF in the first millisecond
-AUDIO_EVENTS = np.array([(0, 0, 1), (500, 2, 1), (999, 2, 0), (1000, 1, 1), (2500, 3, 0)], dtype=AUDIO)
+AUDIO_EVENTS = np.array(
+    [(0, 0, 1), (500, 2, 1), (999, 2, 0), (1000, 1, 1), (2500, 3, 0)], dtype=AUDIO
+)
 #: (x, y, t us, p) on a 3 x 3 sensor
-VISION_EVENTS = np.array([(0, 0, 0, 1), (1, 2, 10, 0), (1, 2, 20, 0), (2, 1, 1500, 1), (2, 1, 1600, 0)],
-                         dtype=VISION)
+VISION_EVENTS = np.array(
+    [(0, 0, 0, 1), (1, 2, 10, 0), (1, 2, 20, 0), (2, 1, 1500, 1), (2, 1, 1600, 0)], dtype=VISION
+)
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +51,7 @@ def hand_frames(t_us, index, shape, window_us, n_frames, start_us=0):
 
 # ----------------------------------------------------------------------------- events
 
+
 def test_is_vision_by_fields():
     assert EV.is_vision(VISION_EVENTS) is True
     assert EV.is_vision(AUDIO_EVENTS) is False
@@ -59,12 +64,15 @@ def test_is_vision_by_fields():
 def test_describe_events_hand_computed():
     # 5 events over 2.5 ms -> 2000 events/s; 3 ON, 2 OFF
     assert EV.describe_events(AUDIO_EVENTS, (4, 1, 2)) == (
-        "5 events, t from 0.0 to 2.5 ms (2.5 ms), 2000 events/s, ON 3 / OFF 2, sensor (4, 1, 2)")
+        "5 events, t from 0.0 to 2.5 ms (2.5 ms), 2000 events/s, ON 3 / OFF 2, sensor (4, 1, 2)"
+    )
     shifted = AUDIO_EVENTS.copy()
     shifted["t"] += 10_000
     shifted["p"] = 1  # one polarity: no ON/OFF split; no sensor given
     assert EV.describe_events(shifted) == "5 events, t from 10.0 to 12.5 ms (2.5 ms), 2000 events/s"
-    assert EV.describe_events(AUDIO_EVENTS[:1]) == "1 events, t from 0.0 to 0.0 ms (0.0 ms)"  # no rate for 0 ms
+    assert (
+        EV.describe_events(AUDIO_EVENTS[:1]) == "1 events, t from 0.0 to 0.0 ms (0.0 ms)"
+    )  # no rate for 0 ms
     assert EV.describe_events(AUDIO_EVENTS[:0]) == "0 events"
 
 
@@ -98,10 +106,10 @@ def test_frames_rgb_follows_its_colour_formula():
     frames[0, 1, 0, 2] = 2  # ON at half intensity
     rgb = EV.frames_rgb(torch.tensor(frames), vmax=4.0)
     assert rgb.shape == (1, 1, 4, 3)
-    assert np.allclose(rgb[0, 0, 0], [1.0, 0.15, 0.15])       # red
-    assert np.allclose(rgb[0, 0, 1], [0.15, 0.15, 1.0])       # blue
-    assert np.allclose(rgb[0, 0, 2], [1.0, 0.575, 0.575])     # light red
-    assert np.allclose(rgb[0, 0, 3], [1.0, 1.0, 1.0])         # white background
+    assert np.allclose(rgb[0, 0, 0], [1.0, 0.15, 0.15])  # red
+    assert np.allclose(rgb[0, 0, 1], [0.15, 0.15, 1.0])  # blue
+    assert np.allclose(rgb[0, 0, 2], [1.0, 0.575, 0.575])  # light red
+    assert np.allclose(rgb[0, 0, 3], [1.0, 1.0, 1.0])  # white background
     # default vmax: the 99th percentile of the non-zero counts (np.percentile written out)
     f = np.zeros((2, 2, 2, 2))
     f[0, 1, 0, 0], f[1, 0, 1, 1], f[1, 1, 0, 1] = 1, 3, 100
@@ -130,6 +138,7 @@ def test_trace_time_constant_rejects_decays_outside_0_1():
 
 # ----------------------------------------------------------------------------- time scales
 
+
 def test_trace_span_and_time_constant():
     assert EV.trace_span_steps(0.0) == 1.0
     assert EV.trace_span_steps(0.9) == pytest.approx(10.0)
@@ -144,11 +153,13 @@ def test_trace_span_and_time_constant():
     # e-folding: lambda^tau = 1/e
     for lam in (0.3, 0.9, 0.99):
         tau = EV.trace_time_constant_steps(lam)
-        assert lam ** tau == pytest.approx(math.exp(-1.0), rel=1e-12)
+        assert lam**tau == pytest.approx(math.exp(-1.0), rel=1e-12)
     assert EV.trace_time_constant_steps(0.0) == 0.0
     assert EV.trace_time_constant_steps(1.0) == math.inf
     # for lambda near 1 the e-folding time is half a step shorter than the span
-    assert EV.trace_span_steps(0.999) - EV.trace_time_constant_steps(0.999) == pytest.approx(0.5, abs=1e-3)
+    assert EV.trace_span_steps(0.999) - EV.trace_time_constant_steps(0.999) == pytest.approx(
+        0.5, abs=1e-3
+    )
 
 
 def test_trace_over_time_is_the_pre_trace_recursion():
@@ -166,7 +177,9 @@ def test_trace_over_time_is_the_pre_trace_recursion():
 
 
 def test_trace_span_table_rows():
-    table = EV.trace_span_table({"a": 0.9, "whole": 1.0, "long": 0.9995}, {"SHD": 10.0, "Gesture": 75.0})
+    table = EV.trace_span_table(
+        {"a": 0.9, "whole": 1.0, "long": 0.9995}, {"SHD": 10.0, "Gesture": 75.0}
+    )
     lines = table.splitlines()
     assert len(lines) == 5 and set(lines[1]) == {"-"} and len(lines[1]) == len(lines[0])
     assert "SHD" in lines[0] and "Gesture" in lines[0]
@@ -179,12 +192,15 @@ def test_trace_span_table_rows():
 
 # ----------------------------------------------------------------------------- plots
 
+
 def test_raster_coordinates_audio_and_vision():
     fig = EV.plot_raster(AUDIO_EVENTS, time_window_us=1000, sensor_size=(4, 1, 2))
     ax = fig.axes[0]
     (pts,) = ax.collections
     assert np.allclose(pts.get_offsets(), np.c_[AUDIO_EVENTS["t"] / 1000.0, AUDIO_EVENTS["x"]])
-    assert [line.get_xdata()[0] for line in ax.lines] == pytest.approx([0.0, 1.0, 2.0, 3.0])  # frame edges
+    assert [line.get_xdata()[0] for line in ax.lines] == pytest.approx(
+        [0.0, 1.0, 2.0, 3.0]
+    )  # frame edges
     assert ax.get_ylim() == pytest.approx((-0.5, 3.5))
     assert ax.get_xlabel() == "time (ms)" and ax.get_ylabel() == "input unit"
 
@@ -192,8 +208,12 @@ def test_raster_coordinates_audio_and_vision():
     ax = fig.axes[0]
     on, off = ax.collections
     sel_on, sel_off = VISION_EVENTS["p"] == 1, VISION_EVENTS["p"] == 0
-    assert np.allclose(on.get_offsets(), np.c_[VISION_EVENTS["t"][sel_on] / 1000.0, VISION_EVENTS["y"][sel_on]])
-    assert np.allclose(off.get_offsets(), np.c_[VISION_EVENTS["t"][sel_off] / 1000.0, VISION_EVENTS["y"][sel_off]])
+    assert np.allclose(
+        on.get_offsets(), np.c_[VISION_EVENTS["t"][sel_on] / 1000.0, VISION_EVENTS["y"][sel_on]]
+    )
+    assert np.allclose(
+        off.get_offsets(), np.c_[VISION_EVENTS["t"][sel_off] / 1000.0, VISION_EVENTS["y"][sel_off]]
+    )
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ON (2)", "OFF (3)"]
     assert ax.yaxis_inverted()
     with pytest.raises(ValueError, match="axis"):
@@ -220,7 +240,11 @@ def test_plot_frames_and_strip_show_the_frames():
     frames[3, 1, 0, 0] = 1
     fig = EV.plot_frame_strip(frames, n=3, dt_ms=75)
     axes = [ax for ax in fig.axes if ax.images]
-    assert [ax.get_title() for ax in axes] == ["t=0\n0 ms", "t=2\n150 ms", "t=4\n300 ms"]  # linspace(0, 4, 3)
+    assert [ax.get_title() for ax in axes] == [
+        "t=0\n0 ms",
+        "t=2\n150 ms",
+        "t=4\n300 ms",
+    ]  # linspace(0, 4, 3)
     fig = EV.plot_frame_strip(frames, steps=[3])
     (ax,) = fig.axes
     assert np.allclose(ax.images[0].get_array(), EV.frames_rgb(frames)[3])
@@ -234,7 +258,9 @@ def test_event_cloud_colours_by_time():
     assert np.allclose(sc.get_array(), VISION_EVENTS["t"] / 1000.0)
     assert ax.get_ylim() == pytest.approx((2.5, -0.5))  # image convention
     (arrow,) = ax.texts
-    assert arrow.xy == pytest.approx((1.5 + 0.9, 1.5))  # from the centre, 30 % of the width to the right
+    assert arrow.xy == pytest.approx(
+        (1.5 + 0.9, 1.5)
+    )  # from the centre, 30 % of the width to the right
 
 
 def test_trace_spans_lines():
@@ -248,7 +274,9 @@ def test_trace_spans_lines():
 
 def test_trace_vs_window_bars_and_trace():
     """Units 0..2 over 6 ms; bars: events of units 1-2 per frame; line: their trace."""
-    t_us = np.array([1000, 1200, 2500, 2600, 3100, 5900]) + 7000  # the plot shifts time to the first event
+    t_us = (
+        np.array([1000, 1200, 2500, 2600, 3100, 5900]) + 7000
+    )  # the plot shifts time to the first event
     ev = np.zeros(len(t_us), dtype=AUDIO)
     ev["t"], ev["x"], ev["p"] = t_us, [1, 0, 2, 1, 1, 2], 1
     lam = 0.5
@@ -262,7 +290,9 @@ def test_trace_vs_window_bars_and_trace():
         assert [p.get_x() for p in ax.patches] == pytest.approx(list(np.arange(n) * w))
         trace = EV.trace_over_time(counts, lam)
         (line,) = ax.lines
-        assert np.allclose(line.get_ydata(), trace) and np.allclose(line.get_xdata(), np.arange(1, n + 1) * w)
+        assert np.allclose(line.get_ydata(), trace) and np.allclose(
+            line.get_xdata(), np.arange(1, n + 1) * w
+        )
         assert f"T = {n} steps" in ax.texts[0].get_text()
 
 
@@ -275,7 +305,9 @@ def test_animation_panels_and_gif(tmp_path):
     frame_ax, trace_ax = fig.axes
     anim._func(2)  # draw step 2
     assert np.allclose(frame_ax.images[0].get_array(), EV.frames_rgb(frames)[2])
-    assert np.allclose(trace_ax.images[0].get_array(), EV.frames_rgb(EV.trace_over_time(frames, 0.5))[2])
+    assert np.allclose(
+        trace_ax.images[0].get_array(), EV.frames_rgb(EV.trace_over_time(frames, 0.5))[2]
+    )
     assert fig._suptitle.get_text() == "x\nstep 2, t = 20 ms"
     path = EV.save_gif(anim, tmp_path / "sub" / "a.gif", fps=5)
     assert path == str(tmp_path / "sub" / "a.gif")
@@ -284,6 +316,7 @@ def test_animation_panels_and_gif(tmp_path):
 
 
 # ----------------------------------------------------------------------------- file formats
+
 
 def test_moving_shapes_as_gesture_rows_by_hand():
     ev = np.array([(3, 1, 20_000, 1), (0, 2, 5_000, 0), (7, 7, 20_000, 0)], dtype=VISION)
@@ -304,9 +337,13 @@ def test_gesture_recording_round_trips_through_the_real_reader(tmp_path):
     got = ds.events(k)
     assert np.array_equal(got["x"], ev["x"] * 4) and np.array_equal(got["y"], ev["y"] * 4)
     assert np.array_equal(got["p"].astype(int), ev["p"])
-    assert np.array_equal(got["t"], np.round(ev["t"] * 7.5 / 1000).astype(np.int64) * 1000)  # ms -> us by tonic
+    assert np.array_equal(
+        got["t"], np.round(ev["t"] * 7.5 / 1000).astype(np.int64) * 1000
+    )  # ms -> us by tonic
     frames, label = ds[k]
-    assert label == 10 and float(frames.sum()) == 5  # 75 ms frames from the first event; last bin incomplete
+    assert (
+        label == 10 and float(frames.sum()) == 5
+    )  # 75 ms frames from the first event; last bin incomplete
     with pytest.raises(KeyError, match="no recording"):
         EV.find_item(ds, "user99_led/3.npy")
 
@@ -317,9 +354,13 @@ def test_find_item_through_the_training_slices(tmp_path):
     ds = get_dataset("dvsgesture", tmp_path, train=True, size=128, cache=False, augment=False)
     k = EV.find_item(ds, os.path.join("user03_fluorescent", "4.npy"))
     sliced = ds.events_dataset
-    rec = sliced.dataset.data.index(str(tmp_path / "DVSGesture" / "ibmGestureTrain" / "user03_fluorescent" / "4.npy"))
+    rec = sliced.dataset.data.index(
+        str(tmp_path / "DVSGesture" / "ibmGestureTrain" / "user03_fluorescent" / "4.npy")
+    )
     assert int(sliced.table[ds.indices[k], 0]) == rec
-    assert all(int(sliced.table[ds.indices[i], 0]) != rec for i in range(k))  # the first slice of it
+    assert all(
+        int(sliced.table[ds.indices[i], 0]) != rec for i in range(k)
+    )  # the first slice of it
     assert ds[k][1] == 4
 
 
@@ -353,7 +394,9 @@ def test_chirp_samples_sweep_and_shd_round_trip(tmp_path):
         ev = ds.events(i)
         assert len(ev) == 400
         assert np.array_equal(np.sort(ev["x"]), np.sort(u))
-        assert np.allclose(np.sort(ev["t"]) / 1e6, np.sort(t), rtol=1e-3)  # float16 seconds in the file
+        assert np.allclose(
+            np.sort(ev["t"]) / 1e6, np.sort(t), rtol=1e-3
+        )  # float16 seconds in the file
         frames, y = ds[i]
         assert y == label
         # the dataset's frames are EV.to_frames of the same events (10 ms windows from the first event)

@@ -10,35 +10,38 @@ References are counted by hand from the layer shapes (docs/measurement.md gives 
 - Table 3's ratios from its printed numbers, T/2 and 2T/(3d) written out; SHD's absolute numbers
   from 700-450(rec)-20.
 """
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from stllr.studies import paper
-from stllr.studies import common
-from stllr.studies import quickstart
-from stllr.studies import memory_and_compute
 from stllr.bptt import LeakyIntegrator, LinearLIF
 from stllr.layers import LeakyReadout, LinearSTLLR
 from stllr.models.registry import build_model
+from stllr.studies import common, memory_and_compute, paper, quickstart
 
 F32, I64 = 4, 8
 
 
 # ----------------------------------------------------------------------------- tables
 
+
 def test_format_table_alignment_and_missing_values():
     rows = [{"name": "a", "x": 1.5, "n": 3}, {"name": "long name", "x": None, "n": 12}]
-    cols = [("name", "method", ""), ("x", "x value", ".2f"), ("n", "n", "d"), ("missing", "extra", "")]
+    cols = [
+        ("name", "method", ""),
+        ("x", "x value", ".2f"),
+        ("n", "n", "d"),
+        ("missing", "extra", ""),
+    ]
     assert common.format_table(rows, cols).splitlines() == [
         "method     x value   n  extra",
         "---------  -------  --  -----",
-        "a             1.50   3  -",      # text left-aligned, numbers right-aligned, trailing blanks cut
-        "long name        -  12  -",      # None and a missing key print "-"
+        "a             1.50   3  -",  # text left-aligned, numbers right-aligned, trailing blanks cut
+        "long name        -  12  -",  # None and a missing key print "-"
     ]
     assert common.format_table([], [("a", "alpha", "")]).splitlines() == ["alpha", "-----"]
 
@@ -63,7 +66,9 @@ def test_fig3_mlp_layers_and_shared_initial_weights():
     assert [type(m) for m in s.layers] == [LinearSTLLR, LinearSTLLR, LeakyReadout]
     assert [type(m) for m in b.layers] == [LinearLIF, LinearLIF, LeakyIntegrator]
     assert [(m.in_features, m.out_features) for m in s.layers] == [(6, 5), (5, 4), (4, 1)]
-    assert s.layers[0].factors.tolist() == pytest.approx([0.2, 0.75, -1.0, 1.0])  # reference CLI default
+    assert s.layers[0].factors.tolist() == pytest.approx(
+        [0.2, 0.75, -1.0, 1.0]
+    )  # reference CLI default
     assert s.layers[2].factors.tolist() == pytest.approx([0.0, 0.99, 0.0, 1.0])
     bp = dict(b.named_parameters())
     for name, p in s.named_parameters():
@@ -110,9 +115,12 @@ def test_memory_vs_T_window_larger_than_T_is_clipped():
 
 # ----------------------------------------------------------------------------- MACs
 
+
 @pytest.fixture(scope="module")
 def macs():
-    return memory_and_compute.macs_vs_window(arch="randman_rsnn_stllr", T=6, windows=(1, 3, 6), batch_size=3)
+    return memory_and_compute.macs_vs_window(
+        arch="randman_rsnn_stllr", T=6, windows=(1, 3, 6), batch_size=3
+    )
 
 
 def test_macs_vs_window_hand_counts(macs):
@@ -131,34 +139,52 @@ def test_macs_vs_window_hand_counts(macs):
         assert (row["window"], row["T_l"], row["batch_size"]) == (d, T - d, B)
         # window: forward S + fused causal/non-causal GEMM 2 N K of the hidden layer + readout N C, per sample
         assert row["stllr_paper_terms"] == d * B * (3 * N * (M_ + N) + 2 * N * C)
-        assert row["stllr_paper_terms_a0"] == d * B * 2 * S  # alpha_post = 0: one weight term everywhere
+        assert (
+            row["stllr_paper_terms_a0"] == d * B * 2 * S
+        )  # alpha_post = 0: one weight term everywhere
         assert row["stllr_pre_window"] == row["stllr_pre_window_a0"] == (T - d) * S * B
-        assert row["stllr_grad_input"] == d * B * N * C  # the readout's delta W; the input needs no gradient
-        assert row["stllr_macs"] >= row["stllr_paper_terms"] + row["stllr_pre_window"] + row["stllr_grad_input"]
+        assert (
+            row["stllr_grad_input"] == d * B * N * C
+        )  # the readout's delta W; the input needs no gradient
+        assert (
+            row["stllr_macs"]
+            >= row["stllr_paper_terms"] + row["stllr_pre_window"] + row["stllr_grad_input"]
+        )
         assert row["stllr_analytic"] == 3 * d * S * B and row["stllr_analytic_a0"] == 2 * d * S * B
         # the ratios: Eq. 23 exactly, and the measured ones from the hand counts
         assert row["mac_ratio_analytic"] == pytest.approx(2 * T / (3 * d))
         assert row["mac_ratio_analytic_a0"] == pytest.approx(T / d)
         assert row["mac_ratio_paper_terms"] == pytest.approx(
-            (2 * T * S - 2 * N * N) / (d * (3 * N * (M_ + N) + 2 * N * C)), rel=1e-12)
+            (2 * T * S - 2 * N * N) / (d * (3 * N * (M_ + N) + 2 * N * C)), rel=1e-12
+        )
         assert row["mac_ratio"] == pytest.approx(bp["macs"] / row["stllr_macs"], rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- Table 3
 
+
 def test_paper_mac_points_from_the_printed_table():
     pts = memory_and_compute.paper_mac_points()
     assert len(pts) == 7  # every S-TLLR row
     first = pts[0]
-    assert (first["dataset"], first["T"], first["window"], first["alpha_post"]) == ("DVS CIFAR10", 10, 5, -1.0)
-    assert first["ratio"] == pytest.approx(6.82 / 5.12) and first["formula"] == pytest.approx(20 / 15)
+    assert (first["dataset"], first["T"], first["window"], first["alpha_post"]) == (
+        "DVS CIFAR10",
+        10,
+        5,
+        -1.0,
+    )
+    assert first["ratio"] == pytest.approx(6.82 / 5.12) and first["formula"] == pytest.approx(
+        20 / 15
+    )
     by = {(p["dataset"], p["window"], p["alpha_post"]): p for p in pts}
-    assert by[("DVS CIFAR10", 10, 0.0)]["formula"] == pytest.approx(1.0)       # 2T / (2T)
+    assert by[("DVS CIFAR10", 10, 0.0)]["formula"] == pytest.approx(1.0)  # 2T / (2T)
     assert by[("DVS CIFAR10", 10, -1.0)]["ratio"] == pytest.approx(6.82 / 10.26)
     assert by[("DVS Gesture", 5, -1.0)]["formula"] == pytest.approx(40 / 15)
     assert by[("N-CALTECH101", 5, -1.0)]["ratio"] == pytest.approx(22.81 / 17.22)
     shd = by[("SHD", 90, 1.0)]
-    assert shd["ratio"] == pytest.approx(0.054 / 0.096) and shd["formula"] == pytest.approx(200 / 270)
+    assert shd["ratio"] == pytest.approx(0.054 / 0.096) and shd["formula"] == pytest.approx(
+        200 / 270
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,16 +195,28 @@ def table3():
 def test_table3_ratios(table3):
     assert len(table3) == len(paper.PAPER_TABLE3) == 11
     for row, published in zip(table3, paper.PAPER_TABLE3):
-        assert (row["dataset"], row["method"], row["T"]) == (published["dataset"], published["method"], published["T"])
+        assert (row["dataset"], row["method"], row["T"]) == (
+            published["dataset"],
+            published["method"],
+            published["T"],
+        )
         if published["method"] == "BPTT":
-            assert row["window"] is None and row["mem_ratio"] is None and row["paper_mem_ratio"] is None
+            assert (
+                row["window"] is None
+                and row["mem_ratio"] is None
+                and row["paper_mem_ratio"] is None
+            )
             continue
         T, d = published["T"], published["T"] - published["T_l"]
         assert row["window"] == d
         assert row["mem_ratio"] == T / 2  # Eq. 22 for every configuration
         k = 2 if published["alpha_post"] == 0 else 3
         assert row["mac_ratio"] == pytest.approx(2 * T / (k * d), rel=1e-12)
-        bptt = next(p for p in paper.PAPER_TABLE3 if p["dataset"] == published["dataset"] and p["method"] == "BPTT")
+        bptt = next(
+            p
+            for p in paper.PAPER_TABLE3
+            if p["dataset"] == published["dataset"] and p["method"] == "BPTT"
+        )
         assert row["paper_mem_ratio"] == pytest.approx(bptt["mem_mb"] / published["mem_mb"])
         assert row["paper_mac_ratio"] == pytest.approx(bptt["mac_e9"] / published["mac_e9"])
         if published["dataset"] != "SHD":
@@ -193,8 +231,8 @@ def test_table3_shd_absolute_numbers_by_hand(table3):
     S, sum_n = 450 * (700 + 450) + 450 * 20, 700 + 450 + 20
     bptt, stl = [r for r in table3 if r["dataset"] == "SHD"][:2]
     assert bptt["model"] == "stllr_shd_net" and bptt["sum_neurons"] == sum_n
-    assert bptt["macs_e9"] == pytest.approx(2 * 100 * S / 1e9)          # 0.1053
-    assert stl["macs_e9"] == pytest.approx(3 * 90 * S / 1e9)            # 0.142155
+    assert bptt["macs_e9"] == pytest.approx(2 * 100 * S / 1e9)  # 0.1053
+    assert stl["macs_e9"] == pytest.approx(3 * 90 * S / 1e9)  # 0.142155
     assert bptt["values_e6"] == pytest.approx(100 * sum_n / 1e6)
     assert stl["values_e6"] == pytest.approx(2 * sum_n / 1e6)
     assert "macs_e9_half" not in stl  # 1-D input: no half resolution
@@ -217,16 +255,26 @@ def test_table3_vgg_half_resolution_matches_the_printed_macs(table3):
 
 # ----------------------------------------------------------------------------- time per step
 
+
 def test_time_per_step_rows():
     s, b = memory_and_compute.fig3_models(DIMS)
     torch.manual_seed(0)
     rec = build_model("randman_rsnn_stllr", num_classes=3, input_shape=(6,), hidden=5)
     before = torch.get_num_threads()
-    rows = memory_and_compute.time_per_step([("mlp s", s, "stllr", 5, 2, 3), ("mlp b", b, "bptt", 5, 2, 3),
-                            ("rec", rec, "stllr", 4, 4, 2)], repeats=2)
+    rows = memory_and_compute.time_per_step(
+        [
+            ("mlp s", s, "stllr", 5, 2, 3),
+            ("mlp b", b, "bptt", 5, 2, 3),
+            ("rec", rec, "stllr", 4, 4, 2),
+        ],
+        repeats=2,
+    )
     assert torch.get_num_threads() == before
     assert [(r["label"], r["mode"], r["T"], r["window"], r["batch"]) for r in rows] == [
-        ("mlp s", "stllr", 5, 2, 3), ("mlp b", "bptt", 5, 5, 3), ("rec", "stllr", 4, 4, 2)]  # BPTT: window T
+        ("mlp s", "stllr", 5, 2, 3),
+        ("mlp b", "bptt", 5, 5, 3),
+        ("rec", "stllr", 4, 4, 2),
+    ]  # BPTT: window T
     for r in rows:
         assert set(r) == {"label", "mode", "T", "window", "batch", "seconds", "ms_per_step"}
         assert r["seconds"] > 0 and math.isfinite(r["seconds"])
@@ -243,20 +291,39 @@ M_IN, HID, CLS, BS, T_SEQ = 6, 5, 3, 4, 7
 
 def _runs():
     torch.manual_seed(0)
-    s = build_model("randman_rsnn_stllr", num_classes=CLS, input_shape=(M_IN,), hidden=HID, factors=[0.5, 1, 1, 1])
+    s = build_model(
+        "randman_rsnn_stllr",
+        num_classes=CLS,
+        input_shape=(M_IN,),
+        hidden=HID,
+        factors=[0.5, 1, 1, 1],
+    )
     b = build_model("randman_rsnn_bptt", num_classes=CLS, input_shape=(M_IN,), hidden=HID)
-    ms = common.Method("stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), delay_ls=3)
+    ms = common.Method(
+        "stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), delay_ls=3
+    )
     mb = common.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", delay_ls=3)
-    hist_s = [{"epoch": 0, "train_acc": None, "test_acc": 10.0},
-              {"epoch": 1, "train_acc": 50.0, "test_acc": 62.5}, {"epoch": 2, "train_acc": 75.0, "test_acc": 60.0}]
-    hist_b = [{"epoch": 0, "train_acc": None, "test_acc": 10.0}, {"epoch": 1, "train_acc": 40.0, "test_acc": 33.3333}]
-    return {"stllr": common.RunResult(ms, hist_s, s, 123), "bptt": common.RunResult(mb, hist_b, b, 45)}
+    hist_s = [
+        {"epoch": 0, "train_acc": None, "test_acc": 10.0},
+        {"epoch": 1, "train_acc": 50.0, "test_acc": 62.5},
+        {"epoch": 2, "train_acc": 75.0, "test_acc": 60.0},
+    ]
+    hist_b = [
+        {"epoch": 0, "train_acc": None, "test_acc": 10.0},
+        {"epoch": 1, "train_acc": 40.0, "test_acc": 33.3333},
+    ]
+    return {
+        "stllr": common.RunResult(ms, hist_s, s, 123),
+        "bptt": common.RunResult(mb, hist_b, b, 45),
+    }
 
 
 def _info():
     g = torch.Generator().manual_seed(2)
     lengths = [7, 5, 7, 6, 7]  # padded to the longest of the first batch_size samples (7)
-    train = [((torch.rand(n, M_IN, generator=g) < 0.4).float(), i % CLS) for i, n in enumerate(lengths)]
+    train = [
+        ((torch.rand(n, M_IN, generator=g) < 0.4).float(), i % CLS) for i, n in enumerate(lengths)
+    ]
     return {"batch_size": BS, "train_set": train}
 
 
@@ -264,7 +331,13 @@ def test_training_memory_hand_counts():
     runs, info = _runs(), _info()
     out = quickstart.training_memory(runs, info)
     s, b, ratio = out["stllr"], out["bptt"], out["ratio"]
-    assert (s["T"], s["delay_ls"], s["batch_size"], s["mode"], s["label"]) == (T_SEQ, 3, BS, "stllr", "S-TLLR")
+    assert (s["T"], s["delay_ls"], s["batch_size"], s["mode"], s["label"]) == (
+        T_SEQ,
+        3,
+        BS,
+        "stllr",
+        "S-TLLR",
+    )
     assert (b["T"], b["batch_size"], b["mode"]) == (T_SEQ, BS, "bptt")
     z = M_IN + HID  # the recurrent layer's input [x_t, s_{t-1}]
     ce = BS * CLS * F32 + BS * I64  # log_softmax and the int64 target
@@ -274,14 +347,20 @@ def test_training_memory_hand_counts():
     assert b["saved_bytes"] == T_SEQ * BS * (M_IN + 2 * HID) * F32 + ce
     assert s["saved_bytes_per_sample"] == s["saved_bytes"] / BS
     # Eq. 18-19 per sample, float32: sum N = 6 + 5 + 3
-    assert s["analytic_bytes_per_sample"] == 2 * 14 * F32 and b["analytic_bytes_per_sample"] == T_SEQ * 14 * F32
+    assert (
+        s["analytic_bytes_per_sample"] == 2 * 14 * F32
+        and b["analytic_bytes_per_sample"] == T_SEQ * 14 * F32
+    )
     assert s["sum_neurons"] == b["sum_neurons"] == 14
     # states after the sequence: S-TLLR pre trace [B, z], post trace, membrane, spikes, psi [B, N] and the
     # readout's trace [B, N] and membrane [B, C]; BPTT membrane and spikes [B, N], readout membrane [B, C]
     assert s["state_bytes"] == BS * (z + 4 * HID + HID + CLS) * F32
     assert b["state_bytes"] == BS * (2 * HID + CLS) * F32
-    assert ratio == {"memory_ratio": b["saved_bytes"] / s["saved_bytes"], "memory_ratio_analytic": T_SEQ / 2,
-                     "T": T_SEQ}
+    assert ratio == {
+        "memory_ratio": b["saved_bytes"] / s["saved_bytes"],
+        "memory_ratio_analytic": T_SEQ / 2,
+        "T": T_SEQ,
+    }
     for run in runs.values():
         assert run.model.training and all(p.grad is None for p in run.model.parameters())
     # batch_size caps at the training set; one method: no ratio
@@ -292,12 +371,28 @@ def test_training_memory_hand_counts():
 def test_results_table_rows():
     runs = _runs()
     memory = {"stllr": {"saved_bytes_per_sample": 1234.0, "analytic_bytes_per_sample": 112.0}}
-    lines = quickstart.results_table(runs, memory=memory, paper={"stllr": (78.24, 1.84)}).splitlines()
-    assert lines[0].split("  ")[:5] == ["method", "params", "train acc %", "test acc %", "best test %"]
+    lines = quickstart.results_table(
+        runs, memory=memory, paper={"stllr": (78.24, 1.84)}
+    ).splitlines()
+    assert lines[0].split("  ")[:5] == [
+        "method",
+        "params",
+        "train acc %",
+        "test acc %",
+        "best test %",
+    ]
     assert "saved kB/sample (measured)" in lines[0] and "paper SHD test %" in lines[0]
     s = lines[2].split()
-    assert s[:5] == ["S-TLLR", "123", "75.00", "60.00", "62.50"]  # final train/test, best test over epochs >= 1
-    assert s[5:] == ["1.2", "0.1", "78.24", "+-", "1.84"]   # kB/sample
+    assert s[:5] == [
+        "S-TLLR",
+        "123",
+        "75.00",
+        "60.00",
+        "62.50",
+    ]  # final train/test, best test over epochs >= 1
+    assert s[5:] == ["1.2", "0.1", "78.24", "+-", "1.84"]  # kB/sample
     b = lines[3].split()
     assert b == ["BPTT", "45", "40.00", "33.33", "33.33", "-", "-", "-"]
-    assert len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 5  # no memory / paper columns
+    assert (
+        len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 5
+    )  # no memory / paper columns

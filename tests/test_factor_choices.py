@@ -1,5 +1,6 @@
 """stllr.studies.factor_choices (notebook 03): the sweep grids hold the paper's factors, the paper's numbers
 equal the published tables, the helpers compute what they say, the plots draw what they claim."""
+
 from __future__ import annotations
 
 import math
@@ -10,11 +11,11 @@ import pytest
 
 matplotlib.use("Agg")
 
+from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
+from stllr.plotting.style import plt  # noqa: E402
 from stllr.studies import factor_choices as FC  # noqa: E402
 from stllr.studies import sweeps  # noqa: E402
-from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
 from stllr.studies.common import Method  # noqa: E402
-from stllr.plotting.style import plt  # noqa: E402
 
 # The paper's Tables 2 and 5 exactly as docs/paper-results.md prints them (arXiv 2306.15220v4).
 SPEC_TABLE2 = """
@@ -39,7 +40,10 @@ SPEC_NAMES = {"Gesture": "DVS Gesture", "NCALTECH101": "N-CALTECH101", "SHD": "S
 
 
 def _rows(text):
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.strip().splitlines()]
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.strip().splitlines()
+    ]
 
 
 def test_paper_table2_equals_the_spec():
@@ -61,21 +65,37 @@ def test_paper_table5_equals_the_spec():
         got = FC.PAPER_TABLE5[SPEC_NAMES[ds]][int(eq)]
         assert got == {a: float(v) for a, v in zip(SPEC_ORDER, accs)}
     # Table 2 repeats Table 5 where the psi matches (SHD: rational, Gesture: triangle)
-    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["SHD"]["acc"].items()} == FC.PAPER_TABLE5["SHD"][25]
-    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["DVS Gesture"]["acc"].items()} == FC.PAPER_TABLE5["DVS Gesture"][26]
+    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["SHD"]["acc"].items()} == FC.PAPER_TABLE5["SHD"][
+        25
+    ]
+    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["DVS Gesture"]["acc"].items()} == FC.PAPER_TABLE5[
+        "DVS Gesture"
+    ][26]
 
 
 def test_default_grid_has_the_papers_factors():
     s = FC.sweep_settings()
     g = s["groups"]
-    assert [m.factors for m in g["bp"]] == [(0.5, 1.0, a, 1.0) for a in (-1.0, 0.0, 1.0)]  # Table 2, SHD row
+    assert [m.factors for m in g["bp"]] == [
+        (0.5, 1.0, a, 1.0) for a in (-1.0, 0.0, 1.0)
+    ]  # Table 2, SHD row
     assert [m.factors for m in g["dfa"]] == [m.factors for m in g["bp"]]
     assert all(m.feedback_mode == "bp" and m.options == {} for m in g["bp"] + g["lambda_pre"])
-    assert all(m.feedback_mode == "dfa" and m.options == {"rate_reg": 0.3, "rate_target": 0.03} for m in g["dfa"])
-    assert [(m.feedback_mode, m.options, m.factors[2]) for m in g["dfa_plain"]] == [("dfa", {}, 1.0)]
+    assert all(
+        m.feedback_mode == "dfa" and m.options == {"rate_reg": 0.3, "rate_target": 0.03}
+        for m in g["dfa"]
+    )
+    assert [(m.feedback_mode, m.options, m.factors[2]) for m in g["dfa_plain"]] == [
+        ("dfa", {}, 1.0)
+    ]
     # Fig. 5: BP, lambda_post 0.2, alpha_post -1, alpha_pre 1, lambda_pre swept from 0 to 1
-    assert [m.factors for m in g["lambda_pre"]] == [(0.2, lp, -1.0, 1.0) for lp in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert all(m.mode == "stllr" and m.arch == "randman_rsnn_stllr" and m.psi == "sigmoid" for m in s["methods"])
+    assert [m.factors for m in g["lambda_pre"]] == [
+        (0.2, lp, -1.0, 1.0) for lp in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
+    assert all(
+        m.mode == "stllr" and m.arch == "randman_rsnn_stllr" and m.psi == "sigmoid"
+        for m in s["methods"]
+    )
     assert all(0 < m.delay_ls <= s["T"] for m in s["methods"])
     keys = [m.key for m in s["methods"]]
     assert len(set(keys)) == len(keys) == 12
@@ -86,11 +106,26 @@ def test_default_grid_has_the_papers_factors():
 
 def test_full_grid_is_the_papers_shd_setting(tmp_path):
     s = FC.sweep_settings(True, tmp_path, "cuda")
-    assert (s["arch"], s["psi"], s["delay_ls"], s["T"], s["lr"], s["epochs"]) == \
-        ("stllr_shd_net", "rational", 90, 100, 2e-4, 200)
-    assert (s["data"].dataset, s["data"].batch_size, s["data"].data_path) == ("shd", 128, str(tmp_path))
-    assert s["groups"]["dfa_plain"] == [] and all(m.options == {} for m in s["groups"]["dfa"])  # DFA as in the paper
-    assert all(m.arch == "stllr_shd_net" and m.delay_ls == 90 for m in s["methods"]) and s["device"] == "cuda"
+    assert (s["arch"], s["psi"], s["delay_ls"], s["T"], s["lr"], s["epochs"]) == (
+        "stllr_shd_net",
+        "rational",
+        90,
+        100,
+        2e-4,
+        200,
+    )
+    assert (s["data"].dataset, s["data"].batch_size, s["data"].data_path) == (
+        "shd",
+        128,
+        str(tmp_path),
+    )
+    assert s["groups"]["dfa_plain"] == [] and all(
+        m.options == {} for m in s["groups"]["dfa"]
+    )  # DFA as in the paper
+    assert (
+        all(m.arch == "stllr_shd_net" and m.delay_ls == 90 for m in s["methods"])
+        and s["device"] == "cuda"
+    )
 
 
 def test_full_needs_the_data(tmp_path):
@@ -101,8 +136,16 @@ def test_full_needs_the_data(tmp_path):
 
 
 def test_method_builders_keys_labels_and_options():
-    ms = FC.alpha_post_methods("randman_rsnn_stllr", "dfa", delay_ls=7, psi="triangle", lambda_post=0.2,
-                               lambda_pre=0.75, options={"rate_reg": 0.1}, name="DFA x")
+    ms = FC.alpha_post_methods(
+        "randman_rsnn_stllr",
+        "dfa",
+        delay_ls=7,
+        psi="triangle",
+        lambda_post=0.2,
+        lambda_pre=0.75,
+        options={"rate_reg": 0.1},
+        name="DFA x",
+    )
     assert [m.key for m in ms] == ["dfa_a-1", "dfa_a0", "dfa_a+1"]
     assert ms[2].label == "DFA x, alpha_post +1" and ms[0].factors == (0.2, 0.75, -1.0, 1.0)
     assert ms[0].options == {"rate_reg": 0.1} and ms[0].options is not ms[1].options
@@ -114,8 +157,16 @@ def test_method_builders_keys_labels_and_options():
 
 def test_paper_values_match_methods_by_alpha_post():
     bp = FC.sweep_settings()["groups"]["bp"]
-    assert FC.paper_values(bp, "SHD") == {"bp_a-1": (74.69, 0.47), "bp_a0": (77.09, 0.33), "bp_a+1": (78.23, 1.84)}
-    assert FC.paper_values(bp, "N-CALTECH101", table=5, psi=27) == {"bp_a-1": 66.33, "bp_a0": 62.24, "bp_a+1": 53.42}
+    assert FC.paper_values(bp, "SHD") == {
+        "bp_a-1": (74.69, 0.47),
+        "bp_a0": (77.09, 0.33),
+        "bp_a+1": (78.23, 1.84),
+    }
+    assert FC.paper_values(bp, "N-CALTECH101", table=5, psi=27) == {
+        "bp_a-1": 66.33,
+        "bp_a0": 62.24,
+        "bp_a+1": 53.42,
+    }
     with pytest.raises(ValueError):
         FC.paper_values(bp, "SHD", table=5)
     text = FC.paper_table()
@@ -123,8 +174,12 @@ def test_paper_values_match_methods_by_alpha_post():
 
 
 def test_membrane_decay_is_sigmoid_of_the_leak():
-    assert FC.membrane_decay("randman_rsnn_stllr") == pytest.approx(1 / (1 + math.exp(-5.0)), abs=1e-7)
-    assert FC.membrane_decay("randman_rsnn_stllr", leak=2.0) == pytest.approx(1 / (1 + math.exp(-2.0)), abs=1e-7)
+    assert FC.membrane_decay("randman_rsnn_stllr") == pytest.approx(
+        1 / (1 + math.exp(-5.0)), abs=1e-7
+    )
+    assert FC.membrane_decay("randman_rsnn_stllr", leak=2.0) == pytest.approx(
+        1 / (1 + math.exp(-2.0)), abs=1e-7
+    )
 
 
 def test_alpha_post_effects():
@@ -137,14 +192,19 @@ def _fake_sweep(accs):
     """A Sweep whose trials end at the given final test accuracies {key: [acc per trial]}."""
     sw = sweeps.Sweep(labels={k: f"label {k}" for k in accs})
     for k, values in accs.items():
-        sw[k] = [sweeps.TrialResult(k, f"label {k}", i, i,
-                                    [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": v}])
-                 for i, v in enumerate(values)]
+        sw[k] = [
+            sweeps.TrialResult(
+                k, f"label {k}", i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": v}]
+            )
+            for i, v in enumerate(values)
+        ]
     return sw
 
 
 def test_subsweep_values_and_paired_differences():
-    sw = _fake_sweep({"bp_a-1": [60, 62, 64], "bp_a0": [61, 65, 64], "bp_a+1": [70, 71, 72], "x": [1, 2, 3]})
+    sw = _fake_sweep(
+        {"bp_a-1": [60, 62, 64], "bp_a0": [61, 65, 64], "bp_a+1": [70, 71, 72], "x": [1, 2, 3]}
+    )
     bp = FC.sweep_settings()["groups"]["bp"]
     sub = FC.subsweep(sw, bp)
     assert list(sub) == ["bp_a-1", "bp_a0", "bp_a+1"] and sub.labels["bp_a0"] == "label bp_a0"
@@ -152,17 +212,35 @@ def test_subsweep_values_and_paired_differences():
     assert vals[1.0] == pytest.approx((71.0, 1.0)) and vals[-1.0] == pytest.approx((62.0, 2.0))
     d = FC.paired_differences(sw, "bp_a-1", "bp_a0")
     assert list(d["values"]) == [-1, -3, 0] and d["wins"] == 0 and d["n"] == 3
-    assert d["mean"] == pytest.approx(-4 / 3) and d["std"] == pytest.approx(np.std([-1, -3, 0], ddof=1))
+    assert d["mean"] == pytest.approx(-4 / 3) and d["std"] == pytest.approx(
+        np.std([-1, -3, 0], ddof=1)
+    )
 
 
 def test_plot_alpha_post_effects_draws_the_expected_bars():
-    groups = [dict(label="SHD (paper)", values=FC.PAPER_TABLE2["SHD"]["acc"], source="paper"),
-              dict(label="ours", values={-1.0: (60.0, 3.0), 0.0: (65.0, 4.0), 1.0: (66.0, 0.0)}, source="ours")]
+    groups = [
+        dict(label="SHD (paper)", values=FC.PAPER_TABLE2["SHD"]["acc"], source="paper"),
+        dict(
+            label="ours",
+            values={-1.0: (60.0, 3.0), 0.0: (65.0, 4.0), 1.0: (66.0, 0.0)},
+            source="ours",
+        ),
+    ]
     fig = FC.plot_alpha_post_effects(groups)
     ax = fig.axes[0]
-    bars = [p for c in ax.containers if isinstance(c, matplotlib.container.BarContainer) for p in c.patches]
+    bars = [
+        p
+        for c in ax.containers
+        if isinstance(c, matplotlib.container.BarContainer)
+        for p in c.patches
+    ]
     assert [round(b.get_height(), 2) for b in bars] == [-2.4, 1.14, -5.0, 1.0]
-    assert [bool(b.get_hatch()) for b in bars] == [True, True, False, False]  # paper hatched, ours solid
+    assert [bool(b.get_hatch()) for b in bars] == [
+        True,
+        True,
+        False,
+        False,
+    ]  # paper hatched, ours solid
     colors = [matplotlib.colors.to_rgb(FC.ALPHA_COLORS[a]) for a in (-1.0, 1.0)]
     assert [b.get_facecolor()[:3] for b in bars[:2]] == colors
     ticks = [t.get_text() for t in ax.get_xticklabels()]
@@ -175,18 +253,27 @@ def test_box_plots_draw_one_box_per_setting_and_mark_beta():
     g = s["groups"]
     rng = np.random.default_rng(0)
     sw = _fake_sweep({m.key: list(rng.uniform(30, 70, 5)) for m in s["methods"]})
-    fig = FC.plot_alpha_post_boxes(sw, [("BP", g["bp"]), ("DFA", g["dfa"])], extra=g["dfa_plain"], chance=20.0)
+    fig = FC.plot_alpha_post_boxes(
+        sw, [("BP", g["bp"]), ("DFA", g["dfa"])], extra=g["dfa_plain"], chance=20.0
+    )
     ax_bp, ax_dfa = fig.axes
     assert [t.get_text() for t in ax_bp.get_xticklabels()] == ["-1", "0", "+1"]
-    assert len(ax_dfa.get_xticklabels()) == 4 and "no penalty" in ax_dfa.get_xticklabels()[3].get_text()
+    assert (
+        len(ax_dfa.get_xticklabels()) == 4
+        and "no penalty" in ax_dfa.get_xticklabels()[3].get_text()
+    )
     dots = [c for c in ax_bp.collections if c.get_offsets().shape[0] == 5]
-    assert len(dots) == 3 and np.allclose(sorted(dots[0].get_offsets()[:, 1]), sorted(sw.accuracies("bp_a-1")))
+    assert len(dots) == 3 and np.allclose(
+        sorted(dots[0].get_offsets()[:, 1]), sorted(sw.accuracies("bp_a-1"))
+    )
     plt.close(fig)
     fig = FC.plot_lambda_pre_boxes(sw, g["lambda_pre"], beta=0.9, chance=20.0)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.25", "0.5", "0.75", "1"]
     vlines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
-    assert len(vlines) == 1 and vlines[0].get_xdata()[0] == pytest.approx(3.6)  # 0.9 between 0.75 and 1
+    assert len(vlines) == 1 and vlines[0].get_xdata()[0] == pytest.approx(
+        3.6
+    )  # 0.9 between 0.75 and 1
     plt.close(fig)
 
 
@@ -197,7 +284,9 @@ def test_factor_windows_plot_the_analytic_windows():
     lines = {ln.get_label(): ln for ln in a.get_lines()}
     for alpha in (-1.0, 0.0, 1.0):
         name = f"alpha_post {'0' if alpha == 0 else f'{alpha:+g}'}"
-        assert np.allclose(lines[name].get_ydata(), stdp_window_analytic(dts, [0.5, 1.0, alpha, 1.0]))
+        assert np.allclose(
+            lines[name].get_ydata(), stdp_window_analytic(dts, [0.5, 1.0, alpha, 1.0])
+        )
     lines = {ln.get_label(): ln for ln in b.get_lines()}
     assert np.allclose(lines["lambda_pre 0.5"].get_ydata(), 0.5 ** np.arange(6))
     assert np.allclose(lines["membrane beta^dt (beta = 0.990)"].get_ydata(), 0.99 ** np.arange(6))
@@ -206,10 +295,22 @@ def test_factor_windows_plot_the_analytic_windows():
 
 def test_grid_methods_train(tmp_path):
     """Every kind of method in the grid builds and trains (BP, DFA with the rate penalty, plain DFA)."""
-    tiny = dict(sweeps.SMALL_RANDMAN, n_classes=3, n_steps=10, n_units=30, n_train_per_class=8, n_test_per_class=4)
-    data = sweeps.DataSpec("randman", data_path=str(tmp_path), data_options=tiny, batch_size=8, val_batch_size=12)
+    tiny = dict(
+        sweeps.SMALL_RANDMAN,
+        n_classes=3,
+        n_steps=10,
+        n_units=30,
+        n_train_per_class=8,
+        n_test_per_class=4,
+    )
+    data = sweeps.DataSpec(
+        "randman", data_path=str(tmp_path), data_options=tiny, batch_size=8, val_batch_size=12
+    )
     g = FC.sweep_settings()["groups"]
-    methods = [Method(**{**m.__dict__, "delay_ls": 5}) for m in (g["bp"][0], g["dfa"][2], g["dfa_plain"][0])]
+    methods = [
+        Method(**{**m.__dict__, "delay_ls": 5})
+        for m in (g["bp"][0], g["dfa"][2], g["dfa_plain"][0])
+    ]
     sw = sweeps.run_trials(methods, data, trials=1, epochs=1, lr=4e-3, workers=1, progress=False)
     assert list(sw) == ["bp_a-1", "dfa_a+1", "dfa_plain_a+1"]
     assert all(len(v) == 1 and len(v[0].history) == 2 for v in sw.values())
@@ -224,7 +325,15 @@ def test_full_grid_runs_on_shd_files(tmp_path):
     s = FC.sweep_settings(True, tmp_path, epochs=1)
     data = sweeps.DataSpec(**{**s["data"].as_dict(), "batch_size": 2, "val_batch_size": 4})
     methods = [s["groups"]["dfa"][2], s["groups"]["lambda_pre"][0]]
-    sw = sweeps.run_trials(methods, data, trials=1, epochs=s["epochs"], lr=s["lr"], workers=1, progress=False,
-                           cache_dir=tmp_path / "cache")
+    sw = sweeps.run_trials(
+        methods,
+        data,
+        trials=1,
+        epochs=s["epochs"],
+        lr=s["lr"],
+        workers=1,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     assert list(sw) == ["dfa_a+1", "lpre_0"] and len(list((tmp_path / "cache").glob("*.json"))) == 2
     assert sw["dfa_a+1"][0].num_parameters > 300_000  # the 700 -> 450 -> 20 SHD network

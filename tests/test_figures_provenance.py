@@ -9,6 +9,7 @@ its notebook. SVGs cannot be compared with an embedded image: their sha256 in th
 
 STLLR_PROVENANCE_ROOT=DIR checks DIR/figures and DIR/notebooks instead (a ``--out-dir`` run).
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,13 +53,16 @@ def test_notebook_carries_the_manifest_run_id(stem, entry):
     run_id = nb["metadata"].get("stllr", {}).get("run_id")
     assert run_id == entry["run_id"], (
         f"{entry['notebook']} was executed by run {run_id}, but figures/MANIFEST.json says its figures come from "
-        f"run {entry['run_id']}: {REGENERATE}")
+        f"run {entry['run_id']}: {REGENERATE}"
+    )
 
 
 @pytest.mark.parametrize("stem,entry", ENTRIES, ids=[stem for stem, _ in ENTRIES])
 def test_figures_are_the_ones_the_stored_notebook_made(stem, entry):
     figures = entry.get("figures")
-    assert isinstance(figures, dict) and figures, f"MANIFEST.json entry {stem} lists no figure sha256: {REGENERATE}"
+    assert isinstance(figures, dict) and figures, (
+        f"MANIFEST.json entry {stem} lists no figure sha256: {REGENERATE}"
+    )
     embedded = embedded_images(_notebook(entry))
     problems = []
     for name, info in sorted(figures.items()):
@@ -68,22 +72,34 @@ def test_figures_are_the_ones_the_stored_notebook_made(stem, entry):
             continue
         digest = sha256_bytes(path.read_bytes())
         if digest != info["sha256"]:
-            problems.append(f"{name}: not the file run {entry['run_id']} wrote (sha256 {digest[:12]}, "
-                            f"manifest {info['sha256'][:12]})")
+            problems.append(
+                f"{name}: not the file run {entry['run_id']} wrote (sha256 {digest[:12]}, "
+                f"manifest {info['sha256'][:12]})"
+            )
         mime = EMBEDDED_MIME.get(path.suffix)
         if mime and digest not in embedded[mime]:
             problems.append(f"{name}: no {mime} output of {entry['notebook']} has these bytes")
     # every image the notebook shows is one of its figure files: a second render of a saved figure
     # (the inline backend drawing it again) or a figure shown but not saved fails here
-    listed = {mime: {info["sha256"] for name, info in figures.items() if EMBEDDED_MIME.get(Path(name).suffix) == mime}
-              for mime in EMBEDDED_MIME.values()}
+    listed = {
+        mime: {
+            info["sha256"]
+            for name, info in figures.items()
+            if EMBEDDED_MIME.get(Path(name).suffix) == mime
+        }
+        for mime in EMBEDDED_MIME.values()
+    }
     for mime, digests in embedded.items():
         extra = [d for d in digests if d not in listed[mime]]
         if extra:
-            problems.append(f"{len(extra)} {mime} output(s) of {entry['notebook']} are not figure files of this run")
+            problems.append(
+                f"{len(extra)} {mime} output(s) of {entry['notebook']} are not figure files of this run"
+            )
         repeated = sorted({d for d in digests if digests.count(d) > 1})
         if repeated:
-            problems.append(f"{len(repeated)} {mime} figure(s) shown more than once in {entry['notebook']}")
+            problems.append(
+                f"{len(repeated)} {mime} figure(s) shown more than once in {entry['notebook']}"
+            )
     assert not problems, f"{stem} ({REGENERATE}):\n  " + "\n  ".join(problems)
 
 
@@ -95,11 +111,14 @@ def test_every_figure_file_is_listed_once():
     on_disk = sorted(p.name for p in FIGURES.iterdir() if p.is_file() and p.name != MANIFEST.name)
     unlisted = [name for name in on_disk if name not in listed]
     twice = {name: stems for name, stems in listed.items() if len(stems) > 1}
-    assert not unlisted, f"files in figures/ that no manifest entry lists (stale or hand-made?): {unlisted}"
+    assert not unlisted, (
+        f"files in figures/ that no manifest entry lists (stale or hand-made?): {unlisted}"
+    )
     assert not twice, f"figure files listed by more than one notebook: {twice}"
 
 
 # ------------------------------------------------------------------------ savefig in a kernel
+
 
 def test_savefig_shows_the_saved_png_bytes_and_closes_the_figure(tmp_path, monkeypatch):
     import IPython.display

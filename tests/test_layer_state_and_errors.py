@@ -1,5 +1,6 @@
 """State handling of the S-TLLR layers (batch changes, dtype moves, no_grad, reset, the cached
 standardised weight) and clear errors for bad arguments and inputs."""
+
 from __future__ import annotations
 
 import copy
@@ -98,7 +99,7 @@ def test_no_grad_evaluation(kind):
 def test_reset_state_equals_fresh_layer(kind):
     layer = build(kind)
     fresh = copy.deepcopy(layer)
-    run(layer, inputs(kind, seed=5))        # some other sequence first
+    run(layer, inputs(kind, seed=5))  # some other sequence first
     assert layer.state is not None
     layer.reset_state()
     assert layer.state is None
@@ -118,7 +119,7 @@ def test_reset_state_equals_fresh_layer(kind):
 def test_to_dtype_moves_the_state(kind):
     layer = build(kind, dtype=torch.float32)
     ref = copy.deepcopy(layer).double()
-    xs = inputs(kind)                          # float32-representable values
+    xs = inputs(kind)  # float32-representable values
     k = T // 2
     out32 = run(layer, xs[:k])
     ref_outs = run(ref, [x.double() for x in xs])
@@ -147,7 +148,9 @@ def test_cached_weight_recomputed_after_optimizer_step(kind, reset_between):
     opt = torch.optim.SGD(layer.parameters(), lr=50.0)
     for x in xs[:3]:
         out = layer(x)
-        (out * torch.linspace(-1, 1, out.shape[1]).reshape((1, -1) + (1,) * (out.dim() - 2))).sum().backward()
+        (
+            out * torch.linspace(-1, 1, out.shape[1]).reshape((1, -1) + (1,) * (out.dim() - 2))
+        ).sum().backward()
     opt.step()
     assert not torch.equal(layer.weight, old.weight)
     fresh = build(kind, seed=42)
@@ -193,7 +196,9 @@ def test_bad_inputs(kind):
     else:
         wrong_width = torch.zeros(B, M + 1)
         wrong_rank = torch.zeros(B, M, 1)
-    with pytest.raises(ValueError, match=r"^x: .*" + ("channels" if kind == "conv" else "features")):
+    with pytest.raises(
+        ValueError, match=r"^x: .*" + ("channels" if kind == "conv" else "features")
+    ):
         layer(wrong_width)
     with pytest.raises(ValueError, match=r"^x: .*rank"):
         layer(wrong_rank)

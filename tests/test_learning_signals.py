@@ -6,6 +6,7 @@ loss with respect to the hidden layer's output) and by the chain rule written ou
 u_t = beta u_{t-1} + s_t W^T + b with u_{t-1} detached, so dL/ds_t = e_t W); the DFA / sDFA signals
 from the logits: e_t = (softmax(logits_t) - onehot(y)) / batch, then e_t B and sign(e_t) B / batch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stllr.models.registry import build_model
 from stllr.studies import common as E
 from stllr.studies import learning_signals as LS
-from stllr.models.registry import build_model
 from stllr.training.config import make_optimizer
 from stllr.training.loop import train_batch
 
@@ -29,14 +30,24 @@ B, T, M, H, C, WINDOW = 6, 8, 10, 12, 4, 5
 def _model(mode="bp", seed=0, rate_reg=0.0, dtype=DT):
     torch.manual_seed(seed)
     kw = dict(rate_reg=rate_reg, rate_target=0.03) if rate_reg else {}
-    model = build_model("randman_rsnn_stllr", num_classes=C, input_shape=(M,), hidden=H, factors=[0.5, 1, 1, 1],
-                        feedback_mode=mode, psi="sigmoid", **kw)
+    model = build_model(
+        "randman_rsnn_stllr",
+        num_classes=C,
+        input_shape=(M,),
+        hidden=H,
+        factors=[0.5, 1, 1, 1],
+        feedback_mode=mode,
+        psi="sigmoid",
+        **kw,
+    )
     return model.to(dtype)
 
 
 def _batch(seed=1, dtype=DT):
     g = torch.Generator().manual_seed(seed)
-    frames = (torch.rand(B, T, M, generator=g) < 0.3).to(dtype)  # [B, T, M] as the loaders give them
+    frames = (torch.rand(B, T, M, generator=g) < 0.3).to(
+        dtype
+    )  # [B, T, M] as the loaders give them
     labels = torch.randint(0, C, (B,), generator=g)
     return frames, labels
 
@@ -125,7 +136,7 @@ def test_bp_signal_equals_autograd_dL_ds_and_the_chain_rule(mode):
     torch.testing.assert_close(sig.bp, torch.stack(auto), rtol=1e-10, atol=1e-14)
 
     # the chain rule written out: e_t W_out, e_t from the logits
-    logits = _reference_logits(model, frames)[T - WINDOW:]
+    logits = _reference_logits(model, frames)[T - WINDOW :]
     e = torch.stack([_onehot_error(logits[i], labels) for i in range(WINDOW)])
     torch.testing.assert_close(sig.error, e, rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(sig.bp, e @ model.last_layer.weight.detach(), rtol=1e-10, atol=1e-14)
@@ -138,7 +149,7 @@ def test_dfa_and_sdfa_signals_equal_e_times_B_written_out():
     Bm = model.linear1_hook.feedback.detach()
     assert Bm.shape == (C, H)
     torch.testing.assert_close(sig.feedback, Bm)
-    logits = _reference_logits(model, frames)[T - WINDOW:]
+    logits = _reference_logits(model, frames)[T - WINDOW :]
     for i in range(WINDOW):
         e = _onehot_error(logits[i], labels)
         dfa = torch.zeros(B, H, dtype=DT)
@@ -173,10 +184,12 @@ def test_spikes_are_the_hidden_output_and_the_model_is_left_unchanged():
     before = copy.deepcopy(model.state_dict())
     frames, labels = _batch(4)
     captured = []
-    handle = model.linear1.register_forward_hook(lambda mod, inp, out: captured.append(out.detach()))
+    handle = model.linear1.register_forward_hook(
+        lambda mod, inp, out: captured.append(out.detach())
+    )
     sig = LS.signals_for_batch(model, frames, labels, WINDOW)
     handle.remove()
-    torch.testing.assert_close(sig.spikes, torch.stack(captured[T - WINDOW:]))
+    torch.testing.assert_close(sig.spikes, torch.stack(captured[T - WINDOW :]))
     assert set(torch.unique(sig.spikes).tolist()) <= {0.0, 1.0}
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
@@ -234,7 +247,9 @@ def test_recording_batch_trains_bit_for_bit_like_train_batch(mode, rate_reg):
     assert 0.0 <= rec["rate"] <= 1.0
     assert 0.0 <= rec["angle_feedback"] <= 180.0
     if mode == "bp":
-        assert rec["angle_signal"] == pytest.approx(0.0, abs=1e-5)   # the delivered signal IS the BP signal
+        assert rec["angle_signal"] == pytest.approx(
+            0.0, abs=1e-5
+        )  # the delivered signal IS the BP signal
         assert rec["signal_norm_ratio"] == pytest.approx(1.0)
     elif rate_reg == 0.0:
         assert rec["angle_signal"] == pytest.approx(rec["angle_feedback"], abs=1e-6)
@@ -245,7 +260,9 @@ def test_recording_batch_angles_match_the_one_batch_signals():
     frames, labels = _batch(8)
     sig = LS.signals_for_batch(model, frames, labels, WINDOW)
     rate_ref = []
-    h = model.linear1.register_forward_hook(lambda mod, inp, out: rate_ref.append(out.detach().mean()))
+    h = model.linear1.register_forward_hook(
+        lambda mod, inp, out: rate_ref.append(out.detach().mean())
+    )
     opt = make_optimizer("SGD", model.parameters(), 0.0)
     _, rec = LS.train_batch_recording(model, frames, labels, opt, F.cross_entropy, WINDOW)
     h.remove()
@@ -257,8 +274,14 @@ def test_recording_batch_angles_match_the_one_batch_signals():
 
 def _tiny_config(tmp_path):
     cfg = LS.signal_config(epochs=2, data_path=str(tmp_path / "data"))
-    cfg["data_options"] = dict(LS.SMALL_RANDMAN, n_classes=3, n_units=20, n_steps=10, n_train_per_class=8,
-                               n_test_per_class=4)
+    cfg["data_options"] = dict(
+        LS.SMALL_RANDMAN,
+        n_classes=3,
+        n_units=20,
+        n_steps=10,
+        n_train_per_class=8,
+        n_test_per_class=4,
+    )
     cfg.update(batch_size=8, val_batch_size=12, delay_ls=6, T=10, record_every=2)
     return cfg
 
@@ -270,10 +293,14 @@ def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_pa
     run = LS.train_recording(method, data, cfg, seed=3)
     # the same training through the plain path of notebook 00 (stllr.training.loop.run_epoch)
     train_set, test_set, info = data
-    ref = E.Method("dfa", "DFA", cfg["arch"], "stllr", cfg["factors"], cfg["delay_ls"], cfg["psi"], "dfa")
+    ref = E.Method(
+        "dfa", "DFA", cfg["arch"], "stllr", cfg["factors"], cfg["delay_ls"], cfg["psi"], "dfa"
+    )
     res = E.train_method(ref, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3)
     assert [h["test_acc"] for h in run.history] == [h["test_acc"] for h in res.history]
-    assert [h["train_acc"] for h in run.history[1:]] == pytest.approx([h["train_acc"] for h in res.history[1:]])
+    assert [h["train_acc"] for h in run.history[1:]] == pytest.approx(
+        [h["train_acc"] for h in res.history[1:]]
+    )
     for (k, va), vb in zip(run.model.state_dict().items(), res.model.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
     per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
@@ -294,7 +321,9 @@ def test_run_trials_summary_and_table(tmp_path):
     finals = [r.final["test_acc"] for r in runs["dfa"]]
     assert rows[1]["test"] == pytest.approx(np.mean(finals))
     assert rows[1]["test_std"] == pytest.approx(np.std(finals, ddof=1))
-    assert rows[1]["angle_start"] == pytest.approx(np.mean([r.records[0]["angle_feedback"] for r in runs["dfa"]]))
+    assert rows[1]["angle_start"] == pytest.approx(
+        np.mean([r.records[0]["angle_feedback"] for r in runs["dfa"]])
+    )
     table = LS.summary_table(rows, LS.PAPER_SHD_SIGNALS, kind="accuracy")
     assert "78.24 +- 1.84" in table and "74.60 +- 0.52" in table and "angle" not in table
     assert table.splitlines()[0].startswith("learning signal")
@@ -311,20 +340,33 @@ def test_mean_std_and_configs():
     with pytest.raises(ValueError, match="DATA_PATH"):
         LS.signal_config(full=True)
     full = LS.signal_config(full=True, data_path="/nonexistent")
-    assert (full["dataset"], full["arch"], full["delay_ls"], full["T"], full["lr"]) == ("shd", "stllr_shd_net", 90, 100, 2e-4)
+    assert (full["dataset"], full["arch"], full["delay_ls"], full["T"], full["lr"]) == (
+        "shd",
+        "stllr_shd_net",
+        90,
+        100,
+        2e-4,
+    )
     assert full["epochs"] == 200 and list(full["factors"]) == [0.5, 1.0, 1.0, 1.0]
     small = LS.signal_config()
     assert small["data_options"]["n_classes"] == 5 and small["delay_ls"] <= small["T"]
     assert [m.key for m in small["methods"]] == ["bp", "dfa", "dfa_rate"]
     assert LS.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
     info = {"num_classes": 3, "input_shape": (7,)}
-    model = LS.build_signal_model(LS.SIGNAL_METHODS[2], dict(small, model_options={"hidden": 16}), info)
+    model = LS.build_signal_model(
+        LS.SIGNAL_METHODS[2], dict(small, model_options={"hidden": 16}), info
+    )
     assert model.linear1.out_features == 16 and model.num_classes == 3
-    assert (model.linear1_hook.mode, model.linear1_hook.rate_reg, model.linear1_hook.rate_target) == ("dfa", 0.3, 0.03)
+    assert (
+        model.linear1_hook.mode,
+        model.linear1_hook.rate_reg,
+        model.linear1_hook.rate_target,
+    ) == ("dfa", 0.3, 0.03)
 
 
 def test_plots_draw(tmp_path):
     import matplotlib
+
     matplotlib.use("Agg")
     cfg = _tiny_config(tmp_path)
     data = LS.load_data(cfg, 0)
@@ -332,7 +374,11 @@ def test_plots_draw(tmp_path):
     frames, labels = next(iter(E.loaders_for(*data)[0]))
     sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg["delay_ls"])
     import matplotlib.pyplot as plt
-    for fig in (LS.plot_signals(sig), LS.plot_accuracy(runs, LS.PAPER_SHD_SIGNALS, chance=100 / 3),
-                LS.plot_alignment(runs)):
+
+    for fig in (
+        LS.plot_signals(sig),
+        LS.plot_accuracy(runs, LS.PAPER_SHD_SIGNALS, chance=100 / 3),
+        LS.plot_alignment(runs),
+    ):
         assert len(fig.axes) >= 2
         plt.close(fig)

@@ -1,5 +1,6 @@
 """stllr.measure: the paper's analytic memory/MACs (Eq. 18-23, Table 3), saved-for-backward bytes
 against hand counts, measured MACs against the analytic count, and the ``memory`` command."""
+
 from __future__ import annotations
 
 import io
@@ -32,10 +33,15 @@ class MLP(nn.Module):
         last = len(dims) - 2
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             if readout and i == last:
-                layers.append(stllr.LeakyReadout(a, b, factors=[0.0, 0.9, 0.0, 1.0]) if stllr_rule
-                              else stllr.LeakyIntegrator(a, b))
+                layers.append(
+                    stllr.LeakyReadout(a, b, factors=[0.0, 0.9, 0.0, 1.0])
+                    if stllr_rule
+                    else stllr.LeakyIntegrator(a, b)
+                )
             else:
-                layers.append(stllr.LinearSTLLR(a, b, factors=f) if stllr_rule else stllr.LinearLIF(a, b))
+                layers.append(
+                    stllr.LinearSTLLR(a, b, factors=f) if stllr_rule else stllr.LinearLIF(a, b)
+                )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -106,22 +112,31 @@ def test_memory_ratio_is_T_over_2():
         assert M.paper_memory(1234, T, "bptt") / M.paper_memory(1234, T, "stllr") == T / 2
 
 
-@pytest.mark.parametrize("T, window, alpha_post, expected", [
-    (10, 5, -1.0, 4 / 3),      # CIFAR10-DVS / N-Caltech101, T_l = 5
-    (20, 5, -1.0, 8 / 3),      # DVS Gesture, T_l = 15
-    (10, 1, -1.0, 20 / 3),     # one learning step
-    (10, 10, -1.0, 2 / 3),     # T_l = 0
-    (10, 10, 0.0, 1.0),        # T_l = 0, alpha_post = 0: 2 instead of 3
-])
+@pytest.mark.parametrize(
+    "T, window, alpha_post, expected",
+    [
+        (10, 5, -1.0, 4 / 3),  # CIFAR10-DVS / N-Caltech101, T_l = 5
+        (20, 5, -1.0, 8 / 3),  # DVS Gesture, T_l = 15
+        (10, 1, -1.0, 20 / 3),  # one learning step
+        (10, 10, -1.0, 2 / 3),  # T_l = 0
+        (10, 10, 0.0, 1.0),  # T_l = 0, alpha_post = 0: 2 instead of 3
+    ],
+)
 def test_mac_ratio_formula(T, window, alpha_post, expected):
     assert M.paper_mac_ratio(T, window, alpha_post) == pytest.approx(expected)
-    assert (M.paper_macs(777, T, "bptt") / M.paper_macs(777, T, "stllr", window, alpha_post)
-            == pytest.approx(expected))
+    assert M.paper_macs(777, T, "bptt") / M.paper_macs(
+        777, T, "stllr", window, alpha_post
+    ) == pytest.approx(expected)
 
 
 # (BPTT value, S-TLLR value, T, learning steps, alpha_post) from the paper's Table 3
-TABLE3_MAC = [(6.82, 5.12, 10, 5, -1.0), (6.82, 10.26, 10, 10, -1.0), (6.82, 6.82, 10, 10, 0.0),
-              (6.06, 2.27, 20, 5, -1.0), (22.81, 17.22, 10, 5, -1.0)]
+TABLE3_MAC = [
+    (6.82, 5.12, 10, 5, -1.0),
+    (6.82, 10.26, 10, 10, -1.0),
+    (6.82, 6.82, 10, 10, 0.0),
+    (6.06, 2.27, 20, 5, -1.0),
+    (22.81, 17.22, 10, 5, -1.0),
+]
 TABLE3_MEM = [(18.12, 3.62, 10), (16.13, 1.61, 20), (20.15, 4.03, 10), (0.961, 0.019, 100)]
 
 
@@ -157,14 +172,18 @@ def test_analytic_argument_errors():
 def test_model_shapes_mlp_recurrent_conv():
     sh = M.model_shapes(MLP((12, 9, 7, 3)))
     assert sh.neurons == [12, 9, 7, 3]
-    assert sh.weight_macs == 12 * 9 + 9 * 7 + 7 * 3          # sum N^(l) N^(l-1)
+    assert sh.weight_macs == 12 * 9 + 9 * 7 + 7 * 3  # sum N^(l) N^(l-1)
     sh = M.model_shapes(RecNet(11, 6, 3))
     assert sh.neurons == [11, 6, 3]
-    assert sh.weight_macs == 6 * (11 + 6) + 6 * 3            # input + recurrent weights
+    assert sh.weight_macs == 6 * (11 + 6) + 6 * 3  # input + recurrent weights
     sh = M.model_shapes(ConvNet())
-    assert sh.neurons == [2 * 36, 4 * 36, 3 * 9]             # C*H*W of each conv output
+    assert sh.neurons == [2 * 36, 4 * 36, 3 * 9]  # C*H*W of each conv output
     assert sh.weight_macs == 4 * 36 * (2 * 9) + 3 * 9 * (4 * 9)
-    for twin in (MLP((12, 9, 7, 3), stllr_rule=False), RecNet(stllr_rule=False), ConvNet(stllr_rule=False)):
+    for twin in (
+        MLP((12, 9, 7, 3), stllr_rule=False),
+        RecNet(stllr_rule=False),
+        ConvNet(stllr_rule=False),
+    ):
         M.model_shapes(twin)  # the twins have the same shapes
     assert M.model_shapes(ConvNet(False)).neurons == M.model_shapes(ConvNet()).neurons
 
@@ -186,7 +205,9 @@ def test_registry_vgg_reproduces_table3_absolute_macs_at_half_resolution():
     c = M.model_shapes(models.build_model("dvscifar10_vgg_stllr", input_shape=(2, 24, 24)))
     assert M.paper_macs(c.weight_macs, 10, "bptt") / 1e9 == pytest.approx(6.82, rel=0.005)
     assert M.paper_macs(c.weight_macs, 10, "stllr", 5, -1.0) / 1e9 == pytest.approx(5.12, rel=0.005)
-    assert M.paper_macs(c.weight_macs, 10, "stllr", 10, -1.0) / 1e9 == pytest.approx(10.26, rel=0.005)
+    assert M.paper_macs(c.weight_macs, 10, "stllr", 10, -1.0) / 1e9 == pytest.approx(
+        10.26, rel=0.005
+    )
     assert M.paper_macs(c.weight_macs, 10, "stllr", 10, 0.0) / 1e9 == pytest.approx(6.82, rel=0.005)
 
 
@@ -198,11 +219,13 @@ def test_tracker_dedups_storages_and_releases_with_the_graph():
     x = torch.randn(3, 5)
     a = torch.randn(3, 5, requires_grad=True)
     with M.SavedTensorTracker(batch_size=3) as tr:
-        y = x @ w                # saves x (for dL/dw)
-        z = (x * 2) @ w          # saves x * 2: another storage
+        y = x @ w  # saves x (for dL/dw)
+        z = (x * 2) @ w  # saves x * 2: another storage
         assert tr.live_bytes == 2 * 3 * 5 * F32
-        v = a[1:]                # a view: its storage is a's [3, 5]
-        u = (v * v.exp()).sum()  # exp saves its result e [2, 5]; mul saves v (a's storage) and e again
+        v = a[1:]  # a view: its storage is a's [3, 5]
+        u = (
+            v * v.exp()
+        ).sum()  # exp saves its result e [2, 5]; mul saves v (a's storage) and e again
         assert tr.live_bytes == 2 * 3 * 5 * F32 + 3 * 5 * F32 + 2 * 5 * F32
         del u, v
         assert tr.live_bytes == 2 * 3 * 5 * F32
@@ -216,7 +239,7 @@ def test_tracker_dedups_storages_and_releases_with_the_graph():
 def test_tracker_releases_a_node_that_saves_its_own_output():
     v = torch.randn(4, 6, requires_grad=True)
     with M.SavedTensorTracker() as tr:
-        r = v.exp()              # exp saves its result
+        r = v.exp()  # exp saves its result
         assert tr.live_bytes == 4 * 6 * F32
         del r
         assert tr.live_bytes == 0
@@ -238,7 +261,10 @@ def test_tracker_categories():
 # Saved bytes against hand counts
 # ======================================================================================
 B = 5
-CE_SAVED = lambda classes: B * classes * F32 + B * I64   # log_softmax result + int64 target
+
+
+def CE_SAVED(classes):  # log_softmax result + int64 target
+    return B * classes * F32 + B * I64
 
 
 def stllr_step_bytes_mlp(alpha_post):
@@ -265,9 +291,9 @@ def test_stllr_saved_bytes_hand_count_and_constant_in_T(alpha_post):
     for T, window in ((4, 1), (4, 4), (12, 3), (20, 20)):
         m = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), delay_ls=window, macs=False)
         assert m.saved.peak_activation_bytes == expected
-        assert m.saved.peak_bytes == expected + F32      # + nll_loss's scalar total_weight
+        assert m.saved.peak_bytes == expected + F32  # + nll_loss's scalar total_weight
         assert m.saved.total_activation_bytes == window * expected
-        assert m.saved.live_bytes == 0                   # every step's graph was freed
+        assert m.saved.live_bytes == 0  # every step's graph was freed
 
 
 def test_stllr_saved_bytes_recurrent_and_conv_hand_count():
@@ -300,7 +326,7 @@ def test_bptt_saved_bytes_hand_count_linear_in_T():
                 out = net(x[t].clone())
                 acc = out if acc is None else acc + out
             loss = nn.functional.cross_entropy(acc, y)
-            held = tr.live_activation_bytes          # what the graph holds at the end of forward
+            held = tr.live_activation_bytes  # what the graph holds at the end of forward
             loss.backward()
         assert held == T * B * 44 * F32 + CE_SAVED(3)
         s = tr.stats()
@@ -313,14 +339,18 @@ def test_memory_ratio_grows_with_T_and_state_bytes():
     torch.manual_seed(0)
     s, b = MLP((12, 9, 7, 3)), MLP((12, 9, 7, 3), stllr_rule=False)
     rows = M.compare(s, b, [4, 16], delay_ls=2, batch_size=B)
-    assert rows[0]["stllr_saved_bytes"] == rows[1]["stllr_saved_bytes"] == stllr_step_bytes_mlp(-0.5)
+    assert (
+        rows[0]["stllr_saved_bytes"] == rows[1]["stllr_saved_bytes"] == stllr_step_bytes_mlp(-0.5)
+    )
     per_step = B * 44 * F32
     assert rows[1]["bptt_saved_bytes"] - rows[0]["bptt_saved_bytes"] == 12 * per_step
     assert rows[1]["memory_ratio"] > 3 * rows[0]["memory_ratio"]
     # state after the sequence: S-TLLR layers keep pre/post traces, membrane, spikes, psi
     traces = B * ((12 + 9) + (9 + 7) + 7) * F32
     assert rows[0]["stllr_trace_bytes"] == traces
-    assert rows[0]["stllr_state_bytes"] == traces + B * (3 * 9 + 3 * 7 + 3) * F32  # + membrane/spikes/psi; u
+    assert (
+        rows[0]["stllr_state_bytes"] == traces + B * (3 * 9 + 3 * 7 + 3) * F32
+    )  # + membrane/spikes/psi; u
     st = M.state_bytes(s)  # compare() resets the states afterwards
     assert st["total"] == 0
 
@@ -328,7 +358,9 @@ def test_memory_ratio_grows_with_T_and_state_bytes():
 # ======================================================================================
 # Measured MACs against the analytic count
 # ======================================================================================
-def _relations(net, twin, shape, classes, T, window, alpha_post, first_layer_macs, loss_classes=None):
+def _relations(
+    net, twin, shape, classes, T, window, alpha_post, first_layer_macs, loss_classes=None
+):
     sh = M.model_shapes(net)
     S = sh.weight_macs
     x, y = spikes(T, B, shape), labels(B, loss_classes or classes)
@@ -337,7 +369,7 @@ def _relations(net, twin, shape, classes, T, window, alpha_post, first_layer_mac
     # S-TLLR: the paper counts forward + weight-gradient MACs of the learning-window steps
     paper_terms = ms.total("window", "forward") + ms.total("window", "grad_weight")
     assert paper_terms == M.paper_macs(S, T, "stllr", window, alpha_post) * B
-    assert ms.total("pre_window", "forward") == (T - window) * B * S      # forward-only steps
+    assert ms.total("pre_window", "forward") == (T - window) * B * S  # forward-only steps
     assert ms.total(kind="grad_input") == window * B * (S - first_layer_macs)  # one-step spatial BP
     # BPTT: forward + weight gradients = 2 T S exactly; grad_input on top
     assert mb.forward + mb.total(kind="grad_weight") == M.paper_macs(S, T, "bptt") * B
@@ -350,7 +382,9 @@ def test_macs_equal_analytic_mlp(alpha_post):
     torch.manual_seed(0)
     net = MLP((12, 9, 7, 3), alpha_post=alpha_post, readout=False)
     twin = MLP((12, 9, 7, 3), stllr_rule=False, readout=False)
-    ms, mb = _relations(net, twin, (12,), 3, T=6, window=2, alpha_post=alpha_post, first_layer_macs=12 * 9)
+    ms, mb = _relations(
+        net, twin, (12,), 3, T=6, window=2, alpha_post=alpha_post, first_layer_macs=12 * 9
+    )
     # the weight-standardisation backward does one row-wise dot product per weight (weight-sized)
     assert ms.total(kind="backward_other") <= 2 * (12 * 9 + 9 * 7 + 7 * 3)
     assert mb.total(kind="backward_other") == 0
@@ -358,8 +392,16 @@ def test_macs_equal_analytic_mlp(alpha_post):
 
 def test_macs_equal_analytic_conv():
     torch.manual_seed(0)
-    _relations(ConvNet(), ConvNet(False), (2, 6, 6), 27, T=5, window=3, alpha_post=-1.0,
-               first_layer_macs=4 * 36 * 2 * 9)
+    _relations(
+        ConvNet(),
+        ConvNet(False),
+        (2, 6, 6),
+        27,
+        T=5,
+        window=3,
+        alpha_post=-1.0,
+        first_layer_macs=4 * 36 * 2 * 9,
+    )
 
 
 def test_macs_with_readout_differ_by_its_missing_noncausal_term():
@@ -371,7 +413,10 @@ def test_macs_with_readout_differ_by_its_missing_noncausal_term():
     ms = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), delay_ls=window).macs
     S = M.model_shapes(net).weight_macs
     paper = M.paper_macs(S, T, "stllr", window, -0.5) * B
-    assert ms.total("window", "forward") + ms.total("window", "grad_weight") == paper - window * B * 7 * 3
+    assert (
+        ms.total("window", "forward") + ms.total("window", "grad_weight")
+        == paper - window * B * 7 * 3
+    )
 
 
 # ======================================================================================
@@ -392,6 +437,7 @@ def test_peak_memory_meter_cpu():
 # ======================================================================================
 def _run_cli(argv):
     from stllr.cli.memory import main
+
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -404,13 +450,34 @@ def _run_cli(argv):
 def test_memory_cli_json_and_table_agree():
     pytest.importorskip("stllr.models")
     from stllr.cli.memory import format_rows, row_cells
-    argv = ["memory", "--arch", "randman_rsnn_stllr", "--T", "3", "6", "--batch-size", "3", "--delay-ls", "2"]
+
+    argv = [
+        "memory",
+        "--arch",
+        "randman_rsnn_stllr",
+        "--T",
+        "3",
+        "6",
+        "--batch-size",
+        "3",
+        "--delay-ls",
+        "2",
+    ]
     rc, out, _ = _run_cli(argv + ["--json"])
     assert rc == 0
     rows = json.loads(out)
     assert [r["T"] for r in rows] == [3, 6]
-    keys = {"T", "bptt_saved_bytes", "stllr_saved_bytes", "bptt_analytic", "stllr_analytic", "memory_ratio",
-            "bptt_macs", "stllr_macs", "mac_ratio"}
+    keys = {
+        "T",
+        "bptt_saved_bytes",
+        "stllr_saved_bytes",
+        "bptt_analytic",
+        "stllr_analytic",
+        "memory_ratio",
+        "bptt_macs",
+        "stllr_macs",
+        "mac_ratio",
+    }
     for r in rows:
         assert keys <= set(r)
         assert r["delay_ls"] == 2
@@ -427,18 +494,36 @@ def test_memory_cli_json_and_table_agree():
     for r, line in zip(rows, lines[-2:]):
         assert line.split() == " ".join(row_cells(r)).split()
     # from the BPTT side the same pair is measured
-    rc, out, _ = _run_cli(["memory", "--arch", "randman_rsnn_bptt", "--T", "3", "--batch-size", "3",
-                           "--delay-ls", "2", "--json"])
+    rc, out, _ = _run_cli(
+        [
+            "memory",
+            "--arch",
+            "randman_rsnn_bptt",
+            "--T",
+            "3",
+            "--batch-size",
+            "3",
+            "--delay-ls",
+            "2",
+            "--json",
+        ]
+    )
     assert rc == 0 and json.loads(out)[0]["stllr_saved_bytes"] == rows[0]["stllr_saved_bytes"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--arch", "no_such_net", "--T", "10"], "unknown arch 'no_such_net'"),
-    (["--arch", "stllr_shd_net", "--T", "10", "0"], "--T: expected a positive integer, got '0'"),
-    (["--arch", "stllr_shd_net", "--T", "ten"], "--T: expected a positive integer, got 'ten'"),
-    (["--arch", "stllr_shd_net", "--T", "5", "--batch-size", "-1"], "--batch-size"),
-    (["--arch", "stllr_shd_net", "--T", "5", "--delay-ls", "0"], "--delay-ls"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--arch", "no_such_net", "--T", "10"], "unknown arch 'no_such_net'"),
+        (
+            ["--arch", "stllr_shd_net", "--T", "10", "0"],
+            "--T: expected a positive integer, got '0'",
+        ),
+        (["--arch", "stllr_shd_net", "--T", "ten"], "--T: expected a positive integer, got 'ten'"),
+        (["--arch", "stllr_shd_net", "--T", "5", "--batch-size", "-1"], "--batch-size"),
+        (["--arch", "stllr_shd_net", "--T", "5", "--delay-ls", "0"], "--delay-ls"),
+    ],
+)
 def test_memory_cli_errors_are_one_line(argv, message):
     pytest.importorskip("stllr.models")
     rc, out, err = _run_cli(["memory"] + argv)

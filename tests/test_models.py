@@ -1,5 +1,6 @@
 """The model registry: every arch builds with the reference topology, runs one step per forward,
 trains one batch, resets, loads the reference's checkpoints; dropout and baseline options."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import Conv2dLIF, Conv2dSTLLR, LeakyIntegrator, LeakyReadout, LearningSignal, OutputErrorTap, RecurrentLIF, RecurrentSTLLR
-from stllr.models.registry import MODELS, build_model, get_model_spec, list_models, load_reference_weights
+from stllr import (
+    Conv2dLIF,
+    Conv2dSTLLR,
+    LeakyIntegrator,
+    LeakyReadout,
+    LearningSignal,
+    OutputErrorTap,
+    RecurrentLIF,
+    RecurrentSTLLR,
+)
 from stllr.models.common import SequenceDropout
+from stllr.models.registry import (
+    MODELS,
+    build_model,
+    get_model_spec,
+    list_models,
+    load_reference_weights,
+)
 from stllr.training.config import make_optimizer
 from stllr.training.loop import train_batch
 
@@ -36,9 +52,20 @@ def _small_kwargs(arch):
     return {}
 
 
-REFERENCE_ARCHS = ["stllr_shd_net", "bptt_shd_net", "dvs_vgg_stllr", "dvs_vgg_bptt", "dvscifar10_vgg_stllr",
-                   "dvscifar10_vgg_bptt", "nmnist_vgg_stllr", "nmnist_vgg_bptt", "randman_rsnn_stllr",
-                   "randman_rsnn_bptt", "shapes_cnn_stllr", "shapes_cnn_bptt"]
+REFERENCE_ARCHS = [
+    "stllr_shd_net",
+    "bptt_shd_net",
+    "dvs_vgg_stllr",
+    "dvs_vgg_bptt",
+    "dvscifar10_vgg_stllr",
+    "dvscifar10_vgg_bptt",
+    "nmnist_vgg_stllr",
+    "nmnist_vgg_bptt",
+    "randman_rsnn_stllr",
+    "randman_rsnn_bptt",
+    "shapes_cnn_stllr",
+    "shapes_cnn_bptt",
+]
 
 
 def test_registry_has_the_reference_names():
@@ -59,7 +86,11 @@ def test_every_model_builds_and_trains_one_batch(arch):
     torch.manual_seed(0)
     spec = get_model_spec(arch)
     model = build_model(arch, **_small_kwargs(arch))
-    assert model.arch == arch and model.is_stllr == spec.is_stllr and model.num_classes == spec.num_classes
+    assert (
+        model.arch == arch
+        and model.is_stllr == spec.is_stllr
+        and model.num_classes == spec.num_classes
+    )
     assert (model.feedback_context is not None) == spec.is_stllr
     B, T = 2, 4
     x = (torch.rand((B, T) + model.input_shape) < 0.3).float()
@@ -69,9 +100,13 @@ def test_every_model_builds_and_trains_one_batch(arch):
     assert out.shape == (B, model.num_classes)
     opt = make_optimizer("Adam", model.parameters(), 1e-3)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr" if spec.is_stllr else "bptt", delay_ls=2)
+    pred = train_batch(
+        model, x, y, opt, F.cross_entropy, "stllr" if spec.is_stllr else "bptt", delay_ls=2
+    )
     assert pred.shape == (B, model.num_classes) and torch.isfinite(pred).all()
-    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    changed = [
+        n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])
+    ]
     assert changed, "no parameter moved"
     # the classifier always learns
     last = "linear16" if "vgg" in arch else ("linear" if "cnn" in arch else "last_layer")
@@ -79,7 +114,9 @@ def test_every_model_builds_and_trains_one_batch(arch):
 
 
 def test_parameter_counts_match_the_reference():
-    assert abs(sum(p.numel() for p in build_model("stllr_shd_net").parameters()) / 1e6 - 0.53) < 0.005
+    assert (
+        abs(sum(p.numel() for p in build_model("stllr_shd_net").parameters()) / 1e6 - 0.53) < 0.005
+    )
     vgg = build_model("dvs_vgg_stllr")
     assert abs(sum(p.numel() for p in vgg.parameters() if p.requires_grad) / 1e6 - 9.2) < 0.05
 
@@ -112,25 +149,59 @@ def test_vgg_topology_hooks_pooling_dropout():
     m = build_model("dvscifar10_vgg_stllr", pooling="AVG", feedback_mode="dfa")
     convs = [m.conv1, m.conv2, m.conv3, m.conv4, m.conv8, m.conv9, m.conv11, m.conv12]
     assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
-    assert all(isinstance(c, Conv2dSTLLR) and float(c.leak) == 0.0 and c.psi.__name__ == "triangle" for c in convs)
-    hooks = [m.conv1_hook, m.conv2_hook, m.conv3_hook, m.conv4_hook, m.conv8_hook, m.conv9_hook, m.conv11_hook,
-             m.conv12_hook]
+    assert all(
+        isinstance(c, Conv2dSTLLR) and float(c.leak) == 0.0 and c.psi.__name__ == "triangle"
+        for c in convs
+    )
+    hooks = [
+        m.conv1_hook,
+        m.conv2_hook,
+        m.conv3_hook,
+        m.conv4_hook,
+        m.conv8_hook,
+        m.conv9_hook,
+        m.conv11_hook,
+        m.conv12_hook,
+    ]
     # the reference's DFA_size for CIFAR10-DVS (48x48)
-    assert [h.shape for h in hooks] == [(64, 48, 48), (128, 24, 24), (256, 24, 24), (256, 12, 12), (512, 12, 12),
-                                        (512, 6, 6), (512, 6, 6), (512, 6, 6)]
+    assert [h.shape for h in hooks] == [
+        (64, 48, 48),
+        (128, 24, 24),
+        (256, 24, 24),
+        (256, 12, 12),
+        (512, 12, 12),
+        (512, 6, 6),
+        (512, 6, 6),
+        (512, 6, 6),
+    ]
     assert all(h.mode == "dfa" for h in hooks)
     assert isinstance(m.pool2, torch.nn.AvgPool2d) and m.dropout1.p == 0.1
     g = build_model("dvs_vgg_stllr")
     assert isinstance(g.pool2, torch.nn.MaxPool2d) and g.dropout1.p == 0.0
-    assert [h.shape for h in (g.conv1_hook, g.conv2_hook, g.conv12_hook)] == [(64, 32, 32), (128, 16, 16), (512, 4, 4)]
+    assert [h.shape for h in (g.conv1_hook, g.conv2_hook, g.conv12_hook)] == [
+        (64, 32, 32),
+        (128, 16, 16),
+        (512, 4, 4),
+    ]
     n = build_model("nmnist_vgg_stllr")
-    assert [h.shape[1] for h in (n.conv1_hook, n.conv2_hook, n.conv4_hook, n.conv9_hook)] == [34, 17, 8, 4]
+    assert [h.shape[1] for h in (n.conv1_hook, n.conv2_hook, n.conv4_hook, n.conv9_hook)] == [
+        34,
+        17,
+        8,
+        4,
+    ]
     # BPTT twin: matched pooling by default, the reference always averages
     assert isinstance(build_model("dvs_vgg_bptt", pooling="MAX").pool2, torch.nn.MaxPool2d)
-    assert isinstance(build_model("dvs_vgg_bptt", pooling="MAX", reference_baseline=True).pool2, torch.nn.AvgPool2d)
+    assert isinstance(
+        build_model("dvs_vgg_bptt", pooling="MAX", reference_baseline=True).pool2,
+        torch.nn.AvgPool2d,
+    )
     assert isinstance(build_model("dvs_vgg_bptt").conv1, Conv2dLIF)
     # psi from the reference's --activation names
-    assert build_model("dvscifar10_vgg_stllr", psi="STLLRConv2dSigmoid").conv1.psi.__name__ == "sigmoid"
+    assert (
+        build_model("dvscifar10_vgg_stllr", psi="STLLRConv2dSigmoid").conv1.psi.__name__
+        == "sigmoid"
+    )
     assert build_model("dvscifar10_vgg_bptt", psi="GradSigmoid").conv1.psi.__name__ == "sigmoid"
 
 
@@ -156,7 +227,7 @@ def test_sequence_dropout_one_mask_per_sequence_and_rescaled():
     m.reset_state()
     with torch.no_grad():
         m(torch.rand(2, 2, 16, 16))
-    mask = m.dropout1.mask.clone()
+    assert m.dropout1.mask is not None
     m.reset_state()
     assert m.dropout1.mask is None
 
@@ -201,7 +272,7 @@ def _reference_state_dict(model, bptt_renames=None):
             v = v.reshape(1)
         for ours, theirs in (bptt_renames or {}).items():
             if k.startswith(ours):
-                k = theirs + k[len(ours):]
+                k = theirs + k[len(ours) :]
         sd["module." + k] = v.clone()
     return sd
 
@@ -222,8 +293,13 @@ def test_loads_reference_stllr_checkpoint_dict():
 def test_loads_reference_bptt_checkpoint_names():
     torch.manual_seed(1)
     src = build_model("bptt_shd_net")
-    renames = {"linear1.weight_rec": "linear1_rec.weight", "linear1.gain_rec": "linear1_rec.gain",
-               "linear1.leak": "lif1.leak", "linear1.threshold": "lif1.threshold", "last_layer.leak": "lif2.leak"}
+    renames = {
+        "linear1.weight_rec": "linear1_rec.weight",
+        "linear1.gain_rec": "linear1_rec.gain",
+        "linear1.leak": "lif1.leak",
+        "linear1.threshold": "lif1.threshold",
+        "last_layer.leak": "lif2.leak",
+    }
     sd = _reference_state_dict(src, renames)
     assert "module.lif1.leak" in sd and "module.linear1_rec.weight" in sd
     torch.manual_seed(2)
@@ -233,13 +309,19 @@ def test_loads_reference_bptt_checkpoint_names():
     for k, v in src.state_dict().items():
         assert torch.equal(dst.state_dict()[k], v), k
     vgg = build_model("dvs_vgg_bptt", input_shape=(2, 16, 16))
-    vsd = _reference_state_dict(vgg, {"conv1.leak": "lif1.leak", "conv12.threshold": "lif12.threshold"})
-    missing, unexpected = load_reference_weights(build_model("dvs_vgg_bptt", input_shape=(2, 16, 16)), vsd)
+    vsd = _reference_state_dict(
+        vgg, {"conv1.leak": "lif1.leak", "conv12.threshold": "lif12.threshold"}
+    )
+    missing, unexpected = load_reference_weights(
+        build_model("dvs_vgg_bptt", input_shape=(2, 16, 16)), vsd
+    )
     assert not missing and not unexpected
     with pytest.raises(ValueError, match="none of its keys"):
         load_reference_weights(build_model("randman_rsnn_stllr"), {"foo.weight": torch.zeros(3)})
     with pytest.raises(ValueError, match="shape"):
-        load_reference_weights(build_model("randman_rsnn_stllr"), {"linear1.weight": torch.zeros(3, 3)})
+        load_reference_weights(
+            build_model("randman_rsnn_stllr"), {"linear1.weight": torch.zeros(3, 3)}
+        )
 
 
 def test_bptt_twin_equals_stllr_forward():
@@ -248,7 +330,9 @@ def test_bptt_twin_equals_stllr_forward():
     s = build_model("randman_rsnn_stllr")
     b = build_model("randman_rsnn_bptt")
     own = b.state_dict()
-    missing, _ = b.load_state_dict({k: v for k, v in s.state_dict().items() if k in own}, strict=False)
+    missing, _ = b.load_state_dict(
+        {k: v for k, v in s.state_dict().items() if k in own}, strict=False
+    )
     assert not missing
     x = (torch.rand(4, 10, 100) < 0.2).float()
     s.reset_state()

@@ -2,6 +2,7 @@
 Makefile sets (ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=COMPATIBLE) reaches the kernel nbval starts as a
 subprocess. Checked end to end: the Makefile's own target runs a one-cell notebook under nbval
 whose cell fails unless the kernel's torch uses its AVX2 code."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ assert os.environ.get("MKL_CBWR") == "COMPATIBLE"
 
 
 def _avx2_available() -> bool:
-    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                           env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"},
+        capture_output=True,
+        text=True,
+    )
     return probe.stdout.strip() == "AVX2"
 
 
@@ -39,15 +44,31 @@ def test_forced_nbval_variant_reaches_the_kernel(tmp_path):
     cell.execution_count = 1
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="AVX2 COMPATIBLE\n")]
     nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path = tmp_path / "kernel_env.ipynb"
     nbformat.write(nb, str(path))
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     env.pop("ATEN_CPU_CAPABILITY", None)
     env.pop("MKL_CBWR", None)
-    run = subprocess.run(["make", "--no-print-directory", "test-nbval-forced", f"NOTEBOOKS={path}",
-                          "PYTEST_ARGS=-p no:cacheprovider -q"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "test-nbval-forced",
+            f"NOTEBOOKS={path}",
+            "PYTEST_ARGS=-p no:cacheprovider -q",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, (
-        f"make test-nbval-forced on a kernel check failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}")
+        f"make test-nbval-forced on a kernel check failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
+    )
     assert "1 passed" in run.stdout

@@ -7,6 +7,7 @@ papermill's own parser (``papermill.inspection._infer_parameters``, the Python t
 that parameter is silently left out of its list (e.g. a second ``=`` in the comment:
 ``LEAK = 2.0  # beta = sigmoid(leak)``).
 """
+
 from __future__ import annotations
 
 import ast
@@ -55,15 +56,22 @@ def test_parameters_cell_parses_cleanly_with_papermill(path):
     # papermill finds exactly the names the cell assigns, with the same default values
     assigned = {}
     for node in ast.parse(cell.source).body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), (
-            f"{path.name}, parameters cell line {node.lineno}: only `NAME = value` lines belong there")
+        assert (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ), (
+            f"{path.name}, parameters cell line {node.lineno}: only `NAME = value` lines belong there"
+        )
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
     found = {p.name: p.default for p in params}
     assert list(found) == list(assigned), (
-        f"{path.name}: papermill sees {list(found)}, the cell assigns {list(assigned)}")
+        f"{path.name}: papermill sees {list(found)}, the cell assigns {list(assigned)}"
+    )
     for name, default in found.items():
         assert ast.literal_eval(default) == assigned[name], (
-            f"{path.name}: papermill reads {name} = {default!r}, the cell assigns {assigned[name]!r}")
+            f"{path.name}: papermill reads {name} = {default!r}, the cell assigns {assigned[name]!r}"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -72,8 +80,11 @@ def test_figures_dir_comes_from_the_environment_before_any_figure(path):
     index, cell = _parameters_cell(nb)
     assert "FIGURES_DIR" in cell.source, f"{path.name}: the parameters cell defines no FIGURES_DIR"
     code = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    reads = [i for i, src in code if any(line.strip() == FIGURES_DIR_LINE for line in src.splitlines())]
+    reads = [
+        i for i, src in code if any(line.strip() == FIGURES_DIR_LINE for line in src.splitlines())
+    ]
     first_use = next((i for i, src in code if "savefig(" in src or "save_gif(" in src), None)
     assert reads, f"{path.name}: no cell has the line `{FIGURES_DIR_LINE}`"
     assert reads[0] > index and (first_use is None or reads[0] <= first_use), (
-        f"{path.name}: STLLR_FIGURES_DIR is read in cell {reads[0]}, after the first figure (cell {first_use})")
+        f"{path.name}: STLLR_FIGURES_DIR is read in cell {reads[0]}, after the first figure (cell {first_use})"
+    )

@@ -1,4 +1,5 @@
 """interactive_figure: redraws on a control change, and shows a failing redraw in its output area."""
+
 import matplotlib
 
 matplotlib.use("Agg")

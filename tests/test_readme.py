@@ -1,5 +1,6 @@
 """The README works as printed: its python example trains (weights move, loss is finite), and every
 shell command in it runs, smoke-sized, or is exempt with a stated reason."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +31,9 @@ def test_readme_example_runs_and_updates_weights():
     fresh_hidden = type(hidden)(700, 450, leak=5.0, factors=[0.5, 1.0, 1.0, 1.0])
     # same seed, same construction order -> same initial weights; the optimizer step moved them
     assert not torch.equal(fresh_hidden.weight, hidden.weight)
-    assert hidden.weight.grad is None or torch.count_nonzero(hidden.weight.grad) == 0  # zero_grad ran
+    assert (
+        hidden.weight.grad is None or torch.count_nonzero(hidden.weight.grad) == 0
+    )  # zero_grad ran
     assert torch.isfinite(readout.weight).all()
 
 
@@ -48,8 +51,12 @@ REPO = README.parent
 BIN = Path(sys.executable).parent  # the venv running the tests: its `stllr`, `python`, `torchrun`
 SHELL_FENCES = ("bash", "sh", "shell", "console", "")
 INLINE_COMMAND = re.compile(r"(make|stllr|python3?|torchrun|pip|\.venv/bin/\S+)(\s|$)")
-OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+OFFLINE = {
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+}
 
 
 def readme_commands(text: str) -> list[str]:
@@ -82,7 +89,9 @@ class Smoke:
     """How the smoke test treats one README command."""
 
     extra: str = ""  # appended to the README's command line
-    run: Optional[str] = None  # run this instead (a line with "..." or placeholders), same substitutions
+    run: Optional[str] = (
+        None  # run this instead (a line with "..." or placeholders), same substitutions
+    )
     needs: tuple = ()  # COMMANDS keys run first (once)
     setup: Optional[Callable] = None  # setup(ws) before the run
     check: Optional[Callable] = None  # check(proc, ws): asserts about the outcome
@@ -113,14 +122,19 @@ def _argv(line: str, ws: Workspace) -> list[str]:
     return words
 
 
-def _shell(words: list[str], ws: Workspace, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(words, cwd=cwd, env=ws.env, capture_output=True, text=True, timeout=timeout)
+def _shell(
+    words: list[str], ws: Workspace, cwd: Path, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        words, cwd=cwd, env=ws.env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _make_dry_run(command: str) -> Callable:
     def verify(ws):
         proc = _shell(["make", "-n", *shlex.split(command)[1:]], ws, REPO)
         assert proc.returncode == 0, f"`make -n` of {command!r} failed: {proc.stderr.strip()}"
+
     return verify
 
 
@@ -145,7 +159,9 @@ def _check_resume(proc, ws):
 def _check_offline_download(proc, ws):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1, proc.stderr
-    assert err[0].startswith("download.py: error: cannot download shd [train] from https://"), err[0]
+    assert err[0].startswith("download.py: error: cannot download shd [train] from https://"), err[
+        0
+    ]
     assert f"into {ws.home / 'datasets' / 'SHD'}{os.sep}" in err[0] and "shd_test.h5.zip" in err[0]
     assert not (ws.home / "datasets").exists()  # nothing half-written left behind
     # the datasets its comment names ("also: dvsgesture, cifar10dvs, nmnist"), in this process
@@ -153,7 +169,9 @@ def _check_offline_download(proc, ws):
     import urllib.error
     import urllib.request
 
-    spec = importlib.util.spec_from_file_location("_readme_download", REPO / "data_scripts" / "download.py")
+    spec = importlib.util.spec_from_file_location(
+        "_readme_download", REPO / "data_scripts" / "download.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     original = urllib.request.urlopen
@@ -189,58 +207,100 @@ def _make_bench_recipe(ws) -> str:
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "benchmarks/" in line]
     assert len(lines) == 1 and lines[0].rstrip().endswith("benchmarks/bench_layers.py"), (
-        f"`make bench` no longer runs benchmarks/bench_layers.py alone ({proc.stdout!r}): update COMMANDS")
+        f"`make bench` no longer runs benchmarks/bench_layers.py alone ({proc.stdout!r}): update COMMANDS"
+    )
     return lines[0]
 
 
-RANDMAN_RUN = ("stllr train --arch randman_rsnn_stllr --dataset randman --epochs 20 --batch-size 32 "
-               "--val-batch-size 250 --factors-stdp 0.5 1 1 1 --delay-ls 45 --lr 2e-3 --activation sigmoid "
-               "--save-path runs/rm")
-RANDMAN_SMALL = ("--max-batches 2 --batch-size 8 --val-batch-size 8 -o n_train_per_class=4 -o n_test_per_class=2 "
-                 "--no-progress")
+RANDMAN_RUN = (
+    "stllr train --arch randman_rsnn_stllr --dataset randman --epochs 20 --batch-size 32 "
+    "--val-batch-size 250 --factors-stdp 0.5 1 1 1 --delay-ls 45 --lr 2e-3 --activation sigmoid "
+    "--save-path runs/rm"
+)
+RANDMAN_SMALL = (
+    "--max-batches 2 --batch-size 8 --val-batch-size 8 -o n_train_per_class=4 -o n_test_per_class=2 "
+    "--no-progress"
+)
 
 COMMANDS = {
-    "make figures": Smoke(exempt="runs every notebook through papermill (minutes); `make test` runs the "
-                                 "notebooks under nbval", verify=_make_dry_run("make figures")),
-    "make test": Smoke(exempt="the test suite this test is part of", verify=_make_dry_run("make test")),
-    "make lab": Smoke(exempt="starts an interactive JupyterLab server", verify=_make_dry_run("make lab")),
-    "make lab PORT=8890": Smoke(exempt="starts an interactive JupyterLab server",
-                                verify=_make_dry_run("make lab PORT=8890")),
+    "make figures": Smoke(
+        exempt="runs every notebook through papermill (minutes); `make test` runs the "
+        "notebooks under nbval",
+        verify=_make_dry_run("make figures"),
+    ),
+    "make test": Smoke(
+        exempt="the test suite this test is part of", verify=_make_dry_run("make test")
+    ),
+    "make lab": Smoke(
+        exempt="starts an interactive JupyterLab server", verify=_make_dry_run("make lab")
+    ),
+    "make lab PORT=8890": Smoke(
+        exempt="starts an interactive JupyterLab server", verify=_make_dry_run("make lab PORT=8890")
+    ),
     "make figures FULL=1 DATA=DIR DEVICE=cuda": Smoke(
-        exempt="paper scale: the recorded datasets and a GPU", verify=_make_dry_run("make figures FULL=1 DATA=DIR")),
+        exempt="paper scale: the recorded datasets and a GPU",
+        verify=_make_dry_run("make figures FULL=1 DATA=DIR"),
+    ),
     "make figures ONLY=01_lif_and_traces": Smoke(
         exempt="runs a notebook through papermill (a minute or more); `make test` runs the notebooks under nbval",
-        verify=_make_dry_run("make figures ONLY=01_lif_and_traces")),
-    "stllr train": Smoke(exempt="the subcommand named in prose (its flags follow in the sentence); the command "
-                                "lines above run it", verify=lambda ws: (BIN / "stllr").is_file() or pytest.fail(BIN)),
-    "make test STLLR_SKIP_BROWSER=1": Smoke(exempt="the test suite this test is part of",
-                                            verify=_make_dry_run("make test STLLR_SKIP_BROWSER=1")),
-    "stllr models": Smoke(check=lambda proc, ws: ("randman_rsnn_stllr" in proc.stdout
-                                                  and "stllr_shd_net" in proc.stdout) or pytest.fail(proc.stdout)),
+        verify=_make_dry_run("make figures ONLY=01_lif_and_traces"),
+    ),
+    "stllr train": Smoke(
+        exempt="the subcommand named in prose (its flags follow in the sentence); the command "
+        "lines above run it",
+        verify=lambda ws: (BIN / "stllr").is_file() or pytest.fail(BIN),
+    ),
+    "make test STLLR_SKIP_BROWSER=1": Smoke(
+        exempt="the test suite this test is part of",
+        verify=_make_dry_run("make test STLLR_SKIP_BROWSER=1"),
+    ),
+    "stllr models": Smoke(
+        check=lambda proc, ws: (
+            ("randman_rsnn_stllr" in proc.stdout and "stllr_shd_net" in proc.stdout)
+            or pytest.fail(proc.stdout)
+        )
+    ),
     RANDMAN_RUN: Smoke(extra="--epochs 1 " + RANDMAN_SMALL, check=_check_train_rm),
-    "stllr train ... --resume": Smoke(run=RANDMAN_RUN + " --epochs 2 " + RANDMAN_SMALL + " --resume",
-                                      needs=(RANDMAN_RUN,), check=_check_resume),
+    "stllr train ... --resume": Smoke(
+        run=RANDMAN_RUN + " --epochs 2 " + RANDMAN_SMALL + " --resume",
+        needs=(RANDMAN_RUN,),
+        check=_check_resume,
+    ),
     "stllr eval --checkpoint runs/rm/trial_1_model_best.pth.tar": Smoke(
-        needs=(RANDMAN_RUN,), check=lambda proc, ws: "randman_rsnn_stllr on randman: test accuracy" in proc.stdout
-        or pytest.fail(proc.stdout)),
-    "stllr memory --arch stllr_shd_net --T 10 25 50 100 200 300": Smoke(extra="--T 3 5 --batch-size 2"),
-    "python data_scripts/download.py shd --data-path ~/datasets": Smoke(offline_failure=True,
-                                                                        check=_check_offline_download),
+        needs=(RANDMAN_RUN,),
+        check=lambda proc, ws: (
+            "randman_rsnn_stllr on randman: test accuracy" in proc.stdout
+            or pytest.fail(proc.stdout)
+        ),
+    ),
+    "stllr memory --arch stllr_shd_net --T 10 25 50 100 200 300": Smoke(
+        extra="--T 3 5 --batch-size 2"
+    ),
+    "python data_scripts/download.py shd --data-path ~/datasets": Smoke(
+        offline_failure=True, check=_check_offline_download
+    ),
     "stllr train --arch stllr_shd_net --dataset SHD --data-path ~/datasets --epochs 200 --lr 2e-4 --batch-size 128 "
     "--val-batch-size 128 --factors-stdp 0.5 1 1 1 --delay-ls 90": Smoke(
-        extra="--epochs 1 --max-batches 1 --batch-size 4 --val-batch-size 4 --no-progress", setup=_shd_by_hand,
-        check=_check_train_shd),
+        extra="--epochs 1 --max-batches 1 --batch-size 4 --val-batch-size 4 --no-progress",
+        setup=_shd_by_hand,
+        check=_check_train_shd,
+    ),
     "python data_scripts/make_synthetic.py randman --data-path DIR": Smoke(
         run="python data_scripts/make_synthetic.py randman --data-path {ws}/synthetic --n-units 12 --n-classes 3 "
-            "--n-train-per-class 4 --n-test-per-class 2",
-        check=lambda proc, ws: "train / test:" in proc.stdout or pytest.fail(proc.stdout)),
+        "--n-train-per-class 4 --n-test-per-class 2",
+        check=lambda proc, ws: "train / test:" in proc.stdout or pytest.fail(proc.stdout),
+    ),
     "torchrun --nproc-per-node N -m stllr train ...": Smoke(
         exempt="two gloo processes; tests/test_distributed.py runs `stllr train` under torchrun with "
-               "--nproc-per-node 2 and compares it bit for bit with one process",
-        verify=lambda ws: (BIN / "torchrun").is_file() or pytest.fail(f"no torchrun in {BIN}")),
+        "--nproc-per-node 2 and compares it bit for bit with one process",
+        verify=lambda ws: (BIN / "torchrun").is_file() or pytest.fail(f"no torchrun in {BIN}"),
+    ),
     # not in README.md: benchmarks/README.md's `make bench`, known here in case the README quotes it
-    "make bench": Smoke(run="{bench} --quick", documented_in="benchmarks/README.md",
-                        check=lambda proc, ws: "same gradients" in proc.stdout or pytest.fail(proc.stdout)),
+    "make bench": Smoke(
+        run="{bench} --quick",
+        documented_in="benchmarks/README.md",
+        check=lambda proc, ws: "same gradients" in proc.stdout or pytest.fail(proc.stdout),
+    ),
 }
 
 
@@ -249,8 +309,13 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     (root / "home").mkdir()
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    env.update(OFFLINE, HOME=str(root / "home"), STLLR_DATA=str(root / "data"), OMP_NUM_THREADS="1",
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.update(
+        OFFLINE,
+        HOME=str(root / "home"),
+        STLLR_DATA=str(root / "data"),
+        OMP_NUM_THREADS="1",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
     return Workspace(root, env)
 
 
@@ -272,16 +337,22 @@ def _run_command(command: str, ws: Workspace) -> None:
         smoke.setup(ws)
     if command == "make bench":
         line = smoke.run.format(bench=_make_bench_recipe(ws))
-        proc = subprocess.run(line, shell=True, cwd=REPO, env=ws.env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            line, shell=True, cwd=REPO, env=ws.env, capture_output=True, text=True, timeout=300
+        )
     else:
         line = smoke.run if smoke.run is not None else f"{command} {smoke.extra}"
         proc = _shell(_argv(line, ws), ws, ws.root)
     where = f"README command {command!r} (smoke-run as {line!r})"
     if smoke.offline_failure:
-        assert proc.returncode == 1, f"{where}: exit status {proc.returncode}, expected 1\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 1, (
+            f"{where}: exit status {proc.returncode}, expected 1\n{proc.stderr[-3000:]}"
+        )
         assert "Traceback" not in proc.stderr, f"{where}: traceback\n{proc.stderr[-3000:]}"
     else:
-        assert proc.returncode == 0, f"{where}: exit status {proc.returncode}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, (
+            f"{where}: exit status {proc.returncode}\n{proc.stderr[-3000:]}"
+        )
     if smoke.check:
         smoke.check(proc, ws)
     ws.done[command] = True
@@ -291,8 +362,10 @@ def test_readme_commands_are_all_in_the_table():
     commands = readme_commands(README.read_text())
     assert "stllr models" in commands and "make test" in commands  # the parser finds them
     unknown = [c for c in commands if c not in COMMANDS]
-    assert not unknown, ("README commands the smoke table does not know (add each to COMMANDS in "
-                         f"tests/test_readme.py, with small arguments or an exemption): {unknown}")
+    assert not unknown, (
+        "README commands the smoke table does not know (add each to COMMANDS in "
+        f"tests/test_readme.py, with small arguments or an exemption): {unknown}"
+    )
     stale = [c for c, s in COMMANDS.items() if s.documented_in == "README.md" and c not in commands]
     assert not stale, f"COMMANDS entries no longer in the README (update or remove them): {stale}"
     for c, s in COMMANDS.items():
@@ -305,7 +378,9 @@ def test_readme_commands_run_smoke_sized(workspace):
     failures = []
     for command in readme_commands(README.read_text()):
         if command not in COMMANDS:
-            failures.append(f"- {command}\n    not in COMMANDS (see test_readme_commands_are_all_in_the_table)")
+            failures.append(
+                f"- {command}\n    not in COMMANDS (see test_readme_commands_are_all_in_the_table)"
+            )
             continue
         try:
             _run_command(command, workspace)

@@ -6,8 +6,8 @@ the test's own standardisation), and the rule's per-step gradients as per-sample
 products (einsum 'bn,bm->nm'), conv ones via an explicit unfold / fold. Nothing from stllr
 is imported except the layer classes under test.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
@@ -59,7 +59,9 @@ class ConvOps:
         self.k, self.s, self.p, self.d = kernel, stride, padding, dilation
 
     def cols(self, x):
-        return F.unfold(x, self.k, dilation=self.d, padding=self.p, stride=self.s)  # [B, C*kh*kw, L]
+        return F.unfold(
+            x, self.k, dilation=self.d, padding=self.p, stride=self.s
+        )  # [B, C*kh*kw, L]
 
     def out_hw(self, hw):
         return tuple((n + 2 * self.p - self.d * (self.k - 1) - 1) // self.s + 1 for n in hw)
@@ -93,7 +95,9 @@ class RefSpiking:
         self.gain = p["gain"].clone().requires_grad_(True) if ws else None
         self.b = p["bias"].clone() if p.get("bias") is not None else None
         self.Wr = p["weight_rec"].clone().requires_grad_(True) if kind == "recurrent" else None
-        self.gain_r = p["gain_rec"].clone().requires_grad_(True) if (kind == "recurrent" and ws) else None
+        self.gain_r = (
+            p["gain_rec"].clone().requires_grad_(True) if (kind == "recurrent" and ws) else None
+        )
         with torch.no_grad():
             self.Wt = ref_standardize(self.W, self.gain) if ws else self.W.detach().clone()
             if self.Wr is not None:
@@ -112,7 +116,7 @@ class RefSpiking:
     def step(self, x):
         if self.tr_in is None:
             self.tr_in = torch.zeros_like(x)
-        self.tr_in = self.lpre * self.tr_in + x                                 # 1
+        self.tr_in = self.lpre * self.tr_in + x  # 1
         m_in = self.affine(x, self.Wt)
         if self.kind == "recurrent":
             if self.s_prev is None:
@@ -124,15 +128,15 @@ class RefSpiking:
         if self.u is None:
             self.u = torch.zeros_like(m_in)
             self.tr_out = torch.zeros_like(m_in)
-        m = self.beta * self.u + m_in                                            # 2
-        v = m - self.theta                                                       # 3
+        m = self.beta * self.u + m_in  # 2
+        v = m - self.theta  # 3
         s = (v > 0).to(DT)
-        psi = ref_psi(self.psi, v)                                               # 4
+        psi = ref_psi(self.psi, v)  # 4
         tr_out_prev = self.tr_out
-        self.tr_out = self.lpost * self.tr_out + psi                             # 5
-        self.u = m - self.theta * s if self.reset == "soft" else m * (1.0 - s)   # 6
+        self.tr_out = self.lpost * self.tr_out + psi  # 5
+        self.u = m - self.theta * s if self.reset == "soft" else m * (1.0 - s)  # 6
         self.cache = (x, psi, tr_out_prev, self.tr_in, self.s_prev, self.tr_rec)
-        if self.kind == "recurrent":   # tr_rec = lambda_pre tr_rec + s_t, kept after the step
+        if self.kind == "recurrent":  # tr_rec = lambda_pre tr_rec + s_t, kept after the step
             self.tr_rec = self.lpre * self.tr_rec + s
             self.s_prev = s
         return s
@@ -141,14 +145,17 @@ class RefSpiking:
         x, psi, tr_out_prev, tr_in, s_prev, tr_rec = self.cache
         g = delta * psi
         if self.kind == "conv":
-            self.gWt += (self.apost * self.conv.wgrad(delta * tr_out_prev, x, self.Wt.shape)
-                         + self.apre * self.conv.wgrad(g, tr_in, self.Wt.shape))
+            self.gWt += self.apost * self.conv.wgrad(
+                delta * tr_out_prev, x, self.Wt.shape
+            ) + self.apre * self.conv.wgrad(g, tr_in, self.Wt.shape)
             if self.gb is not None:
                 self.gb += g.sum((0, 2, 3))
             return self.conv.xgrad(g, self.Wt, x.shape)
         self.gWt += self.apost * ref_outer(delta * tr_out_prev, x) + self.apre * ref_outer(g, tr_in)
         if self.kind == "recurrent":
-            self.gWrt += self.apost * ref_outer(delta * tr_out_prev, s_prev) + self.apre * ref_outer(g, tr_rec)
+            self.gWrt += self.apost * ref_outer(
+                delta * tr_out_prev, s_prev
+            ) + self.apre * ref_outer(g, tr_rec)
         if self.gb is not None:
             self.gb += g.sum(0)
         return g @ self.Wt
@@ -170,7 +177,10 @@ class RefSpiking:
 
 class RefReadout:
     def __init__(self, p, leak, lambda_pre):
-        self.W, self.b = p["weight"].clone(), (p["bias"].clone() if p.get("bias") is not None else None)
+        self.W, self.b = (
+            p["weight"].clone(),
+            (p["bias"].clone() if p.get("bias") is not None else None),
+        )
         self.beta = 1.0 / (1.0 + torch.exp(-torch.tensor(leak, dtype=DT)))
         self.lpre = lambda_pre
         self.tr_in = self.u = None
@@ -201,12 +211,31 @@ CIN, COUT, HW = 2, 3, 6
 T, K = 6, 3
 
 
-def make_layer(kind, psi="rational", ap=-1.0, reset="soft", ws=True, threshold=0.6, leak=1.0,
-               factors=None, bias=True, conv_cfg=(3, 1, 1, 1), seed=0):
+def make_layer(
+    kind,
+    psi="rational",
+    ap=-1.0,
+    reset="soft",
+    ws=True,
+    threshold=0.6,
+    leak=1.0,
+    factors=None,
+    bias=True,
+    conv_cfg=(3, 1, 1, 1),
+    seed=0,
+):
     torch.manual_seed(seed)
     factors = factors if factors is not None else (0.6, 0.8, ap, 0.9)
-    common = dict(threshold=threshold, leak=leak, factors=factors, reset=reset, psi=psi,
-                  weight_standardization=ws, bias=bias, dtype=DT)
+    common = dict(
+        threshold=threshold,
+        leak=leak,
+        factors=factors,
+        reset=reset,
+        psi=psi,
+        weight_standardization=ws,
+        bias=bias,
+        dtype=DT,
+    )
     if kind == "linear":
         layer = LinearSTLLR(M, N, **common)
     elif kind == "recurrent":
@@ -227,7 +256,9 @@ def make_layer(kind, psi="rational", ap=-1.0, reset="soft", ws=True, threshold=0
 
 
 def params_of(layer):
-    return {n: p.detach().clone() for n, p in layer.named_parameters() if n not in ("leak", "threshold")}
+    return {
+        n: p.detach().clone() for n, p in layer.named_parameters() if n not in ("leak", "threshold")
+    }
 
 
 def make_inputs(kind, seed=1, scale=None, batch=B):
@@ -237,8 +268,13 @@ def make_inputs(kind, seed=1, scale=None, batch=B):
     else:
         shape = (batch, M)
     # binary-ish spikes with amplitude + a little analogue noise
-    xs = [((torch.rand(shape, generator=g) < 0.5).to(DT) * (scale or 1.5)
-           + 0.3 * torch.randn(shape, generator=g, dtype=DT)) for _ in range(T)]
+    xs = [
+        (
+            (torch.rand(shape, generator=g) < 0.5).to(DT) * (scale or 1.5)
+            + 0.3 * torch.randn(shape, generator=g, dtype=DT)
+        )
+        for _ in range(T)
+    ]
     return xs
 
 
@@ -282,7 +318,9 @@ def assert_grads(layer, ref_grads, names):
         expected = ref_grads[name]
         assert p.grad is not None, name
         assert expected.abs().max() > 1e-8, f"reference gradient of {name} is zero: vacuous test"
-        torch.testing.assert_close(p.grad, expected, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            p.grad, expected, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}"
+        )
 
 
 def grad_names(kind, ws, bias=True):
@@ -302,8 +340,17 @@ def grad_names(kind, ws, bias=True):
 @pytest.mark.parametrize("kind", ["linear", "recurrent", "conv"])
 def test_spiking_layer_matches_reference(kind, psi, ap, reset, ws):
     layer, factors = make_layer(kind, psi, ap, reset, ws)
-    ref = RefSpiking(kind, params_of(layer), 1.0, 0.6, factors, reset, psi, ws,
-                     conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None)
+    ref = RefSpiking(
+        kind,
+        params_of(layer),
+        1.0,
+        0.6,
+        factors,
+        reset,
+        psi,
+        ws,
+        conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None,
+    )
     xs = make_inputs(kind)
     out_shape = ref.affine(xs[0], ref.Wt).shape
     g = torch.Generator().manual_seed(7)
@@ -318,7 +365,9 @@ def test_spiking_layer_matches_reference(kind, psi, ap, reset, ws):
     assert_grads(layer, ref.grads(), grad_names(kind, ws))
     for t, (a, e) in enumerate(zip(xgrads, ref_xgrads)):
         assert e.abs().max() > 0
-        torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad_x step {t}: {m}")
+        torch.testing.assert_close(
+            a, e, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad_x step {t}: {m}"
+        )
     assert layer.leak.grad is None and layer.threshold.grad is None
 
 
@@ -327,9 +376,20 @@ def test_spiking_layer_matches_reference(kind, psi, ap, reset, ws):
 def test_threshold_clamp_no_bias_and_other_factors(kind, threshold):
     """theta^ = max(threshold, 0.5); no bias; a different factor set; full-length window."""
     factors = (0.3, 0.5, -0.4, 1.3)
-    layer, _ = make_layer(kind, "sigmoid", factors=factors, threshold=threshold, leak=2.5, bias=False)
-    ref = RefSpiking(kind, params_of(layer), 2.5, threshold, factors, "soft", "sigmoid", True,
-                     conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None)
+    layer, _ = make_layer(
+        kind, "sigmoid", factors=factors, threshold=threshold, leak=2.5, bias=False
+    )
+    ref = RefSpiking(
+        kind,
+        params_of(layer),
+        2.5,
+        threshold,
+        factors,
+        "soft",
+        "sigmoid",
+        True,
+        conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None,
+    )
     xs = make_inputs(kind, seed=3)
     g = torch.Generator().manual_seed(8)
     Rs = [torch.randn(ref.affine(xs[0], ref.Wt).shape, generator=g, dtype=DT) for _ in range(T)]
@@ -341,11 +401,14 @@ def test_threshold_clamp_no_bias_and_other_factors(kind, threshold):
     assert_grads(layer, ref.grads(), grad_names(kind, True, bias=False))
 
 
-@pytest.mark.parametrize("cfg", [(3, 2, 1, 1), (3, 1, 2, 2), (2, 2, 0, 1)],
-                         ids=["stride2", "dilation2", "k2s2p0"])
+@pytest.mark.parametrize(
+    "cfg", [(3, 2, 1, 1), (3, 1, 2, 2), (2, 2, 0, 1)], ids=["stride2", "dilation2", "k2s2p0"]
+)
 def test_conv_geometry_matches_reference(cfg):
     layer, factors = make_layer("conv", "triangle", -1.0, conv_cfg=cfg)
-    ref = RefSpiking("conv", params_of(layer), 1.0, 0.6, factors, "soft", "triangle", True, conv=ConvOps(*cfg))
+    ref = RefSpiking(
+        "conv", params_of(layer), 1.0, 0.6, factors, "soft", "triangle", True, conv=ConvOps(*cfg)
+    )
     xs = make_inputs("conv", seed=5)
     g = torch.Generator().manual_seed(9)
     Rs = [torch.randn(ref.affine(xs[0], ref.Wt).shape, generator=g, dtype=DT) for _ in range(T)]
@@ -359,7 +422,9 @@ def test_conv_geometry_matches_reference(cfg):
         torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("lambda_pre,leak,bias", [(0.8, 2.0, True), (0.99, 5.0, True), (0.0, 0.5, False)])
+@pytest.mark.parametrize(
+    "lambda_pre,leak,bias", [(0.8, 2.0, True), (0.99, 5.0, True), (0.0, 0.5, False)]
+)
 def test_readout_matches_reference(lambda_pre, leak, bias):
     torch.manual_seed(0)
     layer = LeakyReadout(M, N, bias=bias, leak=leak, factors=(0.0, lambda_pre, 0.0, 1.0), dtype=DT)
@@ -383,8 +448,17 @@ def test_stack_hidden_into_readout(kind, psi, ap):
     """hidden -> LeakyReadout: the hidden layer's delta is the readout's grad_x = delta_ro W_ro,
     and its own grad_x is (psi delta) W~ (checked on the input)."""
     hidden, factors = make_layer(kind, psi, ap)
-    ref_h = RefSpiking(kind, params_of(hidden), 1.0, 0.6, factors, "soft", psi, True,
-                       conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None)
+    ref_h = RefSpiking(
+        kind,
+        params_of(hidden),
+        1.0,
+        0.6,
+        factors,
+        "soft",
+        psi,
+        True,
+        conv=ConvOps(3, 1, 1, 1) if kind == "conv" else None,
+    )
     xs = make_inputs(kind, seed=21)
     n_hidden = ref_h.affine(xs[0], ref_h.Wt)[0].numel()
     classes = 5
@@ -506,7 +580,9 @@ def test_ottt_limit_equals_one_step_autograd(kind, psi, reset):
         assert 0.05 < n_spk / n_tot < 0.95
     for n, p in P.items():
         assert p.grad.abs().max() > 1e-8, n
-        torch.testing.assert_close(getattr(layer, n).grad, p.grad, rtol=RTOL, atol=ATOL, msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(
+            getattr(layer, n).grad, p.grad, rtol=RTOL, atol=ATOL, msg=lambda m: f"{n}: {m}"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -522,8 +598,17 @@ def test_alpha_post_multiplies_previous_post_trace_by_hand(alpha_pre, expected_w
       t=3: m = .5*.5+.2 = .45, v = -.15, s = 0, psi = 0.255, tr_out = 0.435,                       tr_in = 0.6
     grad_W = alpha_post * tr_out_2 * x_3 + alpha_pre * psi_3 * tr_in_3 = 0.36*0.2 + alpha_pre*0.255*0.6
     (0.072 alone; using tr_out_3 would give 0.087, the paper's lambda_post*tr_out_2 0.036); grad_b = 0.255."""
-    layer = LinearSTLLR(1, 1, threshold=0.6, leak=0.0, factors=[0.5, 0.5, 1.0, alpha_pre], reset="soft",
-                        psi="triangle", weight_standardization=False, dtype=DT)
+    layer = LinearSTLLR(
+        1,
+        1,
+        threshold=0.6,
+        leak=0.0,
+        factors=[0.5, 0.5, 1.0, alpha_pre],
+        reset="soft",
+        psi="triangle",
+        weight_standardization=False,
+        dtype=DT,
+    )
     with torch.no_grad():
         layer.weight.fill_(1.0)
         layer.bias.fill_(0.0)
@@ -539,8 +624,12 @@ def test_alpha_post_multiplies_previous_post_trace_by_hand(alpha_pre, expected_w
             s.sum().backward()
     assert spikes == [1.0, 0.0, 0.0]
     torch.testing.assert_close(layer.post_trace, torch.tensor([[0.435]], dtype=DT))
-    torch.testing.assert_close(layer.weight.grad, torch.tensor([[expected_w]], dtype=DT), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(layer.bias.grad, torch.tensor([0.255], dtype=DT), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        layer.weight.grad, torch.tensor([[expected_w]], dtype=DT), rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        layer.bias.grad, torch.tensor([0.255], dtype=DT), rtol=1e-12, atol=1e-12
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -560,8 +649,14 @@ def test_reference_state_dict_loads(kind):
             shapes["gain"] = (N, 1)
         if kind == "recurrent":
             shapes.update(weight_rec=(N, N), gain_rec=(N, 1))
-    sd = {k: (torch.rand(s, dtype=DT) + 0.5 if k.startswith("gain") else torch.randn(s, dtype=DT) * 0.4)
-          for k, s in shapes.items()}
+    sd = {
+        k: (
+            torch.rand(s, dtype=DT) + 0.5
+            if k.startswith("gain")
+            else torch.randn(s, dtype=DT) * 0.4
+        )
+        for k, s in shapes.items()
+    }
     sd["leak"] = torch.tensor([leak], dtype=DT)
     sd["factors"] = torch.tensor(factors, dtype=DT)
     if kind != "readout":
@@ -605,5 +700,6 @@ def test_reference_state_dict_loads(kind):
         assert torch.equal(getattr(loaded, k).grad, getattr(direct, k).grad), k
     # the loaded leak / threshold / factors matter: the default-valued layer behaves differently
     differs = any(not torch.equal(a, b) for a, b in zip(o1, o3)) or not torch.equal(
-        loaded.weight.grad, default.weight.grad)
+        loaded.weight.grad, default.weight.grad
+    )
     assert differs

@@ -17,6 +17,7 @@ How the LIVE saved bytes are tracked (see :class:`SavedBytes`):
   storage with a live handle is kept alive by that handle, so its address is not reused.
 - ``peak`` is the maximum of the live total, updated at every pack.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -24,7 +25,14 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from stllr import LeakyIntegrator, LeakyReadout, LinearLIF, LinearSTLLR, RecurrentLIF, RecurrentSTLLR
+from stllr import (
+    LeakyIntegrator,
+    LeakyReadout,
+    LinearLIF,
+    LinearSTLLR,
+    RecurrentLIF,
+    RecurrentSTLLR,
+)
 
 B, M, H, C = 128, 40, 32, 5
 
@@ -44,7 +52,7 @@ class _Handle:
 
 class SavedBytes:
     def __init__(self):
-        self.entries = {}   # storage data_ptr -> [refcount, nbytes]
+        self.entries = {}  # storage data_ptr -> [refcount, nbytes]
         self.live = 0
         self.peak = 0
         self.packs = 0
@@ -88,7 +96,11 @@ def data(T, seed=0):
 
 def stllr_net():
     torch.manual_seed(0)
-    return [LinearSTLLR(M, H), RecurrentSTLLR(H, H), LeakyReadout(H, C, factors=(0.0, 0.99, 0.0, 1.0))]
+    return [
+        LinearSTLLR(M, H),
+        RecurrentSTLLR(H, H),
+        LeakyReadout(H, C, factors=(0.0, 0.99, 0.0, 1.0)),
+    ]
 
 
 def bptt_net():
@@ -152,13 +164,13 @@ def test_tracker_counts_live_bytes():
     tr = SavedBytes()
     w = torch.randn(100, requires_grad=True)
     with tr.hooks():
-        y = (w * w).sum()           # saves w twice: one storage
+        y = (w * w).sum()  # saves w twice: one storage
         assert tr.live == 400 and tr.packs == 2
         z = torch.sin(torch.randn(50, requires_grad=True)).sum()
         assert tr.live == 600 and tr.peak == 600
         y.backward()
         assert tr.live == 200
-        del z                        # dropping a graph frees what it saved
+        del z  # dropping a graph frees what it saved
         assert tr.live == 0 and tr.peak == 600
         # an op that saves its own output: freed after backward, gradient unchanged by the hooks
         a = torch.randn(30, requires_grad=True)

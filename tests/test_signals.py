@@ -3,6 +3,7 @@
 The expected signals are computed here from the logits independently:
 e = dCE_mean/dlogits = (softmax(logits) - onehot(y)) / batch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,8 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stllr import (Conv2dSTLLR, FeedbackContext, LeakyReadout, LearningSignal, LinearSTLLR,
-                   OutputErrorTap)
+from stllr import (
+    Conv2dSTLLR,
+    FeedbackContext,
+    LeakyReadout,
+    LearningSignal,
+    LinearSTLLR,
+    OutputErrorTap,
+)
 
 DT = torch.float64
 B, M, H, C, T = 5, 9, 12, 4, 5
@@ -35,8 +42,12 @@ def make_model(mode, record=False, conv=False, hook=True, seed=0):
     else:
         hidden = LinearSTLLR(M, H, dtype=DT)
         shape = (H,)
-    readout = LeakyReadout(int(torch.tensor(shape).prod()), C, factors=(0.0, 0.9, 0.0, 1.0), dtype=DT)
-    signal = LearningSignal(shape, C, mode=mode, context=ctx, record=record, dtype=DT) if hook else None
+    readout = LeakyReadout(
+        int(torch.tensor(shape).prod()), C, factors=(0.0, 0.9, 0.0, 1.0), dtype=DT
+    )
+    signal = (
+        LearningSignal(shape, C, mode=mode, context=ctx, record=record, dtype=DT) if hook else None
+    )
     with torch.no_grad():
         readout.weight.mul_(3.0)
     tap = OutputErrorTap(ctx)
@@ -158,7 +169,9 @@ def test_recorded_signals_are_snapshots():
     first_signal, first_bp = sig.last_signal, sig.last_bp_grad
     saved_signal, saved_bp = first_signal.clone(), first_bp.clone()
     sig(x).backward(torch.ones(B, H, dtype=DT))
-    assert torch.equal(first_signal, saved_signal), "last_signal of the previous backward was modified in place"
+    assert torch.equal(first_signal, saved_signal), (
+        "last_signal of the previous backward was modified in place"
+    )
     assert torch.equal(first_bp, saved_bp)
 
 

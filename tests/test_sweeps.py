@@ -1,5 +1,6 @@
 """stllr.studies.sweeps: trials run in worker processes equal trials run here, the cache resumes, summaries
 are the textbook statistics."""
+
 from __future__ import annotations
 
 import json
@@ -10,39 +11,72 @@ import pytest
 from stllr.studies import common as E
 from stllr.studies import sweeps
 
-TINY = dict(sweeps.SMALL_RANDMAN, n_classes=3, n_steps=12, n_units=40, n_train_per_class=16, n_test_per_class=8)
+TINY = dict(
+    sweeps.SMALL_RANDMAN,
+    n_classes=3,
+    n_steps=12,
+    n_units=40,
+    n_train_per_class=16,
+    n_test_per_class=8,
+)
 
 
 def _methods():
-    return [E.Method("a0", "alpha_post 0", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 0.0, 1.0), 6, "sigmoid"),
-            E.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", (0.5, 1.0, 1.0, 1.0), 6, "sigmoid",
-                     options={"hidden": 24})]
+    return [
+        E.Method(
+            "a0", "alpha_post 0", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 0.0, 1.0), 6, "sigmoid"
+        ),
+        E.Method(
+            "bptt",
+            "BPTT",
+            "randman_rsnn_bptt",
+            "bptt",
+            (0.5, 1.0, 1.0, 1.0),
+            6,
+            "sigmoid",
+            options={"hidden": 24},
+        ),
+    ]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return sweeps.DataSpec("randman", data_path=str(tmp_path_factory.mktemp("data")), data_options=TINY,
-                           batch_size=8, val_batch_size=24)
+    return sweeps.DataSpec(
+        "randman",
+        data_path=str(tmp_path_factory.mktemp("data")),
+        data_options=TINY,
+        batch_size=8,
+        val_batch_size=24,
+    )
 
 
 def _acc(sweep):
-    return {k: [[(h["test_acc"], h["train_loss"]) for h in r.history] for r in v] for k, v in sweep.items()}
+    return {
+        k: [[(h["test_acc"], h["train_loss"]) for h in r.history] for r in v]
+        for k, v in sweep.items()
+    }
 
 
 @pytest.fixture(scope="module")
 def serial(data):
-    return sweeps.run_trials(_methods(), data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False)
+    return sweeps.run_trials(
+        _methods(), data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False
+    )
 
 
 def test_workers_do_not_change_the_numbers(data, serial):
-    parallel = sweeps.run_trials(_methods(), data, trials=2, epochs=2, lr=2e-3, workers=2, progress=False)
+    parallel = sweeps.run_trials(
+        _methods(), data, trials=2, epochs=2, lr=2e-3, workers=2, progress=False
+    )
     assert _acc(parallel) == _acc(serial)
     assert list(parallel) == ["a0", "bptt"] and [r.trial for r in parallel["a0"]] == [0, 1]
 
 
 def test_trial_k_equals_train_method_with_seed_plus_k(data, serial):
     train_set, test_set, info = E.make_loaders("randman", data.data_path, 8, 24, 0, TINY)
-    run = E.train_method(_methods()[0], train_set, test_set, dict(info, seed=1), epochs=2, lr=2e-3, seed=1)
+    run = E.train_method(
+        _methods()[0], train_set, test_set, dict(info, seed=1), epochs=2, lr=2e-3, seed=1
+    )
     assert [h["test_acc"] for h in run.history] == [h["test_acc"] for h in serial["a0"][1].history]
     # options reach build_model: the BPTT net has 24 hidden units
     assert serial["bptt"][0].num_parameters < serial["a0"][0].num_parameters
@@ -52,8 +86,9 @@ def test_trial_k_equals_train_method_with_seed_plus_k(data, serial):
 
 def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
     methods = _methods()[:1]
-    first = sweeps.run_trials(methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False,
-                              cache_dir=tmp_path)
+    first = sweeps.run_trials(
+        methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False, cache_dir=tmp_path
+    )
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 2 and json.loads(files[0].read_text())["key"] == "a0"
 
@@ -61,17 +96,29 @@ def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
         raise AssertionError("trained again although cached")
 
     monkeypatch.setattr(sweeps, "_run_job", boom)
-    again = sweeps.run_trials(methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False,
-                              cache_dir=tmp_path)
+    again = sweeps.run_trials(
+        methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False, cache_dir=tmp_path
+    )
     assert _acc(again) == _acc(first) == {"a0": _acc(serial)["a0"]}
     # other settings are not served from the cache
     with pytest.raises(AssertionError, match="trained again"):
-        sweeps.run_trials(methods, data, trials=2, epochs=2, lr=1e-3, workers=1, progress=False, cache_dir=tmp_path)
+        sweeps.run_trials(
+            methods,
+            data,
+            trials=2,
+            epochs=2,
+            lr=1e-3,
+            workers=1,
+            progress=False,
+            cache_dir=tmp_path,
+        )
 
 
 def test_subset(serial):
     sub = serial.subset(["bptt"])
-    assert list(sub) == ["bptt"] and sub["bptt"] is serial["bptt"] and sub.labels == {"bptt": "BPTT"}
+    assert (
+        list(sub) == ["bptt"] and sub["bptt"] is serial["bptt"] and sub.labels == {"bptt": "BPTT"}
+    )
     assert sub.settings == serial.settings
     with pytest.raises(KeyError, match="keys"):
         serial.subset(["nope"])
@@ -81,7 +128,9 @@ def test_summary_statistics(serial):
     rows = {r["key"]: r for r in sweeps.summary_rows(serial)}
     acc = [r.history[-1]["test_acc"] for r in serial["a0"]]
     assert rows["a0"]["mean"] == pytest.approx(sum(acc) / 2)
-    assert rows["a0"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / np.sqrt(2))  # sample std of two values
+    assert rows["a0"]["std"] == pytest.approx(
+        abs(acc[0] - acc[1]) / np.sqrt(2)
+    )  # sample std of two values
     best = [max(h["test_acc"] for h in r.history[1:]) for r in serial["a0"]]
     assert sweeps.summary_rows(serial, "best")[0]["max"] == max(best)
     table = sweeps.summary_table(serial, paper={"a0": (77.09, 0.33)}, paper_title="paper SHD")
@@ -91,8 +140,15 @@ def test_summary_statistics(serial):
     assert sweeps.learning_curve(serial, "a0", "train_acc")["epoch"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(trials=0), "trials"), (dict(workers=0), "workers"), (dict(lr=-1.0), "lr"), (dict(epochs=-1), "epochs")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(trials=0), "trials"),
+        (dict(workers=0), "workers"),
+        (dict(lr=-1.0), "lr"),
+        (dict(epochs=-1), "epochs"),
+    ],
+)
 def test_bad_arguments_are_named(data, kwargs, match):
     args = dict(trials=1, epochs=1, lr=1e-3, progress=False)
     args.update(kwargs)
@@ -113,16 +169,20 @@ def test_plots_draw_every_trial(serial):
     import matplotlib
 
     matplotlib.use("Agg")
-    from stllr.plotting.training import plot_learning_curves, plot_trial_boxes
-
     import matplotlib.pyplot as plt
+
+    from stllr.plotting.training import plot_learning_curves, plot_trial_boxes
 
     fig, (a, b) = plt.subplots(1, 2)
     plot_trial_boxes(a, serial, paper={"a0": (50.0, 2.0)})
     from matplotlib.collections import PathCollection
 
-    dots = np.concatenate([c.get_offsets()[:, 1] for c in a.collections if isinstance(c, PathCollection)])
-    assert sorted(dots.tolist()) == sorted(np.concatenate([serial.accuracies(k) for k in serial]).tolist())
+    dots = np.concatenate(
+        [c.get_offsets()[:, 1] for c in a.collections if isinstance(c, PathCollection)]
+    )
+    assert sorted(dots.tolist()) == sorted(
+        np.concatenate([serial.accuracies(k) for k in serial]).tolist()
+    )
     assert [t.get_text() for t in a.get_xticklabels()] == ["alpha_post 0", "BPTT"]
     plot_learning_curves(b, serial)
     assert [l.get_label() for l in b.get_lines()] == ["alpha_post 0", "BPTT"]

@@ -1,5 +1,6 @@
 """Training loop semantics (window, one step per batch, online mode, BPTT), optimisers, losses,
 output files, bit-for-bit resume and reruns of single trials."""
+
 from __future__ import annotations
 
 import csv
@@ -11,12 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from stllr import _io
-from stllr.training import config
-from stllr.training import checkpoint
 from stllr.models.registry import build_model
+from stllr.training import checkpoint, config
 from stllr.training.config import TrainConfig, make_loss, make_optimizer, make_scheduler
-from stllr.training.run import train
 from stllr.training.loop import train_batch
+from stllr.training.run import train
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,9 @@ def _one_thread():
 
 def _batch(B=6, steps=8, n=100, classes=10, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(B, steps, n, generator=g) < 0.2).float(), torch.randint(0, classes, (B,), generator=g)
+    return (torch.rand(B, steps, n, generator=g) < 0.2).float(), torch.randint(
+        0, classes, (B,), generator=g
+    )
 
 
 class _GradModeSpy:
@@ -69,11 +71,18 @@ def test_after_backward_sees_each_window_step_before_the_optimizer_step():
         seen.append((t, steps.n, w.grad is not None))
 
     x, y = _batch(steps=8)
-    train_batch(model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3, after_backward=after_backward)
+    train_batch(
+        model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3, after_backward=after_backward
+    )
     assert seen == [(5, 0, True), (6, 0, True), (7, 0, True)]
     seen.clear()
-    train_batch(model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=2, after_backward=after_backward)
-    assert [(t, n) for t, n, _ in seen] == [(6, 1), (7, 2)]  # online: before that step's optimizer step
+    train_batch(
+        model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=2, after_backward=after_backward
+    )
+    assert [(t, n) for t, n, _ in seen] == [
+        (6, 1),
+        (7, 2),
+    ]  # online: before that step's optimizer step
 
 
 def test_stllr_mode_gradient_is_the_sum_over_the_window():
@@ -104,7 +113,9 @@ def test_delay_ls_longer_than_the_sequence_uses_every_step():
     model = build_model("randman_rsnn_stllr")
     spy = _GradModeSpy(model)
     x, y = _batch(steps=4)
-    train_batch(model, x, y, make_optimizer("Adam", model.parameters(), 1e-3), F.cross_entropy, "stllr", 90)
+    train_batch(
+        model, x, y, make_optimizer("Adam", model.parameters(), 1e-3), F.cross_entropy, "stllr", 90
+    )
     assert spy.modes == [True] * 4
 
 
@@ -117,7 +128,9 @@ def test_stllr_online_steps_every_window_step_and_keeps_no_graph():
     w0 = model.linear1.weight.detach().clone()
     pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=3)
     assert steps.n == 3
-    assert not pred.requires_grad and pred.grad_fn is None  # the reference keeps every step's graph alive
+    assert (
+        not pred.requires_grad and pred.grad_fn is None
+    )  # the reference keeps every step's graph alive
     assert not torch.equal(model.linear1.weight, w0)
 
 
@@ -158,18 +171,26 @@ def test_bptt_window_mode_is_one_backward_of_the_window_losses():
     steps = _StepCounter(opt)
     pred = train_batch(model, x, y, opt, F.cross_entropy, "bptt_window", delay_ls=3)
     assert steps.n == 1
-    torch.testing.assert_close(pred, torch.stack([o.detach() for o in outs]).sum(0))  # prediction: all T
+    torch.testing.assert_close(
+        pred, torch.stack([o.detach() for o in outs]).sum(0)
+    )  # prediction: all T
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     for n, g in zip(names, grads):
-        torch.testing.assert_close(dict(model.named_parameters())[n].detach(), state[n] - g, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            dict(model.named_parameters())[n].detach(), state[n] - g, rtol=1e-5, atol=1e-6
+        )
 
 
 def test_bptt_window_needs_a_bptt_arch(tmp_path):
     with pytest.raises(config.ConfigError, match="bptt_window needs a BPTT arch"):
-        config.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", training_mode="bptt_window"),
-                          check_data=False)
-    config.validate_config(TrainConfig(arch="randman_rsnn_bptt", dataset="randman", training_mode="bptt_window"),
-                      check_data=False)
+        config.validate_config(
+            TrainConfig(arch="randman_rsnn_stllr", dataset="randman", training_mode="bptt_window"),
+            check_data=False,
+        )
+    config.validate_config(
+        TrainConfig(arch="randman_rsnn_bptt", dataset="randman", training_mode="bptt_window"),
+        check_data=False,
+    )
 
 
 def test_optimizers_schedulers_losses():
@@ -181,7 +202,12 @@ def test_optimizers_schedulers_losses():
         assert isinstance(make_optimizer(name, p, 1e-3), torch.optim.Rprop)
     nag = make_optimizer("NAG", p, 1e-2, weight_decay=1e-4)
     g = nag.param_groups[0]
-    assert isinstance(nag, torch.optim.SGD) and g["nesterov"] and g["momentum"] == 0.9 and g["weight_decay"] == 1e-4
+    assert (
+        isinstance(nag, torch.optim.SGD)
+        and g["nesterov"]
+        and g["momentum"] == 0.9
+        and g["weight_decay"] == 1e-4
+    )
     sgd = make_optimizer("SGD", p, 1e-2)
     assert sgd.param_groups[0]["momentum"] == 0
     assert make_scheduler(sgd, 0) is None
@@ -191,22 +217,47 @@ def test_optimizers_schedulers_losses():
         lrs.append(sgd.param_groups[0]["lr"])
         sgd.step()
         sched.step()
-    assert lrs[0] == 1e-2 and lrs[2] == pytest.approx(5e-3) and sgd.param_groups[0]["lr"] == pytest.approx(0.0)
+    assert (
+        lrs[0] == 1e-2
+        and lrs[2] == pytest.approx(5e-3)
+        and sgd.param_groups[0]["lr"] == pytest.approx(0.0)
+    )
     logits, y = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
     assert make_loss("CE", 3)(logits, y) == pytest.approx(F.cross_entropy(logits, y).item())
-    assert make_loss("MSE", 3)(logits, y) == pytest.approx(F.mse_loss(logits, F.one_hot(y, 3).float()).item())
+    assert make_loss("MSE", 3)(logits, y) == pytest.approx(
+        F.mse_loss(logits, F.one_hot(y, 3).float()).item()
+    )
     assert make_loss("BCE", 3)(logits, y) == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits, F.one_hot(y, 3).float()).item())
+        F.binary_cross_entropy_with_logits(logits, F.one_hot(y, 3).float()).item()
+    )
 
 
 def test_config_validation_normalises_reference_spellings():
-    cfg = config.validate_config(TrainConfig(arch="dvscifar10_vgg11_stllr", dataset="CIFAR10DVS", optimizer="RMSProp",
-                                        feedback_mode="sdfa", label_encoding="one-hot", scheduler="cosine",
-                                        epochs=7, pooling="avg"), check_data=False)
-    assert (cfg.arch, cfg.dataset, cfg.optimizer, cfg.feedback_mode, cfg.scheduler, cfg.pooling) == (
-        "dvscifar10_vgg_stllr", "cifar10dvs", "RMSprop", "sDFA", 7, "AVG")
+    cfg = config.validate_config(
+        TrainConfig(
+            arch="dvscifar10_vgg11_stllr",
+            dataset="CIFAR10DVS",
+            optimizer="RMSProp",
+            feedback_mode="sdfa",
+            label_encoding="one-hot",
+            scheduler="cosine",
+            epochs=7,
+            pooling="avg",
+        ),
+        check_data=False,
+    )
+    assert (
+        cfg.arch,
+        cfg.dataset,
+        cfg.optimizer,
+        cfg.feedback_mode,
+        cfg.scheduler,
+        cfg.pooling,
+    ) == ("dvscifar10_vgg_stllr", "cifar10dvs", "RMSprop", "sDFA", 7, "AVG")
     with pytest.raises(config.ConfigError, match="--scheduler"):
-        config.validate_config(TrainConfig(arch="randman_rsnn_stllr", dataset="randman", scheduler="step"))
+        config.validate_config(
+            TrainConfig(arch="randman_rsnn_stllr", dataset="randman", scheduler="step")
+        )
 
 
 RANDMAN = {"n_train_per_class": 4, "n_test_per_class": 2, "n_steps": 12}
@@ -214,9 +265,20 @@ SHAPES = {"n_train_per_class": 4, "n_test_per_class": 2, "n_steps": 6}
 
 
 def _cfg(tmp_path, name, **kw):
-    base = dict(arch="randman_rsnn_stllr", dataset="randman", data_path=str(tmp_path / "data"),
-                save_path=str(tmp_path / name), batch_size=8, val_batch_size=8, delay_ls=6, lr=1e-2, epochs=2,
-                progress=False, data_options=dict(RANDMAN), scheduler=2)
+    base = dict(
+        arch="randman_rsnn_stllr",
+        dataset="randman",
+        data_path=str(tmp_path / "data"),
+        save_path=str(tmp_path / name),
+        batch_size=8,
+        val_batch_size=8,
+        delay_ls=6,
+        lr=1e-2,
+        epochs=2,
+        progress=False,
+        data_options=dict(RANDMAN),
+        scheduler=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -226,8 +288,10 @@ def _weights(save, trial=1):
 
 
 def _metrics(results, trial=0):
-    return [(e["epoch"], e["train_acc"], e["train_loss"], e["test_acc"], e["test_loss"], e["lr"])
-            for e in results["trials"][trial]["epochs"]]
+    return [
+        (e["epoch"], e["train_acc"], e["train_loss"], e["test_acc"], e["test_loss"], e["lr"])
+        for e in results["trials"][trial]["epochs"]
+    ]
 
 
 CASES = {
@@ -235,8 +299,13 @@ CASES = {
     "stllr_dfa_sgd": dict(feedback_mode="DFA", label_encoding="one-hot", optimizer="NAG"),
     "stllr_online": dict(training_mode="stllr_online"),
     "bptt": dict(arch="randman_rsnn_bptt", training_mode="bptt"),
-    "shapes_dropout": dict(arch="shapes_cnn_stllr", dataset="moving_shapes", data_options=dict(SHAPES), delay_ls=3,
-                           model_options={"dropout": 0.2}),
+    "shapes_dropout": dict(
+        arch="shapes_cnn_stllr",
+        dataset="moving_shapes",
+        data_options=dict(SHAPES),
+        delay_ls=3,
+        model_options={"dropout": 0.2},
+    ),
 }
 
 
@@ -280,12 +349,30 @@ def test_output_files(tmp_path):
     res = train(_cfg(tmp_path, "files", trials=2, epochs=2))
     save = tmp_path / "files"
     names = sorted(p.name for p in save.iterdir())
-    assert names == sorted(["results.json", "metrics.csv", "log.log", "trial_1_last.pth.tar",
-                            "trial_1_model_best.pth.tar", "trial_2_last.pth.tar", "trial_2_model_best.pth.tar"])
+    assert names == sorted(
+        [
+            "results.json",
+            "metrics.csv",
+            "log.log",
+            "trial_1_last.pth.tar",
+            "trial_1_model_best.pth.tar",
+            "trial_2_last.pth.tar",
+            "trial_2_model_best.pth.tar",
+        ]
+    )
     saved = json.loads((save / "results.json").read_text())
     assert saved["summary"]["trials_done"] == 2 and saved["config"]["arch"] == "randman_rsnn_stllr"
     epoch = saved["trials"][0]["epochs"][0]
-    for key in ("train_acc", "train_loss", "test_acc", "test_loss", "epoch_time", "peak_memory_mb", "memory_kind", "lr"):
+    for key in (
+        "train_acc",
+        "train_loss",
+        "test_acc",
+        "test_loss",
+        "epoch_time",
+        "peak_memory_mb",
+        "memory_kind",
+        "lr",
+    ):
         assert key in epoch
     assert epoch["memory_kind"] == "cpu_rss_sampled_approximate" and epoch["peak_memory_mb"] > 10
     assert epoch["test_samples"] == 20 and epoch["train_samples"] == 40
@@ -299,9 +386,13 @@ def test_output_files(tmp_path):
     assert {"epoch", "state_dict", "best_acc1", "optimizer"} <= set(best)
     assert best["best_acc1"] == max(e["test_acc"] for e in saved["trials"][0]["epochs"])
     last = torch.load(save / "trial_1_last.pth.tar", weights_only=True)
-    assert {"state_dict", "optimizer", "scheduler", "rng", "epoch", "history", "config"} <= set(last)
+    assert {"state_dict", "optimizer", "scheduler", "rng", "epoch", "history", "config"} <= set(
+        last
+    )
     assert {"torch", "numpy", "python", "loader"} <= set(last["rng"])
-    assert res["summary"]["final_test_acc"] == [t["epochs"][-1]["test_acc"] for t in saved["trials"]]
+    assert res["summary"]["final_test_acc"] == [
+        t["epochs"][-1]["test_acc"] for t in saved["trials"]
+    ]
 
 
 def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -322,12 +413,20 @@ def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("delay_ls,noted", [(6, False), (12, False), (45, True)])
 def test_delay_ls_larger_than_T_is_noted_in_one_line(tmp_path, delay_ls, noted):
-    train(_cfg(tmp_path, "run", epochs=1, max_batches=1, delay_ls=delay_ls, scheduler=0))  # randman T = 12
-    notes = [line for line in (tmp_path / "run" / "log.log").read_text().splitlines() if "--delay-ls" in line]
+    train(
+        _cfg(tmp_path, "run", epochs=1, max_batches=1, delay_ls=delay_ls, scheduler=0)
+    )  # randman T = 12
+    notes = [
+        line
+        for line in (tmp_path / "run" / "log.log").read_text().splitlines()
+        if "--delay-ls" in line
+    ]
     if noted:
         (note,) = notes
-        assert note.endswith("note: --delay-ls 45 is larger than T=12 of randman: every time step carries a "
-                             "learning signal (the same as --delay-ls 12)")
+        assert note.endswith(
+            "note: --delay-ls 45 is larger than T=12 of randman: every time step carries a "
+            "learning signal (the same as --delay-ls 12)"
+        )
     else:
         assert notes == []
 
@@ -337,9 +436,11 @@ def _not_checkpoints(tmp_path: Path) -> dict:
     import argparse
     import pickle
 
-    files = {"text.txt": ("hello\n", "it is not a torch.save file"),
-             "random.bin": (bytes(range(256)) * 8, "it is not a torch.save file"),
-             "empty.pth.tar": (b"", "the file is empty")}
+    files = {
+        "text.txt": ("hello\n", "it is not a torch.save file"),
+        "random.bin": (bytes(range(256)) * 8, "it is not a torch.save file"),
+        "empty.pth.tar": (b"", "the file is empty"),
+    }
     for name, (content, _) in files.items():
         (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
     (tmp_path / "object.pkl").write_bytes(pickle.dumps(argparse.Namespace(a=1)))
@@ -347,10 +448,14 @@ def _not_checkpoints(tmp_path: Path) -> dict:
     torch.save([torch.zeros(2)], tmp_path / "list.pth.tar")
     torch.save({"epoch": 3, "acc": 1.0}, tmp_path / "dict.pth.tar")
     expected = {name: why for name, (_, why) in files.items()}
-    expected.update({"object.pkl": "it is a plain pickle, not a torch.save file",
-                     "object.pth.tar": "it holds Python objects other than tensors",
-                     "list.pth.tar": "it holds a list, not a dict",
-                     "dict.pth.tar": "it holds a dict with keys 'epoch', 'acc' but no 'state_dict'"})
+    expected.update(
+        {
+            "object.pkl": "it is a plain pickle, not a torch.save file",
+            "object.pth.tar": "it holds Python objects other than tensors",
+            "list.pth.tar": "it holds a list, not a dict",
+            "dict.pth.tar": "it holds a dict with keys 'epoch', 'acc' but no 'state_dict'",
+        }
+    )
     return expected
 
 
@@ -361,8 +466,14 @@ def test_load_checkpoint_refuses_non_checkpoints_in_one_line_without_unsafe_advi
         msg = str(err.value)
         assert isinstance(err.value, config.ConfigError) and "\n" not in msg
         assert msg.startswith(f"{tmp_path / name} is not an stllr checkpoint ({why}"), msg
-        assert checkpoint.CHECKPOINT_EXPECTED in msg and "weights_only" not in msg and "False" not in msg
-    assert checkpoint.load_checkpoint(_save_state_dict(tmp_path))["w"].shape == (2,)  # a bare state_dict is fine
+        assert (
+            checkpoint.CHECKPOINT_EXPECTED in msg
+            and "weights_only" not in msg
+            and "False" not in msg
+        )
+    assert checkpoint.load_checkpoint(_save_state_dict(tmp_path))["w"].shape == (
+        2,
+    )  # a bare state_dict is fine
 
 
 def _save_state_dict(tmp_path):
@@ -373,6 +484,9 @@ def _save_state_dict(tmp_path):
 def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "trial_1_last.pth.tar").write_text("not a checkpoint\n")
-    with pytest.raises(checkpoint.CheckpointError, match=r"^--resume: .*trial_1_last\.pth\.tar is not an stllr checkpoint "
-                                                r"\(it is not a torch\.save file\)"):
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r"^--resume: .*trial_1_last\.pth\.tar is not an stllr checkpoint "
+        r"\(it is not a torch\.save file\)",
+    ):
         train(_cfg(tmp_path, "run", epochs=1, max_batches=1, resume=True))

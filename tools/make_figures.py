@@ -21,6 +21,7 @@ The default run writes over the committed notebooks/ and figures/. A run with pa
 (--full, --data-path, --device) is injected with them by papermill and writes to build/full/
 unless --out-dir says otherwise: its outputs are not the committed, nbval-checked ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 STAGING = ROOT / "build" / "make_figures"
 FIGURE_SUFFIXES = (".png", ".svg", ".gif")
-EMBEDDED_MIME = {".png": "image/png", ".gif": "image/gif"}  # what a notebook output can hold byte for byte
+EMBEDDED_MIME = {
+    ".png": "image/png",
+    ".gif": "image/gif",
+}  # what a notebook output can hold byte for byte
 # cell metadata papermill/nbclient add on every run (timings, status): dropped from stored notebooks
 VOLATILE_CELL_METADATA = ("papermill", "execution")
 
@@ -53,7 +57,9 @@ def new_run_id() -> str:
 
 def git_commit() -> str | None:
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         return head.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -125,20 +131,32 @@ def execute(nb_path: Path, out_path: Path, parameters: dict, figures_dir: Path, 
     import papermill as pm
 
     with environ(STLLR_FIGURES_DIR=str(figures_dir)):
-        return pm.execute_notebook(str(nb_path), str(out_path), parameters=parameters or None,
-                                   cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
-                                   record_timing=False, config=kernel_config(tmpdir))
+        return pm.execute_notebook(
+            str(nb_path),
+            str(out_path),
+            parameters=parameters or None,
+            cwd=str(NOTEBOOKS),
+            kernel_name="python3",
+            progress_bar=False,
+            record_timing=False,
+            config=kernel_config(tmpdir),
+        )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--full", action="store_true", help="paper-scale run (real data, long training)")
+    ap.add_argument(
+        "--full", action="store_true", help="paper-scale run (real data, long training)"
+    )
     ap.add_argument("--data-path", default=None, help="folder with the real datasets (with --full)")
     ap.add_argument("--device", default=None, help="torch device for --full runs, e.g. cuda")
     ap.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run")
-    ap.add_argument("--out-dir", default=None,
-                    help="write DIR/notebooks/*.ipynb and DIR/figures/ (with its MANIFEST.json) instead of the "
-                         "committed notebooks/ and figures/ (default: the repository; build/full with parameters)")
+    ap.add_argument(
+        "--out-dir",
+        default=None,
+        help="write DIR/notebooks/*.ipynb and DIR/figures/ (with its MANIFEST.json) instead of the "
+        "committed notebooks/ and figures/ (default: the repository; build/full with parameters)",
+    )
     args = ap.parse_args(argv)
 
     import nbformat
@@ -160,7 +178,11 @@ def main(argv=None) -> int:
         params["DATA_PATH"] = str(Path(args.data_path).resolve())
     if args.device:
         params["DEVICE"] = args.device
-    out_root = Path(args.out_dir).resolve() if args.out_dir else (ROOT / "build" / "full" if params else ROOT)
+    out_root = (
+        Path(args.out_dir).resolve()
+        if args.out_dir
+        else (ROOT / "build" / "full" if params else ROOT)
+    )
     out_notebooks, out_figures = out_root / "notebooks", out_root / "figures"
     out_notebooks.mkdir(parents=True, exist_ok=True)
     out_figures.mkdir(parents=True, exist_ok=True)
@@ -171,10 +193,16 @@ def main(argv=None) -> int:
     run_id = new_run_id()
     run_dir = STAGING / run_id
     commit = git_commit()
-    rel = (lambda p: str(p.relative_to(out_root)))
-    print(f"run {run_id}: {len(notebooks)} notebook(s) -> {rel(out_notebooks)}/, {rel(out_figures)}/"
-          + (f" (parameters {params})" if params else "")
-          + ("" if out_root == ROOT else f" under {out_root}"), flush=True)
+
+    def rel(p):
+        return str(p.relative_to(out_root))
+
+    print(
+        f"run {run_id}: {len(notebooks)} notebook(s) -> {rel(out_notebooks)}/, {rel(out_figures)}/"
+        + (f" (parameters {params})" if params else "")
+        + ("" if out_root == ROOT else f" under {out_root}"),
+        flush=True,
+    )
     for i, nb_path in enumerate(notebooks, 1):
         stem, prefix = nb_path.stem, nb_path.stem.split("_", 1)[0] + "_"
         staged = run_dir / stem
@@ -186,9 +214,12 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory(prefix="stllr-kernel-") as tmp:
                 nb = execute(nb_path, staged / nb_path.name, params, staged_figures, Path(tmp))
         except PapermillExecutionError as err:
-            print(f" FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                  f"    executed copy with the traceback: {staged / nb_path.name}; "
-                  f"{nb_path.name}, its figures and its manifest entry are unchanged", flush=True)
+            print(
+                f" FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                f"    executed copy with the traceback: {staged / nb_path.name}; "
+                f"{nb_path.name}, its figures and its manifest entry are unchanged",
+                flush=True,
+            )
             return 1
         seconds = time.perf_counter() - t0
 
@@ -197,7 +228,10 @@ def main(argv=None) -> int:
         figures, not_embedded = {}, []
         for f in sorted(staged_figures.iterdir()):
             if f.suffix not in FIGURE_SUFFIXES or not f.name.startswith(prefix):
-                print(f"\n    unexpected file {f.name} written by {nb_path.name}: not a {prefix}* figure", flush=True)
+                print(
+                    f"\n    unexpected file {f.name} written by {nb_path.name}: not a {prefix}* figure",
+                    flush=True,
+                )
                 return 1
             digest = sha256_bytes(f.read_bytes())
             figures[f.name] = {"sha256": digest, "bytes": f.stat().st_size}
@@ -226,10 +260,16 @@ def main(argv=None) -> int:
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(staged)
         n_shown = sum(1 for f in figures if f.endswith((".png", ".gif"))) - len(not_embedded)
-        print(f" done in {seconds:.0f} s, {len(figures)} figure files ({n_shown} shown in the notebook)", flush=True)
+        print(
+            f" done in {seconds:.0f} s, {len(figures)} figure files ({n_shown} shown in the notebook)",
+            flush=True,
+        )
         if not_embedded:
-            print(f"    not shown byte for byte in the notebook (use stllr.plotting.style.savefig / display the file): "
-                  f"{', '.join(not_embedded)}", flush=True)
+            print(
+                f"    not shown byte for byte in the notebook (use stllr.plotting.style.savefig / display the file): "
+                f"{', '.join(not_embedded)}",
+                flush=True,
+            )
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
         STAGING.rmdir()  # only when no earlier failed run's copy is kept there

@@ -3,7 +3,19 @@ simulated; one layer recorded), :mod:`~stllr.analysis.metrics` (cosine, relative
 :mod:`~stllr.analysis.claims` (a notebook's conclusions checked with a tolerance).
 """
 
-from stllr.analysis.stdp import record_layer, stdp_window_analytic, stdp_window_simulated, classic_stdp_window
 from stllr.analysis.metrics import cosine_similarity, relative_norm
+from stllr.analysis.stdp import (
+    classic_stdp_window,
+    record_layer,
+    stdp_window_analytic,
+    stdp_window_simulated,
+)
 
-__all__ = ['record_layer', 'stdp_window_analytic', 'stdp_window_simulated', 'classic_stdp_window', 'cosine_similarity', 'relative_norm']
+__all__ = [
+    "record_layer",
+    "stdp_window_analytic",
+    "stdp_window_simulated",
+    "classic_stdp_window",
+    "cosine_similarity",
+    "relative_norm",
+]

@@ -28,7 +28,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional, Sequence
 
-__all__ = ['Claim', 'ClaimError', 'Claims']
+__all__ = ["Claim", "ClaimError", "Claims"]
+
 
 class ClaimError(AssertionError):
     """A notebook's claim does not hold on this run; the message carries the measured numbers."""
@@ -48,17 +49,21 @@ class Claim:
 
 
 def _numbers(values, name: str) -> list[float]:
-    if isinstance(values, (int, float)) or getattr(values, "ndim", None) == 0:   # also 0-d tensors/arrays
+    if (
+        isinstance(values, (int, float)) or getattr(values, "ndim", None) == 0
+    ):  # also 0-d tensors/arrays
         values = [values]
-    elif hasattr(values, "tolist"):                                               # tensors, arrays
+    elif hasattr(values, "tolist"):  # tensors, arrays
         values = values.tolist()
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number or a sequence of numbers, got {values!r}") from None
+        raise TypeError(
+            f"{name}: expected a number or a sequence of numbers, got {values!r}"
+        ) from None
     if not out:
         raise ValueError(f"{name}: expected at least one value, got an empty sequence")
-    return out   # a NaN is kept: every comparison with it is False, so the claim fails and shows it
+    return out  # a NaN is kept: every comparison with it is False, so the claim fails and shows it
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -107,68 +112,135 @@ class Claims:
         unit = self.unit if unit is None else unit
         return f" {unit}" if unit else ""
 
-    def add(self, text: str, holds: bool, measured: str, slack: Optional[float] = None, **values) -> None:
+    def add(
+        self, text: str, holds: bool, measured: str, slack: Optional[float] = None, **values
+    ) -> None:
         """Record a claim decided by the caller. ``text`` must not contain measured digits; ``slack``:
         how far the measurement is from failing (for the spread report).
 
         Nothing is returned (a notebook cell ending in a claim shows no measured value)."""
-        self.claims.append(Claim(str(text), bool(holds), str(measured), values,
-                                 None if slack is None else float(slack)))
+        self.claims.append(
+            Claim(
+                str(text),
+                bool(holds),
+                str(measured),
+                values,
+                None if slack is None else float(slack),
+            )
+        )
 
-    def mean_above(self, what: str, values, threshold: float, threshold_name: str = "",
-                   unit: Optional[str] = None) -> None:
+    def mean_above(
+        self,
+        what: str,
+        values,
+        threshold: float,
+        threshold_name: str = "",
+        unit: Optional[str] = None,
+    ) -> None:
         """``mean(values) > threshold``; e.g. a mean accuracy above twice chance."""
         xs = _numbers(values, "values")
         u = self._u(unit)
         note = f" ({threshold_name})" if threshold_name else ""
         slack, holds = _slack_holds(_mean(xs) - threshold)
-        self.add(f"{what} > {_g(threshold)}{u}{note}", holds, _fmt(xs, u.strip()), slack, values=xs,
-                 threshold=threshold)
+        self.add(
+            f"{what} > {_g(threshold)}{u}{note}",
+            holds,
+            _fmt(xs, u.strip()),
+            slack,
+            values=xs,
+            threshold=threshold,
+        )
 
-    def mean_below(self, what: str, values, threshold: float, threshold_name: str = "",
-                   unit: Optional[str] = None) -> None:
+    def mean_below(
+        self,
+        what: str,
+        values,
+        threshold: float,
+        threshold_name: str = "",
+        unit: Optional[str] = None,
+    ) -> None:
         """``mean(values) < threshold``; e.g. a failing method stays near chance."""
         xs = _numbers(values, "values")
         u = self._u(unit)
         note = f" ({threshold_name})" if threshold_name else ""
         slack, holds = _slack_holds(threshold - _mean(xs))
-        self.add(f"{what} < {_g(threshold)}{u}{note}", holds, _fmt(xs, u.strip()), slack, values=xs,
-                 threshold=threshold)
+        self.add(
+            f"{what} < {_g(threshold)}{u}{note}",
+            holds,
+            _fmt(xs, u.strip()),
+            slack,
+            values=xs,
+            threshold=threshold,
+        )
 
-    def mean_exceeds(self, a_name: str, a, b_name: str, b, margin: float = 0.0,
-                     unit: Optional[str] = None) -> None:
+    def mean_exceeds(
+        self, a_name: str, a, b_name: str, b, margin: float = 0.0, unit: Optional[str] = None
+    ) -> None:
         """``mean(a) > mean(b) + margin``: method A ends above method B by more than ``margin``."""
         xa, xb = _numbers(a, a_name), _numbers(b, b_name)
         u = self._u(unit)
         by = f" by more than {_g(margin)}{u.replace(' %', ' points')}" if margin else ""
         diff = _mean(xa) - _mean(xb)
         slack, holds = _slack_holds(diff - margin)
-        self.add(f"{a_name} > {b_name}{by}", holds,
-                 f"{a_name} {_fmt(xa, u.strip())}; {b_name} {_fmt(xb, u.strip())}; difference {diff:+.4g}",
-                 slack, a=xa, b=xb, margin=margin)
+        self.add(
+            f"{a_name} > {b_name}{by}",
+            holds,
+            f"{a_name} {_fmt(xa, u.strip())}; {b_name} {_fmt(xb, u.strip())}; difference {diff:+.4g}",
+            slack,
+            a=xa,
+            b=xb,
+            margin=margin,
+        )
 
-    def increasing(self, what: str, labels: Sequence, means: Iterable[float], min_step: float = 0.0,
-                   unit: Optional[str] = None) -> None:
+    def increasing(
+        self,
+        what: str,
+        labels: Sequence,
+        means: Iterable[float],
+        min_step: float = 0.0,
+        unit: Optional[str] = None,
+    ) -> None:
         """Each mean is above the previous one by more than ``min_step``."""
         ms = _numbers(list(means), "means")
         if len(ms) != len(labels) or len(ms) < 2:
-            raise ValueError(f"labels: expected one label per mean (at least 2), got {len(labels)} labels "
-                             f"for {len(ms)} means")
+            raise ValueError(
+                f"labels: expected one label per mean (at least 2), got {len(labels)} labels "
+                f"for {len(ms)} means"
+            )
         u = self._u(unit)
         steps = [b - a for a, b in zip(ms, ms[1:])]
-        by = f" by more than {_g(min_step)}{u.replace(' %', ' points')} per step" if min_step else ""
+        by = (
+            f" by more than {_g(min_step)}{u.replace(' %', ' points')} per step" if min_step else ""
+        )
         shown = ", ".join(f"{lab}: {m:.4g}" for lab, m in zip(labels, ms))
         gaps = [step - min_step for step in steps]
         slack, holds = _slack_holds(float("nan") if any(g != g for g in gaps) else min(gaps))
-        self.add(f"{what} increases from {labels[0]} to {labels[-1]}{by}", holds, shown, slack, means=ms,
-                 labels=[str(x) for x in labels], min_step=min_step)
+        self.add(
+            f"{what} increases from {labels[0]} to {labels[-1]}{by}",
+            holds,
+            shown,
+            slack,
+            means=ms,
+            labels=[str(x) for x in labels],
+            min_step=min_step,
+        )
 
-    def within(self, what: str, value: float, low: float, high: float, unit: Optional[str] = None) -> None:
+    def within(
+        self, what: str, value: float, low: float, high: float, unit: Optional[str] = None
+    ) -> None:
         """``low <= value <= high``."""
         v = _numbers(value, "value")[0]
         u = self._u(unit)
         slack, holds = _slack_holds(min(v - low, high - v) if v == v else v, inclusive=True)
-        self.add(f"{what} in [{_g(low)}, {_g(high)}]{u}", holds, f"{v:.6g}{u}", slack, value=v, low=low, high=high)
+        self.add(
+            f"{what} in [{_g(low)}, {_g(high)}]{u}",
+            holds,
+            f"{v:.6g}{u}",
+            slack,
+            value=v,
+            low=low,
+            high=high,
+        )
 
     # -- report ------------------------------------------------------------------------------
     def verify(self) -> None:

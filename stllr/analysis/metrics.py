@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ['cosine_similarity', 'relative_norm']
+__all__ = ["cosine_similarity", "relative_norm"]
+
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
     """Cosine of the angle between two gradients (flattened)."""

@@ -5,14 +5,19 @@ real :class:`~stllr.LinearSTLLR`, and one layer's traces recorded over a sequenc
 from __future__ import annotations
 
 from typing import Sequence
+
 import numpy as np
 import torch
+
 from stllr import functional as SF
 from stllr.layers import LinearSTLLR
 
-__all__ = ['record_layer', 'stdp_window_analytic', 'stdp_window_simulated', 'classic_stdp_window']
+__all__ = ["record_layer", "stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window"]
 
-def record_layer(layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, sample: int = 0) -> dict:
+
+def record_layer(
+    layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, sample: int = 0
+) -> dict:
     """Run ``layer`` over ``inputs`` [T, B, M] (no learning) and record, for one neuron of one
     sample, everything the rule uses, as numpy arrays over time:
 
@@ -23,8 +28,17 @@ def record_layer(layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, samp
     """
     lambda_post, lambda_pre, alpha_post, alpha_pre = layer.factors_tuple
     theta = float(SF.effective_threshold(layer.threshold))
-    keys = ("input", "pre_trace", "membrane_pre_reset", "membrane", "spikes", "psi", "post_trace",
-            "causal", "noncausal")
+    keys = (
+        "input",
+        "pre_trace",
+        "membrane_pre_reset",
+        "membrane",
+        "spikes",
+        "psi",
+        "post_trace",
+        "causal",
+        "noncausal",
+    )
     rec = {k: [] for k in keys}
     layer.reset_state()
     post_prev, u_prev = 0.0, 0.0
@@ -41,7 +55,7 @@ def record_layer(layer: LinearSTLLR, inputs: torch.Tensor, neuron: int = 0, samp
             psi = float(st.psi[sample, neuron])
             spike = float(s[sample, neuron])
             u = float(st.membrane[sample, neuron])
-            m = beta * u_prev + current          # m_t = beta u_{t-1} + x_t W~^T + b (before the reset)
+            m = beta * u_prev + current  # m_t = beta u_{t-1} + x_t W~^T + b (before the reset)
             u_prev = u
             rec["input"].append(x)
             rec["pre_trace"].append(pre)
@@ -73,9 +87,17 @@ def stdp_window_analytic(dts: Sequence[int], factors) -> np.ndarray:
     return np.where(dts >= 0, causal, noncausal)
 
 
-def stdp_window_simulated(dts: Sequence[int], factors, psi="rational", t_first: int = 20,
-                          n_steps: int | None = None, threshold: float = 0.6, leak: float = 0.0,
-                          overdrive: float = 1e-4, dtype=torch.float64) -> dict:
+def stdp_window_simulated(
+    dts: Sequence[int],
+    factors,
+    psi="rational",
+    t_first: int = 20,
+    n_steps: int | None = None,
+    threshold: float = 0.6,
+    leak: float = 0.0,
+    overdrive: float = 1e-4,
+    dtype=torch.float64,
+) -> dict:
     """Recover the window by driving an actual ``LinearSTLLR`` with spike pairs.
 
     The layer has one neuron and two inputs: input 0 is the synapse under study (weight 0, so it
@@ -94,8 +116,17 @@ def stdp_window_simulated(dts: Sequence[int], factors, psi="rational", t_first: 
     dws, psi_posts = [], []
     for dt in dts:
         t_pre, t_post = (t_first, t_first + dt) if dt >= 0 else (t_first - dt, t_first)
-        layer = LinearSTLLR(2, 1, bias=False, threshold=threshold, leak=leak, factors=factors, psi=psi,
-                            weight_standardization=False, dtype=dtype)
+        layer = LinearSTLLR(
+            2,
+            1,
+            bias=False,
+            threshold=threshold,
+            leak=leak,
+            factors=factors,
+            psi=psi,
+            weight_standardization=False,
+            dtype=dtype,
+        )
         with torch.no_grad():
             layer.weight.copy_(torch.tensor([[0.0, 1.0]], dtype=dtype))
         theta = max(threshold, SF.MIN_THRESHOLD)
@@ -118,8 +149,13 @@ def stdp_window_simulated(dts: Sequence[int], factors, psi="rational", t_first: 
     return {"dt": np.array(dts), "dw": dw, "psi_post": psi_post, "dw_normalized": dw / psi_post}
 
 
-def classic_stdp_window(dts: Sequence[int], a_plus: float = 1.0, a_minus: float = 0.5,
-                        tau_plus: float = 4.0, tau_minus: float = 4.0) -> np.ndarray:
+def classic_stdp_window(
+    dts: Sequence[int],
+    a_plus: float = 1.0,
+    a_minus: float = 0.5,
+    tau_plus: float = 4.0,
+    tau_minus: float = 4.0,
+) -> np.ndarray:
     """Pair-based exponential STDP (Bi & Poo): ``A+ exp(-dt/tau+)`` for dt >= 0,
     ``-A- exp(dt/tau-)`` for dt < 0 (dt in steps)."""
     dts = np.asarray(dts, dtype=float)

@@ -20,19 +20,25 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import List, Optional
+
 from stllr.cli._parser import OneLineParser
 from stllr.cli.memory import add_memory_subcommand
 from stllr.cli.train import add_eval_subcommand, add_models_subcommand, add_train_subcommand
 
-__all__ = ['build_parser', 'main']
+__all__ = ["build_parser", "main"]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``stllr`` parser with its subcommands ``train``, ``eval``, ``models`` and ``memory``."""
     from stllr import __version__
 
-    parser = OneLineParser(prog="stllr", description="S-TLLR: train, evaluate and measure spiking networks.")
+    parser = OneLineParser(
+        prog="stllr", description="S-TLLR: train, evaluate and measure spiking networks."
+    )
     parser.add_argument("--version", action="version", version=f"stllr {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     subparsers.required = True
     add_train_subcommand(subparsers)
     add_eval_subcommand(subparsers)
@@ -50,6 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     prog = f"stllr {args.command}"
     try:
         from stllr.data import DatasetNotFoundError  # noqa: F401
+
         not_found = (DatasetNotFoundError,)
     except ImportError:
         not_found = ()

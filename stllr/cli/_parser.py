@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ['OneLineParser']
+__all__ = ["OneLineParser"]
+
 
 class OneLineParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line on stderr (``prog: error: message``), status 2."""

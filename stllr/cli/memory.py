@@ -20,7 +20,15 @@ import math
 import sys
 from typing import Optional, Sequence
 
-__all__ = ['add_memory_subcommand', 'run_memory', 'format_rows', 'twin_arch', 'main', 'DEFAULT_DELAY_LS', 'DEFAULT_TS']
+__all__ = [
+    "add_memory_subcommand",
+    "run_memory",
+    "format_rows",
+    "twin_arch",
+    "main",
+    "DEFAULT_DELAY_LS",
+    "DEFAULT_TS",
+]
 
 #: The paper's learning window T - T_l per dataset (paper Table 3 / rule.md "Training modes").
 DEFAULT_DELAY_LS = {"shd": 90, "dvsgesture": 5, "cifar10dvs": 5, "nmnist": 5, "ncaltech101": 5}
@@ -56,6 +64,7 @@ def twin_arch(arch: str) -> str:
     """The other member of an S-TLLR / BPTT pair (registry ``twin``, else the name with the
     ``stllr`` and ``bptt`` tokens swapped)."""
     from stllr import models
+
     try:
         spec = models.get_model_spec(arch)
         twin = getattr(spec, "twin", None)
@@ -75,33 +84,64 @@ def twin_arch(arch: str) -> str:
 def add_memory_subcommand(subparsers) -> argparse.ArgumentParser:
     """Register ``memory`` on an ``argparse`` subparsers object; sets ``func=run_memory``."""
     p = subparsers.add_parser(
-        "memory", help="measured and analytic memory and MACs, S-TLLR vs BPTT, per T",
+        "memory",
+        help="measured and analytic memory and MACs, S-TLLR vs BPTT, per T",
         description="For each T: peak bytes saved for backward (measured) and the paper's analytic "
-                    "memory (Eq. 18-19), their BPTT/S-TLLR ratio, and MACs executed vs analytic "
-                    "(Eq. 20-21), for an S-TLLR arch and its BPTT twin.")
-    p.add_argument("--arch", required=True, help="an S-TLLR or BPTT arch of the registry (its twin is found)")
-    p.add_argument("--T", nargs="+", default=[str(t) for t in DEFAULT_TS], metavar="T",
-                   help="sequence lengths (default: %(default)s, the paper's Fig. 3)")
-    p.add_argument("--delay-ls", default=None, metavar="K",
-                   help="learning window T - T_l (clamped to T); default: the paper's for the dataset "
-                        f"({', '.join(f'{k} {v}' for k, v in DEFAULT_DELAY_LS.items())}), else all T steps")
-    p.add_argument("--batch-size", default="4", metavar="B", help="batch size of the measured run (default 4)")
-    p.add_argument("--input-shape", nargs="+", default=None, metavar="N",
-                   help="one sample's input shape, e.g. 700 or 2 32 32 (default: the arch's dataset)")
+        "memory (Eq. 18-19), their BPTT/S-TLLR ratio, and MACs executed vs analytic "
+        "(Eq. 20-21), for an S-TLLR arch and its BPTT twin.",
+    )
+    p.add_argument(
+        "--arch", required=True, help="an S-TLLR or BPTT arch of the registry (its twin is found)"
+    )
+    p.add_argument(
+        "--T",
+        nargs="+",
+        default=[str(t) for t in DEFAULT_TS],
+        metavar="T",
+        help="sequence lengths (default: %(default)s, the paper's Fig. 3)",
+    )
+    p.add_argument(
+        "--delay-ls",
+        default=None,
+        metavar="K",
+        help="learning window T - T_l (clamped to T); default: the paper's for the dataset "
+        f"({', '.join(f'{k} {v}' for k, v in DEFAULT_DELAY_LS.items())}), else all T steps",
+    )
+    p.add_argument(
+        "--batch-size", default="4", metavar="B", help="batch size of the measured run (default 4)"
+    )
+    p.add_argument(
+        "--input-shape",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="one sample's input shape, e.g. 700 or 2 32 32 (default: the arch's dataset)",
+    )
     p.add_argument("--num-classes", default=None, metavar="C", help="default: the arch's dataset")
-    p.add_argument("--factors", nargs=4, default=None, metavar="F",
-                   help="lambda_post lambda_pre alpha_post alpha_pre of the S-TLLR model (default: the CLI default)")
+    p.add_argument(
+        "--factors",
+        nargs=4,
+        default=None,
+        metavar="F",
+        help="lambda_post lambda_pre alpha_post alpha_pre of the S-TLLR model (default: the CLI default)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", default="0", help="seed of the weights and the random inputs")
-    p.add_argument("--peak", action="store_true",
-                   help="also measure peak memory (GPU allocator; CPU peak RSS, approximate)")
-    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    p.add_argument(
+        "--peak",
+        action="store_true",
+        help="also measure peak memory (GPU allocator; CPU peak RSS, approximate)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON list of rows instead of the table"
+    )
     p.set_defaults(func=run_memory)
     return p
 
 
 def _resolve(args):
     from stllr import models
+
     try:
         spec = models.get_model_spec(args.arch)
     except ValueError as e:
@@ -123,7 +163,9 @@ def _resolve(args):
     input_shape = None
     if args.input_shape is not None:
         input_shape = tuple(_positive_int(s, "--input-shape") for s in args.input_shape)
-    num_classes = None if args.num_classes is None else _positive_int(args.num_classes, "--num-classes")
+    num_classes = (
+        None if args.num_classes is None else _positive_int(args.num_classes, "--num-classes")
+    )
     factors = None
     if args.factors is not None:
         try:
@@ -135,7 +177,9 @@ def _resolve(args):
 
 def _build(arch, num_classes, input_shape, factors, seed, device):
     import torch
+
     from stllr import models
+
     torch.manual_seed(seed)
     kw = {}
     if factors is not None and models.get_model_spec(arch).is_stllr:
@@ -160,9 +204,13 @@ def _batch_collisions(model, batch: int) -> list:
 def run_memory(args) -> int:
     """Entry point of ``stllr memory`` (``args`` from :func:`add_memory_subcommand`)."""
     import torch
+
     from stllr import measure
+
     try:
-        stllr_arch, bptt_arch, Ts, batch, seed, delay, input_shape, num_classes, factors = _resolve(args)
+        stllr_arch, bptt_arch, Ts, batch, seed, delay, input_shape, num_classes, factors = _resolve(
+            args
+        )
         if str(args.device).startswith("cuda") and not torch.cuda.is_available():
             raise _UsageError("--device cuda: CUDA is not available on this machine")
         device = torch.device(args.device)
@@ -173,9 +221,14 @@ def run_memory(args) -> int:
     except RuntimeError as e:  # e.g. an unknown device string
         _fail(str(e).splitlines()[0])
     if _batch_collisions(b_model, batch) or _batch_collisions(s_model, batch):
-        print(f"{PROG}: warning: --batch-size {batch} equals a layer width; weight-sized saved tensors "
-              "of that layer count as activations (choose another batch size)", file=sys.stderr)
-    rows = measure.compare(s_model, b_model, Ts, delay_ls=delay, batch_size=batch, seed=seed, peak=args.peak)
+        print(
+            f"{PROG}: warning: --batch-size {batch} equals a layer width; weight-sized saved tensors "
+            "of that layer count as activations (choose another batch size)",
+            file=sys.stderr,
+        )
+    rows = measure.compare(
+        s_model, b_model, Ts, delay_ls=delay, batch_size=batch, seed=seed, peak=args.peak
+    )
     for r in rows:
         r["stllr_arch"], r["bptt_arch"] = stllr_arch, bptt_arch
     if args.json:
@@ -207,23 +260,51 @@ def _macs(n) -> str:
     return f"{n:.0f}"
 
 
-COLUMNS = ("T", "window", "BPTT mem an.", "BPTT mem meas.", "S-TLLR mem an.", "S-TLLR mem meas.",
-           "mem ratio an.", "mem ratio meas.", "BPTT MAC an.", "BPTT MAC meas.", "S-TLLR MAC an.",
-           "S-TLLR MAC meas.", "MAC ratio an.", "MAC ratio meas.")
+COLUMNS = (
+    "T",
+    "window",
+    "BPTT mem an.",
+    "BPTT mem meas.",
+    "S-TLLR mem an.",
+    "S-TLLR mem meas.",
+    "mem ratio an.",
+    "mem ratio meas.",
+    "BPTT MAC an.",
+    "BPTT MAC meas.",
+    "S-TLLR MAC an.",
+    "S-TLLR MAC meas.",
+    "MAC ratio an.",
+    "MAC ratio meas.",
+)
 
 
 def row_cells(r: dict) -> list:
     """The table cells of one JSON row (the table is built from exactly these)."""
-    return [str(r["T"]), str(r["delay_ls"]), _bytes(r["bptt_analytic"]), _bytes(r["bptt_saved_bytes"]),
-            _bytes(r["stllr_analytic"]), _bytes(r["stllr_saved_bytes"]),
-            f"{r['memory_ratio_analytic']:.2f}", f"{r['memory_ratio']:.2f}",
-            _macs(r["bptt_macs_analytic"]), _macs(r["bptt_macs"]),
-            _macs(r["stllr_macs_analytic"]), _macs(r["stllr_macs"]),
-            f"{r['mac_ratio_analytic']:.2f}", f"{r['mac_ratio']:.2f}"]
+    return [
+        str(r["T"]),
+        str(r["delay_ls"]),
+        _bytes(r["bptt_analytic"]),
+        _bytes(r["bptt_saved_bytes"]),
+        _bytes(r["stllr_analytic"]),
+        _bytes(r["stllr_saved_bytes"]),
+        f"{r['memory_ratio_analytic']:.2f}",
+        f"{r['memory_ratio']:.2f}",
+        _macs(r["bptt_macs_analytic"]),
+        _macs(r["bptt_macs"]),
+        _macs(r["stllr_macs_analytic"]),
+        _macs(r["stllr_macs"]),
+        f"{r['mac_ratio_analytic']:.2f}",
+        f"{r['mac_ratio']:.2f}",
+    ]
 
 
-def format_rows(rows: Sequence[dict], stllr_arch: str = "", bptt_arch: str = "", delay: Optional[int] = None,
-                peak: bool = False) -> str:
+def format_rows(
+    rows: Sequence[dict],
+    stllr_arch: str = "",
+    bptt_arch: str = "",
+    delay: Optional[int] = None,
+    peak: bool = False,
+) -> str:
     """The human-readable table of ``stllr memory`` for the rows of :func:`stllr.measure.compare`."""
     if not rows:
         return "(no rows)"
@@ -240,11 +321,17 @@ def format_rows(rows: Sequence[dict], stllr_arch: str = "", bptt_arch: str = "",
     for c in cells:
         lines.append("  ".join(v.rjust(w) for v, w in zip(c, widths)))
     if peak and "stllr_peak" in r0:
-        lines.append("peak memory increase during the sequence (" + r0["stllr_peak"]["method"] +
-                     (", approximate" if r0["stllr_peak"]["approximate"] else "") + "):")
+        lines.append(
+            "peak memory increase during the sequence ("
+            + r0["stllr_peak"]["method"]
+            + (", approximate" if r0["stllr_peak"]["approximate"] else "")
+            + "):"
+        )
         for r in rows:
-            lines.append(f"  T={r['T']}: BPTT {_bytes(r['bptt_peak']['increase_bytes'])}, "
-                         f"S-TLLR {_bytes(r['stllr_peak']['increase_bytes'])}")
+            lines.append(
+                f"  T={r['T']}: BPTT {_bytes(r['bptt_peak']['increase_bytes'])}, "
+                f"S-TLLR {_bytes(r['stllr_peak']['increase_bytes'])}"
+            )
     return "\n".join(lines)
 
 

@@ -31,7 +31,12 @@ COMPRESSION = {0: "none", 1: "lz4", 2: "lz4_high", 3: "zstd", 4: "zstd_high"}
 
 #: The 16-byte flatbuffer ``Event`` struct.
 EVENT_STRUCT = np.dtype(
-    {"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "?"], "offsets": [0, 8, 10, 12], "itemsize": 16}
+    {
+        "names": ["t", "x", "y", "on"],
+        "formats": ["<i8", "<i2", "<i2", "?"],
+        "offsets": [0, 8, 10, 12],
+        "itemsize": 16,
+    }
 )
 #: What ``aedat.Decoder`` returns per packet (tonic renames the fields to t, x, y, p).
 OUTPUT_DTYPE = np.dtype([("t", np.uint64), ("x", np.uint16), ("y", np.uint16), ("on", bool)])
@@ -60,7 +65,9 @@ def _ioheader(description: str, compression: int = 0, file_data_position: int = 
     # [root u32][ident 4][vtable 10 + pad 6][table 24][string]
     vt_pos, tbl_pos = 8, 24
     vtable = struct.pack("<HHHHH", 10, 24, 4, 16, 8)
-    table = struct.pack("<iiIIq", tbl_pos - vt_pos, compression, 48 - (tbl_pos + 8), 0, file_data_position)
+    table = struct.pack(
+        "<iiIIq", tbl_pos - vt_pos, compression, 48 - (tbl_pos + 8), 0, file_data_position
+    )
     string = struct.pack("<I", len(text)) + text + b"\0"
     buf = struct.pack("<I", tbl_pos) + b"IOHE" + vtable + b"\0" * 6 + table + string
     return buf + b"\0" * _pad(len(buf), 8)
@@ -108,7 +115,9 @@ def write_aedat4(
         raise ValueError("t, x, y and p must have the same length")
     events = np.zeros(n, dtype=OUTPUT_DTYPE)
     events["t"], events["x"], events["y"], events["on"] = t, x, y, np.asarray(p).astype(bool)
-    header = _ioheader(_DESCRIPTION.format(sid=stream_id, w=int(sensor_size[0]), h=int(sensor_size[1])))
+    header = _ioheader(
+        _DESCRIPTION.format(sid=stream_id, w=int(sensor_size[0]), h=int(sensor_size[1]))
+    )
     with open(path, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<I", len(header)))
@@ -145,13 +154,17 @@ def _decompress(data: bytes, compression: int) -> bytes:
         try:
             import lz4.frame
         except ImportError as err:
-            raise ImportError("this AEDAT4 file is LZ4-compressed: `pip install aedat` (or lz4)") from err
+            raise ImportError(
+                "this AEDAT4 file is LZ4-compressed: `pip install aedat` (or lz4)"
+            ) from err
         return lz4.frame.decompress(data)
     if name in ("zstd", "zstd_high"):
         try:
             import zstandard
         except ImportError as err:
-            raise ImportError("this AEDAT4 file is Zstd-compressed: `pip install aedat` (or zstandard)") from err
+            raise ImportError(
+                "this AEDAT4 file is Zstd-compressed: `pip install aedat` (or zstandard)"
+            ) from err
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     raise ValueError(f"unknown AEDAT4 compression code {compression}")
 

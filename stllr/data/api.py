@@ -46,9 +46,7 @@ def dataset_options(name: str) -> dict[str, Any]:
     name = _check_name(name)
     sig = inspect.signature(_BUILDERS[name])
     opts = {
-        k: p.default
-        for k, p in sig.parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        k: p.default for k, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
     opts.update(_PROCEDURAL_DEFAULTS.get(name, {}))
     return opts
@@ -78,7 +76,9 @@ def get_dataset(
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for dataset {name!r}; valid options: {sorted(valid)}")
+        raise TypeError(
+            f"unknown option(s) {unknown} for dataset {name!r}; valid options: {sorted(valid)}"
+        )
     path = default_data_path() if data_path is None else data_path
     return _BUILDERS[name](path, train, **options)
 
@@ -107,11 +107,21 @@ def get_loaders(
     """
     name = _check_name(name)
     for key, value in (("batch_size", batch_size), ("num_workers", num_workers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "batch_size" else 0):
-            raise ValueError(f"{key} must be a {'positive' if key == 'batch_size' else 'non-negative'} integer, got {value!r}")
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (1 if key == "batch_size" else 0)
+        ):
+            raise ValueError(
+                f"{key} must be a {'positive' if key == 'batch_size' else 'non-negative'} integer, got {value!r}"
+            )
     if val_batch_size is None:
         val_batch_size = batch_size
-    if not isinstance(val_batch_size, int) or isinstance(val_batch_size, bool) or val_batch_size < 1:
+    if (
+        not isinstance(val_batch_size, int)
+        or isinstance(val_batch_size, bool)
+        or val_batch_size < 1
+    ):
         raise ValueError(f"val_batch_size must be a positive integer, got {val_batch_size!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -121,8 +131,12 @@ def get_loaders(
     test_set = get_dataset(name, data_path, False, **options)
     generator = torch.Generator()
     generator.manual_seed(seed)
-    common = dict(collate_fn=pad_collate, num_workers=num_workers, persistent_workers=num_workers > 0)
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator, **common)
+    common = dict(
+        collate_fn=pad_collate, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
+    train_loader = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, generator=generator, **common
+    )
     test_loader = DataLoader(test_set, batch_size=val_batch_size, shuffle=False, **common)
     info = {
         "name": name,

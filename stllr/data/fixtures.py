@@ -53,11 +53,38 @@ __all__ = [
 _NOTE = b"stllr offline fixture: tonic only checks that this archive exists.\n"
 
 SHD_KEYS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "null", "eins", "zwei", "drei", "vier", "fuenf", "sechs", "sieben", "acht", "neun",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "null",
+    "eins",
+    "zwei",
+    "drei",
+    "vier",
+    "fuenf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
 ]
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ]
 
 
@@ -76,6 +103,7 @@ def _placeholder_archive(path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- SHD
+
 
 def write_shd(
     data_path: str | os.PathLike,
@@ -129,10 +157,17 @@ def write_shd(
 
 # ----------------------------------------------------------------------------- DVS Gesture
 
+
 def _random_gesture(rng: np.random.Generator, duration_ms: float, n_events: int) -> np.ndarray:
     t = np.sort(rng.integers(0, int(duration_ms), n_events))
     return np.stack(
-        [rng.integers(0, 128, n_events), rng.integers(0, 128, n_events), rng.integers(0, 2, n_events), t], axis=1
+        [
+            rng.integers(0, 128, n_events),
+            rng.integers(0, 128, n_events),
+            rng.integers(0, 2, n_events),
+            t,
+        ],
+        axis=1,
     ).astype(np.int64)
 
 
@@ -170,13 +205,17 @@ def write_dvsgesture(
         events = np.asarray(events)
         if events.ndim != 2 or events.shape[1] != 4:
             raise ValueError("DVSGesture events must be (N, 4): x, y, p, t_ms")
-        written[root / folder / f"user{int(user):02d}_{lighting}" / f"{int(label)}.npy"] = events.astype(np.int64)
+        written[root / folder / f"user{int(user):02d}_{lighting}" / f"{int(label)}.npy"] = (
+            events.astype(np.int64)
+        )
     for u in range(first_user, first_user + n_users):
         for lighting in lightings:
             for label in range(11):
                 path = root / folder / f"user{u:02d}_{lighting}" / f"{label}.npy"
                 if path not in written:
-                    written[path] = _random_gesture(rng, rng.uniform(*duration_ms), events_per_recording)
+                    written[path] = _random_gesture(
+                        rng, rng.uniform(*duration_ms), events_per_recording
+                    )
     for path, events in written.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, events)
@@ -185,6 +224,7 @@ def write_dvsgesture(
 
 
 # ----------------------------------------------------------------------------- N-MNIST
+
 
 def encode_nmnist(x: np.ndarray, y: np.ndarray, t_us: np.ndarray, p: np.ndarray) -> bytes:
     """N-MNIST 5-byte events: x, y, then polarity bit 7 + 23-bit timestamp (big-endian)."""
@@ -258,6 +298,7 @@ def write_nmnist(
 
 
 # ----------------------------------------------------------------------------- CIFAR10-DVS
+
 
 def write_cifar10dvs(
     data_path: str | os.PathLike,

@@ -87,10 +87,14 @@ def _validate(p: dict[str, Any]) -> None:
         raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {shapes!r}")
     lo, hi = p["shape_size"]
     if not (is_int(lo) and is_int(hi) and 1 <= lo <= hi < p["size"]):
-        raise ValueError(f"shape_size must be (min, max) integers with 1 <= min <= max < size, got {p['shape_size']!r}")
+        raise ValueError(
+            f"shape_size must be (min, max) integers with 1 <= min <= max < size, got {p['shape_size']!r}"
+        )
     vlo, vhi = p["speed"]
     if not (0 < vlo <= vhi):
-        raise ValueError(f"speed must be (min, max) pixels per frame with 0 < min <= max, got {p['speed']!r}")
+        raise ValueError(
+            f"speed must be (min, max) pixels per frame with 0 < min <= max, got {p['speed']!r}"
+        )
     if not (p["noise_per_frame"] >= 0):
         raise ValueError(f"noise_per_frame must be >= 0, got {p['noise_per_frame']!r}")
     if not (0.0 <= p["p_dark"] <= 1.0):
@@ -184,7 +188,9 @@ def generate_moving_shapes(**p: Any) -> dict[str, np.ndarray]:
         n = p[f"n_{split}_per_class"]
         cols: dict[str, list] = {k: [] for k in ("x", "y", "t", "p", "label", "meta", "count")}
         for c in range(p["n_classes"]):
-            rng = np.random.default_rng(np.random.SeedSequence([int(p["seed"]), 0x4D4F5645, split_id, c]))
+            rng = np.random.default_rng(
+                np.random.SeedSequence([int(p["seed"]), 0x4D4F5645, split_id, c])
+            )
             for _ in range(n):
                 x, y, t, pol, meta = _one_sample(rng, c, p, dirs)
                 for key, val in zip(("x", "y", "t", "p"), (x, y, t, pol)):
@@ -196,7 +202,9 @@ def generate_moving_shapes(**p: Any) -> dict[str, np.ndarray]:
         out[f"{split}_y"] = np.concatenate(cols["y"] or [np.zeros(0)]).astype(np.int16)
         out[f"{split}_t"] = np.concatenate(cols["t"] or [np.zeros(0)]).astype(np.int64)
         out[f"{split}_p"] = np.concatenate(cols["p"] or [np.zeros(0)]).astype(bool)
-        out[f"{split}_offsets"] = np.concatenate([[0], np.cumsum(cols["count"], dtype=np.int64)]).astype(np.int64)
+        out[f"{split}_offsets"] = np.concatenate(
+            [[0], np.cumsum(cols["count"], dtype=np.int64)]
+        ).astype(np.int64)
         out[f"{split}_y_label"] = np.asarray(cols["label"], dtype=np.int64)
         out[f"{split}_meta"] = np.asarray(cols["meta"], dtype=np.float64).reshape(-1, 7)
     return out
@@ -243,8 +251,15 @@ def moving_shapes(
     p["noise_per_frame"] = float(p["noise_per_frame"])
     p["p_dark"] = float(p["p_dark"])
     _validate(p)
-    key_params = {**p, "shapes": list(p["shapes"]), "shape_size": list(p["shape_size"]), "speed": list(p["speed"])}
-    arrays, path = load_or_generate("moving_shapes", key_params, lambda: generate_moving_shapes(**p), data_path, cache=cache)
+    key_params = {
+        **p,
+        "shapes": list(p["shapes"]),
+        "shape_size": list(p["shape_size"]),
+        "speed": list(p["speed"]),
+    }
+    arrays, path = load_or_generate(
+        "moving_shapes", key_params, lambda: generate_moving_shapes(**p), data_path, cache=cache
+    )
     split = "train" if train else "test"
     size = p["size"]
     ds = EventFramesDataset(

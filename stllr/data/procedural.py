@@ -100,7 +100,9 @@ class EventFramesDataset(torch.utils.data.Dataset):
         self.dt_us = int(dt_us)
         self.frame_shape = tuple(frame_shape)
         self.num_classes = int(num_classes)
-        self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        self.classes = (
+            list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        )
         self.name = name
         self.params = dict(params or {})
         self.input_shape = self.frame_shape

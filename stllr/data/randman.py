@@ -82,7 +82,9 @@ def _n_freqs(alpha: float) -> int:
     return int(min(math.ceil(_PRECISION ** (-1.0 / alpha)), _MAX_FREQS))
 
 
-def _eval_map(theta: np.ndarray, amp: np.ndarray, phase: np.ndarray, spect: np.ndarray) -> np.ndarray:
+def _eval_map(
+    theta: np.ndarray, amp: np.ndarray, phase: np.ndarray, spect: np.ndarray
+) -> np.ndarray:
     """theta [N, D]; amp, phase [U, D, K]; spect [K] -> values [N, U].
 
     Uses sin(2 pi (k x + phi)) = sin(2 pi k x) cos(2 pi phi) + cos(2 pi k x) sin(2 pi phi), so the
@@ -144,11 +146,18 @@ def generate_randman(
         amp = map_rng.random((n_spikes, n_units, manifold_dim, n_freqs))
         phase = map_rng.random((n_spikes, n_units, manifold_dim, n_freqs))
         ref = ref_rng.random((_N_REFERENCE, manifold_dim))
-        points = {"train": train_rng.random((n_train_per_class, manifold_dim)),
-                  "test": test_rng.random((n_test_per_class, manifold_dim))}
-        noise = {split: jit_rng.standard_normal((len(x), n_spikes, n_units)) for split, x in points.items()}
+        points = {
+            "train": train_rng.random((n_train_per_class, manifold_dim)),
+            "test": test_rng.random((n_test_per_class, manifold_dim)),
+        }
+        noise = {
+            split: jit_rng.standard_normal((len(x), n_spikes, n_units))
+            for split, x in points.items()
+        }
         # Sorted reference values: the per-unit CDF of each map over the manifold.
-        ref_sorted = [np.sort(_eval_map(ref, amp[s], phase[s], spect), axis=0) for s in range(n_spikes)]
+        ref_sorted = [
+            np.sort(_eval_map(ref, amp[s], phase[s], spect), axis=0) for s in range(n_spikes)
+        ]
         for split, theta in points.items():
             times = np.empty((len(theta), n_spikes, n_units), dtype=np.int64)
             for s in range(n_spikes):
@@ -191,10 +200,20 @@ def randman(
             f"unknown randman option(s) {unknown}; valid: {sorted([*RANDMAN_DEFAULTS, 'cache', 'precompute'])}"
         )
     p = {**RANDMAN_DEFAULTS, **params}
-    p["alpha"] = float(p["alpha"]) if isinstance(p["alpha"], (int, float)) and not isinstance(p["alpha"], bool) else p["alpha"]
-    p["jitter"] = float(p["jitter"]) if isinstance(p["jitter"], (int, float)) and not isinstance(p["jitter"], bool) else p["jitter"]
+    p["alpha"] = (
+        float(p["alpha"])
+        if isinstance(p["alpha"], (int, float)) and not isinstance(p["alpha"], bool)
+        else p["alpha"]
+    )
+    p["jitter"] = (
+        float(p["jitter"])
+        if isinstance(p["jitter"], (int, float)) and not isinstance(p["jitter"], bool)
+        else p["jitter"]
+    )
     _validate(p)
-    arrays, path = load_or_generate("randman", p, lambda: generate_randman(**p), data_path, cache=cache)
+    arrays, path = load_or_generate(
+        "randman", p, lambda: generate_randman(**p), data_path, cache=cache
+    )
     split = "train" if train else "test"
     times, labels = arrays[f"{split}_t"], arrays[f"{split}_y"]
     n_units = p["n_units"]

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 import tonic
 import tonic.dataset
 import tonic.io
+import torch
 from tonic.slicers import SliceByTime
 from tonic.transforms import ToFrame
 from tqdm.auto import tqdm
@@ -70,6 +70,7 @@ def download_command(name: str, data_path: str | os.PathLike) -> str:
 
 
 # ----------------------------------------------------------------------------- existence checks
+
 
 @dataclass(frozen=True)
 class _RealSpec:
@@ -140,7 +141,11 @@ def require_dataset(name: str, data_path: str | os.PathLike, train: bool = True)
     if obj._check_exists():
         return
     archive = Path(obj.location_on_system, obj.filename)
-    split = "" if not REAL_DATASETS[name].has_splits else (" (train split)" if train else " (test split)")
+    split = (
+        ""
+        if not REAL_DATASETS[name].has_splits
+        else (" (train split)" if train else " (test split)")
+    )
     state = (
         f"the archive {archive} is there but its extracted files are missing or incomplete"
         if archive.is_file()
@@ -154,6 +159,7 @@ def require_dataset(name: str, data_path: str | os.PathLike, train: bool = True)
 
 
 # ----------------------------------------------------------------------------- dataset plumbing
+
 
 class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
     """tonic's ``CIFAR10DVS`` (same folder, existence check and file listing) whose files are read
@@ -264,7 +270,9 @@ class TonicFrames(torch.utils.data.Dataset):
         name: str = "",
     ):
         self.events_dataset = events_dataset
-        self.indices = np.arange(len(targets)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.indices = (
+            np.arange(len(targets)) if indices is None else np.asarray(indices, dtype=np.int64)
+        )
         self.targets = np.asarray([int(targets[i]) for i in self.indices], dtype=np.int64)
         self.to_frames = to_frames
         self.augment = augment
@@ -273,7 +281,9 @@ class TonicFrames(torch.utils.data.Dataset):
         self.input_shape = tuple(input_shape)
         self.T = T
         self.sensor_size = tuple(sensor_size)
-        self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        self.classes = (
+            list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        )
         self.name = name
 
     def __len__(self) -> int:
@@ -322,7 +332,9 @@ def _cache_for(
     if not enabled:
         return None
     root = Path(cache_dir) if cache_dir is not None else Path(data_path) / "stllr_cache"
-    return SampleCache(root / name / f"{split}-{cache_key({'name': name, 'split': split, **params})}")
+    return SampleCache(
+        root / name / f"{split}-{cache_key({'name': name, 'split': split, **params})}"
+    )
 
 
 def _files_key(files: Sequence[str]) -> str:
@@ -337,6 +349,7 @@ def _check_positive(**kwargs) -> None:
 
 
 # ----------------------------------------------------------------------------- SHD
+
 
 def shd(
     data_path: str | os.PathLike,
@@ -369,9 +382,16 @@ def shd(
         return _frames_tensor(frames).reshape(-1, sensor[0])
 
     h5_path = os.path.join(base.location_on_system, base.data_filename)
-    params = {"duration_us": duration_us, "time_window_us": time_window_us, "n": len(labels),
-              "bytes": os.path.getsize(h5_path), "mtime_ns": os.stat(h5_path).st_mtime_ns}
-    classes = [k.decode() if isinstance(k, bytes) else str(k) for k in np.asarray(base.classes).ravel()]
+    params = {
+        "duration_us": duration_us,
+        "time_window_us": time_window_us,
+        "n": len(labels),
+        "bytes": os.path.getsize(h5_path),
+        "mtime_ns": os.stat(h5_path).st_mtime_ns,
+    }
+    classes = [
+        k.decode() if isinstance(k, bytes) else str(k) for k in np.asarray(base.classes).ravel()
+    ]
     return TonicFrames(
         base,
         labels,
@@ -387,6 +407,7 @@ def shd(
 
 
 # ----------------------------------------------------------------------------- DVS Gesture
+
 
 def dvsgesture(
     data_path: str | os.PathLike,
@@ -416,18 +437,31 @@ def dvsgesture(
     resize = Resize(size)
     empty = (1, sensor[2], sensor[1], sensor[0])
     split = "train" if train else "test"
-    params: dict[str, Any] = {"time_window_us": time_window_us, "size": size, "files": _files_key(base.data)}
+    params: dict[str, Any] = {
+        "time_window_us": time_window_us,
+        "size": size,
+        "files": _files_key(base.data),
+    }
     if train:
         params.update(slice_us=slice_us, n_frames=n_frames)
         cache_root = Path(cache_dir) if cache_dir is not None else Path(data_path) / "stllr_cache"
-        meta = cache_root / "dvsgesture" / f"slices-{split}-{cache_key({'slice_us': slice_us, 'files': _files_key(base.data)})}.npz"
+        meta = (
+            cache_root
+            / "dvsgesture"
+            / f"slices-{split}-{cache_key({'slice_us': slice_us, 'files': _files_key(base.data)})}.npz"
+        )
         events_ds = SlicedEvents(base, SliceByTime(time_window=slice_us), meta)
 
         def to_frames(events):
             if len(events) == 0:
                 return resize(torch.zeros((n_frames, *empty[1:])))
             t0 = int(events["t"][0])
-            tf = ToFrame(sensor_size=sensor, time_window=time_window_us, start_time=t0, end_time=t0 + n_frames * time_window_us)
+            tf = ToFrame(
+                sensor_size=sensor,
+                time_window=time_window_us,
+                start_time=t0,
+                end_time=t0 + n_frames * time_window_us,
+            )
             return resize(_frames_tensor(tf(events)))
 
         T = n_frames
@@ -457,18 +491,25 @@ def dvsgesture(
 
 # ----------------------------------------------------------------------------- CIFAR10-DVS
 
+
 def _natural_key(path: str):
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", os.path.basename(path))]
+    return [
+        int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", os.path.basename(path))
+    ]
 
 
-def cifar10dvs_split(files: Sequence[str], targets: Sequence[int], train: bool, train_fraction: float = 0.9) -> list[int]:
+def cifar10dvs_split(
+    files: Sequence[str], targets: Sequence[int], train: bool, train_fraction: float = 0.9
+) -> list[int]:
     """Indices of the train (first ``train_fraction`` of each class, in natural file-name order)
     or test (the rest) split; on the full dataset: first 900 / last 100 per class."""
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
     chosen = []
     for c in sorted(set(int(t) for t in targets)):
-        idx = sorted((i for i, t in enumerate(targets) if int(t) == c), key=lambda i: _natural_key(files[i]))
+        idx = sorted(
+            (i for i, t in enumerate(targets) if int(t) == c), key=lambda i: _natural_key(files[i])
+        )
         n_train = int(round(train_fraction * len(idx)))
         chosen.extend(idx[:n_train] if train else idx[n_train:])
     return chosen
@@ -533,6 +574,7 @@ def cifar10dvs(
 
 # ----------------------------------------------------------------------------- N-MNIST
 
+
 def nmnist(
     data_path: str | os.PathLike,
     train: bool = True,
@@ -551,7 +593,9 @@ def nmnist(
     """
     _check_positive(time_window_us=time_window_us)
     require_dataset("nmnist", data_path, train)
-    base = tonic.datasets.NMNIST(os.fspath(data_path), train=train, first_saccade_only=first_saccade_only)
+    base = tonic.datasets.NMNIST(
+        os.fspath(data_path), train=train, first_saccade_only=first_saccade_only
+    )
     sensor = tonic.datasets.NMNIST.sensor_size
     to_frame = ToFrame(sensor_size=sensor, time_window=time_window_us)
     empty = (1, sensor[2], sensor[1], sensor[0])
@@ -560,7 +604,11 @@ def nmnist(
         return _frames_tensor(_frames_of(events, to_frame, empty))
 
     split = "train" if train else "test"
-    params = {"time_window_us": time_window_us, "first_saccade_only": first_saccade_only, "files": _files_key(base.data)}
+    params = {
+        "time_window_us": time_window_us,
+        "first_saccade_only": first_saccade_only,
+        "files": _files_key(base.data),
+    }
     return TonicFrames(
         base,
         base.targets,

@@ -14,11 +14,51 @@ Example:
     100.0
 """
 
-from stllr.measure.machine import load_average, machine_description, gemm_throughput
-from stllr.measure.saved import SavedTensorStats, SavedTensorTracker, track_saved_tensors, state_bytes
+from stllr.measure.analytic import (
+    LayerShape,
+    ModelShapes,
+    analytic_costs,
+    model_alpha_post,
+    model_shapes,
+    paper_mac_ratio,
+    paper_macs,
+    paper_memory,
+    paper_memory_ratio,
+)
+from stllr.measure.machine import gemm_throughput, load_average, machine_description
+from stllr.measure.macs import MacCounter, MacCounts
 from stllr.measure.peak import PeakMemory, PeakMemoryMeter
-from stllr.measure.macs import MacCounts, MacCounter
-from stllr.measure.analytic import LayerShape, ModelShapes, model_shapes, paper_memory, paper_macs, paper_memory_ratio, paper_mac_ratio, analytic_costs, model_alpha_post
-from stllr.measure.sequence import SequenceMeasurement, run_sequence, measure_sequence, compare
+from stllr.measure.saved import (
+    SavedTensorStats,
+    SavedTensorTracker,
+    state_bytes,
+    track_saved_tensors,
+)
+from stllr.measure.sequence import SequenceMeasurement, compare, measure_sequence, run_sequence
 
-__all__ = ['load_average', 'machine_description', 'gemm_throughput', 'SavedTensorStats', 'SavedTensorTracker', 'track_saved_tensors', 'state_bytes', 'PeakMemory', 'PeakMemoryMeter', 'MacCounts', 'MacCounter', 'LayerShape', 'ModelShapes', 'model_shapes', 'paper_memory', 'paper_macs', 'paper_memory_ratio', 'paper_mac_ratio', 'analytic_costs', 'model_alpha_post', 'SequenceMeasurement', 'run_sequence', 'measure_sequence', 'compare']
+__all__ = [
+    "load_average",
+    "machine_description",
+    "gemm_throughput",
+    "SavedTensorStats",
+    "SavedTensorTracker",
+    "track_saved_tensors",
+    "state_bytes",
+    "PeakMemory",
+    "PeakMemoryMeter",
+    "MacCounts",
+    "MacCounter",
+    "LayerShape",
+    "ModelShapes",
+    "model_shapes",
+    "paper_memory",
+    "paper_macs",
+    "paper_memory_ratio",
+    "paper_mac_ratio",
+    "analytic_costs",
+    "model_alpha_post",
+    "SequenceMeasurement",
+    "run_sequence",
+    "measure_sequence",
+    "compare",
+]

@@ -5,10 +5,21 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence, Union
+
 import torch
 from torch import nn
 
-__all__ = ['LayerShape', 'ModelShapes', 'model_shapes', 'paper_memory', 'paper_macs', 'paper_memory_ratio', 'paper_mac_ratio', 'analytic_costs', 'model_alpha_post']
+__all__ = [
+    "LayerShape",
+    "ModelShapes",
+    "model_shapes",
+    "paper_memory",
+    "paper_macs",
+    "paper_memory_ratio",
+    "paper_mac_ratio",
+    "analytic_costs",
+    "model_alpha_post",
+]
 
 # =========================================================================================
 # Model shapes and the paper's analytic formulas (Eq. 18-23)
@@ -83,9 +94,13 @@ class ModelShapes:
         return self.layers[-1].neurons if self.layers else 0
 
     def as_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "input_neurons": self.input_neurons,
-                "sum_neurons": self.sum_neurons, "weight_macs": self.weight_macs,
-                "layers": [asdict(l) for l in self.layers]}
+        return {
+            "input_shape": list(self.input_shape),
+            "input_neurons": self.input_neurons,
+            "sum_neurons": self.sum_neurons,
+            "weight_macs": self.weight_macs,
+            "layers": [asdict(l) for l in self.layers],
+        }
 
 
 def _reset(model: nn.Module) -> None:
@@ -100,8 +115,10 @@ def _model_input_shape(model: nn.Module, input_shape) -> tuple:
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
     if input_shape is None:
-        raise ValueError("input_shape: the model has no `input_shape` attribute; pass the shape of one "
-                         "sample at one step, e.g. (700,) or (2, 32, 32)")
+        raise ValueError(
+            "input_shape: the model has no `input_shape` attribute; pass the shape of one "
+            "sample at one step, e.g. (700,) or (2, 32, 32)"
+        )
     if isinstance(input_shape, int):
         input_shape = (input_shape,)
     return tuple(int(s) for s in input_shape)
@@ -138,12 +155,25 @@ def model_shapes(model: nn.Module, input_shape: Optional[Sequence[int]] = None) 
             macs = out_n * (in_n + out_n)
         else:
             macs = out_n * in_n
-        records.append(LayerShape(name, kind, type(mod).__name__, int(in_n), int(out_n), int(macs),
-                                  tuple(out.shape[1:])))
+        records.append(
+            LayerShape(
+                name,
+                kind,
+                type(mod).__name__,
+                int(in_n),
+                int(out_n),
+                int(macs),
+                tuple(out.shape[1:]),
+            )
+        )
 
     for name, m in model.named_modules():
-        if _weight_layer_kind(m) is not None and isinstance(getattr(m, "weight", None), torch.Tensor):
-            handles.append(m.register_forward_hook(lambda mod, i, o, name=name: hook(mod, i, o, name)))
+        if _weight_layer_kind(m) is not None and isinstance(
+            getattr(m, "weight", None), torch.Tensor
+        ):
+            handles.append(
+                m.register_forward_hook(lambda mod, i, o, name=name: hook(mod, i, o, name))
+            )
     was_training = model.training
     try:
         _reset(model)
@@ -170,8 +200,9 @@ def paper_memory(sum_neurons: int, T: int, method: str) -> int:
     raise ValueError(f"method: expected 'bptt' or 'stllr', got {method!r}")
 
 
-def paper_macs(weight_macs: int, T: int, method: str, delay_ls: Optional[int] = None,
-               alpha_post: float = -1.0) -> int:
+def paper_macs(
+    weight_macs: int, T: int, method: str, delay_ls: Optional[int] = None, alpha_post: float = -1.0
+) -> int:
     """Eq. 20-21, for one sample: BPTT ``2 T S``; S-TLLR ``3 (T - T_l) S`` with
     ``T - T_l = delay_ls`` (``2`` instead of ``3`` when ``alpha_post == 0``), where
     ``S = sum_{l>=1} N^(l) N^(l-1)`` (:attr:`ModelShapes.weight_macs`)."""
@@ -208,8 +239,10 @@ def _check_delay(T, delay_ls) -> int:
     if delay_ls is None:
         return T
     if isinstance(delay_ls, bool) or not isinstance(delay_ls, int) or not 1 <= delay_ls <= T:
-        raise ValueError(f"delay_ls: expected an integer in [1, T={T}] (the learning window T - T_l), "
-                         f"got {delay_ls!r}")
+        raise ValueError(
+            f"delay_ls: expected an integer in [1, T={T}] (the learning window T - T_l), "
+            f"got {delay_ls!r}"
+        )
     return delay_ls
 
 
@@ -228,9 +261,15 @@ def model_alpha_post(model: nn.Module) -> Optional[float]:
     return max(values, key=abs)
 
 
-def analytic_costs(model_or_shapes: Union[nn.Module, ModelShapes], T: int, delay_ls: Optional[int] = None,
-                   alpha_post: Optional[float] = None, batch_size: int = 1,
-                   bytes_per_value: Optional[int] = None, input_shape=None) -> dict:
+def analytic_costs(
+    model_or_shapes: Union[nn.Module, ModelShapes],
+    T: int,
+    delay_ls: Optional[int] = None,
+    alpha_post: Optional[float] = None,
+    batch_size: int = 1,
+    bytes_per_value: Optional[int] = None,
+    input_shape=None,
+) -> dict:
     """The paper's memory and MACs (Eq. 18-23) for a model, T and learning window.
 
     ``delay_ls`` = T - T_l (defaults to T); ``alpha_post`` defaults to the model's (-1 if it has
@@ -247,7 +286,9 @@ def analytic_costs(model_or_shapes: Union[nn.Module, ModelShapes], T: int, delay
         if alpha_post is None:
             alpha_post = model_alpha_post(model_or_shapes)
         if bytes_per_value is None:
-            bytes_per_value = torch.empty((), dtype=_model_dtype_device(model_or_shapes)[0]).element_size()
+            bytes_per_value = torch.empty(
+                (), dtype=_model_dtype_device(model_or_shapes)[0]
+            ).element_size()
     if alpha_post is None:
         alpha_post = -1.0
     d = _check_delay(T, delay_ls)
@@ -256,10 +297,19 @@ def analytic_costs(model_or_shapes: Union[nn.Module, ModelShapes], T: int, delay
     mac_b = paper_macs(shapes.weight_macs, T, "bptt") * batch_size
     mac_s = paper_macs(shapes.weight_macs, T, "stllr", d, alpha_post) * batch_size
     return {
-        "T": T, "delay_ls": d, "T_l": T - d, "alpha_post": alpha_post, "batch_size": batch_size,
-        "sum_neurons": shapes.sum_neurons, "weight_macs_per_step": shapes.weight_macs,
-        "bptt_memory_values": mem_b, "stllr_memory_values": mem_s,
-        "bptt_memory_bytes": mem_b * bytes_per_value, "stllr_memory_bytes": mem_s * bytes_per_value,
-        "memory_ratio": mem_b / mem_s, "bptt_macs": mac_b, "stllr_macs": mac_s,
+        "T": T,
+        "delay_ls": d,
+        "T_l": T - d,
+        "alpha_post": alpha_post,
+        "batch_size": batch_size,
+        "sum_neurons": shapes.sum_neurons,
+        "weight_macs_per_step": shapes.weight_macs,
+        "bptt_memory_values": mem_b,
+        "stllr_memory_values": mem_s,
+        "bptt_memory_bytes": mem_b * bytes_per_value,
+        "stllr_memory_bytes": mem_s * bytes_per_value,
+        "memory_ratio": mem_b / mem_s,
+        "bptt_macs": mac_b,
+        "stllr_macs": mac_s,
         "mac_ratio": mac_b / mac_s,
     }

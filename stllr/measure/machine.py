@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import time
+
 import torch
 
-__all__ = ['load_average', 'machine_description', 'gemm_throughput']
+__all__ = ["load_average", "machine_description", "gemm_throughput"]
+
 
 # =========================================================================================
 # Machine GEMM throughput
@@ -27,7 +29,7 @@ def gemm_throughput(n: int = 2048, repeats: int = 5, device=None, dtype=torch.fl
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
-    return n ** 3 / best
+    return n**3 / best
 
 
 # ======================================================================================
@@ -52,8 +54,10 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    text = (f"{cpu}, {os.cpu_count()} logical CPUs ({torch.backends.cpu.get_cpu_capability()}), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    text = (
+        f"{cpu}, {os.cpu_count()} logical CPUs ({torch.backends.cpu.get_cpu_capability()}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name()}"
     return text

@@ -8,11 +8,12 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
+
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ['MacCounts', 'MacCounter']
+__all__ = ["MacCounts", "MacCounter"]
 
 # =========================================================================================
 # MAC counter
@@ -45,8 +46,11 @@ class MacCounts:
     counts: dict = field(default_factory=dict)  # {(section, kind): macs}
 
     def total(self, section: Optional[str] = None, kind: Optional[str] = None) -> int:
-        return sum(v for (s, k), v in self.counts.items()
-                   if (section is None or s == section) and (kind is None or k == kind))
+        return sum(
+            v
+            for (s, k), v in self.counts.items()
+            if (section is None or s == section) and (kind is None or k == kind)
+        )
 
     @property
     def forward(self) -> int:

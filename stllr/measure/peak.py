@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from typing import Optional, Union
+
 import torch
 
-__all__ = ['PeakMemory', 'PeakMemoryMeter']
+__all__ = ["PeakMemory", "PeakMemoryMeter"]
+
 
 # =========================================================================================
 # Peak memory (GPU allocator / process RSS)
@@ -43,6 +45,7 @@ def _current_rss() -> int:
         return rss
     try:
         import psutil
+
         return int(psutil.Process().memory_info().rss)
     except Exception:
         return 0
@@ -87,8 +90,15 @@ class PeakMemoryMeter:
             peak = _read_status_kb("VmHWM") if self._method.startswith("VmHWM") else None
             if peak is None:
                 import resource
+
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             approx = True
-        self.result = PeakMemory(str(self.device), int(peak), int(self._start), int(max(peak - self._start, 0)),
-                                 approx, self._method)
+        self.result = PeakMemory(
+            str(self.device),
+            int(peak),
+            int(self._start),
+            int(max(peak - self._start, 0)),
+            approx,
+            self._method,
+        )
         return False

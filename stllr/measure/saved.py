@@ -7,10 +7,12 @@ import threading
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Optional
+
 import torch
 from torch import nn
 
-__all__ = ['SavedTensorStats', 'SavedTensorTracker', 'track_saved_tensors', 'state_bytes']
+__all__ = ["SavedTensorStats", "SavedTensorTracker", "track_saved_tensors", "state_bytes"]
+
 
 # =========================================================================================
 # Saved-for-backward bytes
@@ -102,7 +104,9 @@ class SavedTensorTracker:
         """Zero the peak and total counters (live storages stay counted as live)."""
         with self._lock:
             self.live_bytes = sum(v[1] for v in self._live.values())
-            self.live_activation_bytes = sum(v[1] for v in self._live.values() if v[2] == "activation")
+            self.live_activation_bytes = sum(
+                v[1] for v in self._live.values() if v[2] == "activation"
+            )
             self.peak_bytes = self.live_bytes
             self.peak_activation_bytes = self.live_activation_bytes
             self.total_bytes = 0
@@ -142,7 +146,9 @@ class SavedTensorTracker:
                 self.peak_bytes = max(self.peak_bytes, self.live_bytes)
                 if cat == "activation":
                     self.live_activation_bytes += nbytes
-                    self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
+                    self.peak_activation_bytes = max(
+                        self.peak_activation_bytes, self.live_activation_bytes
+                    )
             else:
                 entry[0] += 1
         # detach: a node that saves its own output would otherwise form a reference cycle
@@ -178,15 +184,22 @@ class SavedTensorTracker:
     def stats(self) -> SavedTensorStats:
         with self._lock:
             return SavedTensorStats(
-                peak_bytes=self.peak_bytes, total_bytes=self.total_bytes, live_bytes=self.live_bytes,
+                peak_bytes=self.peak_bytes,
+                total_bytes=self.total_bytes,
+                live_bytes=self.live_bytes,
                 peak_activation_bytes=self.peak_activation_bytes,
                 total_activation_bytes=self.totals["activation"],
                 live_activation_bytes=self.live_activation_bytes,
-                total_parameter_bytes=self.totals["parameter"], total_other_bytes=self.totals["other"],
-                num_saved=self.num_saved, num_storages=self.num_storages)
+                total_parameter_bytes=self.totals["parameter"],
+                total_other_bytes=self.totals["other"],
+                num_saved=self.num_saved,
+                num_storages=self.num_storages,
+            )
 
 
-def track_saved_tensors(model: Optional[nn.Module] = None, batch_size: Optional[int] = None) -> SavedTensorTracker:
+def track_saved_tensors(
+    model: Optional[nn.Module] = None, batch_size: Optional[int] = None
+) -> SavedTensorTracker:
     """``with track_saved_tensors(model, B) as tr: ...`` (alias of :class:`SavedTensorTracker`)."""
     return SavedTensorTracker(model, batch_size)
 
@@ -198,7 +211,9 @@ def _state_tensors(m: nn.Module):
     if isinstance(st, torch.Tensor):
         return [st]
     mem = getattr(m, "membrane", None)
-    if isinstance(mem, torch.Tensor) and not isinstance(getattr(type(m), "membrane", None), property):
+    if isinstance(mem, torch.Tensor) and not isinstance(
+        getattr(type(m), "membrane", None), property
+    ):
         return [mem]
     return []
 

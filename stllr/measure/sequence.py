@@ -7,14 +7,26 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
+
 import torch
 from torch import nn
-from stllr.measure.analytic import _STLLR_LAYER_NAMES, _check_T, _check_delay, _model_dtype_device, _reset, analytic_costs, model_alpha_post, model_shapes
+
+from stllr.measure.analytic import (
+    _STLLR_LAYER_NAMES,
+    _check_delay,
+    _check_T,
+    _model_dtype_device,
+    _reset,
+    analytic_costs,
+    model_alpha_post,
+    model_shapes,
+)
 from stllr.measure.macs import MacCounter, MacCounts
 from stllr.measure.peak import PeakMemory, PeakMemoryMeter
 from stllr.measure.saved import SavedTensorStats, SavedTensorTracker, state_bytes
 
-__all__ = ['SequenceMeasurement', 'run_sequence', 'measure_sequence', 'compare']
+__all__ = ["SequenceMeasurement", "run_sequence", "measure_sequence", "compare"]
+
 
 # =========================================================================================
 # One training sequence, measured
@@ -23,7 +35,9 @@ def _is_stllr_model(model: nn.Module) -> bool:
     flag = getattr(model, "is_stllr", None)
     if flag is not None:
         return bool(flag)
-    return any(any(c.__name__ in _STLLR_LAYER_NAMES for c in type(m).__mro__) for m in model.modules())
+    return any(
+        any(c.__name__ in _STLLR_LAYER_NAMES for c in type(m).__mro__) for m in model.modules()
+    )
 
 
 InputsLike = Union[torch.Tensor, Sequence[torch.Tensor], Callable[[int], torch.Tensor]]
@@ -42,10 +56,19 @@ def _cross_entropy(out, target):
     return nn.functional.cross_entropy(out, target)
 
 
-def run_sequence(model: nn.Module, inputs: InputsLike, target, *, steps: Optional[int] = None,
-                 mode: Optional[str] = None, delay_ls: Optional[int] = None,
-                 loss_fn: Optional[Callable] = None, bptt_loss: str = "sum",
-                 mac_counter: Optional[MacCounter] = None, clone_steps: bool = True) -> None:
+def run_sequence(
+    model: nn.Module,
+    inputs: InputsLike,
+    target,
+    *,
+    steps: Optional[int] = None,
+    mode: Optional[str] = None,
+    delay_ls: Optional[int] = None,
+    loss_fn: Optional[Callable] = None,
+    bptt_loss: str = "sum",
+    mac_counter: Optional[MacCounter] = None,
+    clone_steps: bool = True,
+) -> None:
     """Run one training sequence (forward and backward, no optimizer step).
 
     - ``mode='stllr'`` (default for S-TLLR models): the first ``T - delay_ls`` steps under
@@ -121,17 +144,34 @@ class SequenceMeasurement:
     peak: Optional[PeakMemory] = None
 
     def as_dict(self) -> dict:
-        return {"mode": self.mode, "T": self.T, "delay_ls": self.delay_ls, "batch_size": self.batch_size,
-                "saved": None if self.saved is None else self.saved.as_dict(),
-                "state": self.state, "macs": None if self.macs is None else self.macs.as_dict(),
-                "seconds": self.seconds, "peak": None if self.peak is None else self.peak.as_dict()}
+        return {
+            "mode": self.mode,
+            "T": self.T,
+            "delay_ls": self.delay_ls,
+            "batch_size": self.batch_size,
+            "saved": None if self.saved is None else self.saved.as_dict(),
+            "state": self.state,
+            "macs": None if self.macs is None else self.macs.as_dict(),
+            "seconds": self.seconds,
+            "peak": None if self.peak is None else self.peak.as_dict(),
+        }
 
 
-def measure_sequence(model: nn.Module, inputs: InputsLike, target, *, steps: Optional[int] = None,
-                     mode: Optional[str] = None, delay_ls: Optional[int] = None,
-                     loss_fn: Optional[Callable] = None, bptt_loss: str = "sum",
-                     saved: bool = True, macs: bool = True, peak: bool = False,
-                     clone_steps: bool = True) -> SequenceMeasurement:
+def measure_sequence(
+    model: nn.Module,
+    inputs: InputsLike,
+    target,
+    *,
+    steps: Optional[int] = None,
+    mode: Optional[str] = None,
+    delay_ls: Optional[int] = None,
+    loss_fn: Optional[Callable] = None,
+    bptt_loss: str = "sum",
+    saved: bool = True,
+    macs: bool = True,
+    peak: bool = False,
+    clone_steps: bool = True,
+) -> SequenceMeasurement:
     """Run :func:`run_sequence` once and measure saved bytes, state bytes, MACs and (optionally)
     peak memory. The batch size is read from the first step's input. ``seconds`` includes
     the measuring overhead (time with ``saved=macs=peak=False`` for speed)."""
@@ -145,19 +185,39 @@ def measure_sequence(model: nn.Module, inputs: InputsLike, target, *, steps: Opt
     tracker = SavedTensorTracker(model, batch) if saved else None
     counter = MacCounter(model, batch) if macs else None
     meter = PeakMemoryMeter(device) if peak else None
-    with (tracker if tracker is not None else _nullcontext()), \
-            (counter if counter is not None else _nullcontext()), \
-            (meter if meter is not None else _nullcontext()):
+    with (
+        tracker if tracker is not None else _nullcontext(),
+        counter if counter is not None else _nullcontext(),
+        meter if meter is not None else _nullcontext(),
+    ):
         t0 = time.perf_counter()
-        run_sequence(model, inputs, target, steps=T, mode=mode, delay_ls=d, loss_fn=loss_fn,
-                     bptt_loss=bptt_loss, mac_counter=counter, clone_steps=clone_steps)
+        run_sequence(
+            model,
+            inputs,
+            target,
+            steps=T,
+            mode=mode,
+            delay_ls=d,
+            loss_fn=loss_fn,
+            bptt_loss=bptt_loss,
+            mac_counter=counter,
+            clone_steps=clone_steps,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
     st = state_bytes(model)
-    return SequenceMeasurement(mode, T, d, batch, tracker.stats() if tracker is not None else None, st,
-                               counter.counts if counter is not None else None, seconds,
-                               meter.result if meter is not None else None)
+    return SequenceMeasurement(
+        mode,
+        T,
+        d,
+        batch,
+        tracker.stats() if tracker is not None else None,
+        st,
+        counter.counts if counter is not None else None,
+        seconds,
+        meter.result if meter is not None else None,
+    )
 
 
 # =========================================================================================
@@ -168,13 +228,25 @@ def _random_inputs(input_shape, batch_size, seed, dtype, device, rate=0.2):
         g = torch.Generator().manual_seed(seed * 1_000_003 + t)
         x = (torch.rand((batch_size,) + tuple(input_shape), generator=g) < rate).to(dtype)
         return x.to(device)
+
     return make
 
 
-def compare(stllr_model: nn.Module, bptt_model: nn.Module, Ts: Iterable[int], *, delay_ls: Optional[int] = None,
-            batch_size: int = 4, input_shape=None, alpha_post: Optional[float] = None, seed: int = 0,
-            loss_fn: Optional[Callable] = None, target=None, bptt_loss: str = "sum",
-            peak: bool = False) -> list:
+def compare(
+    stllr_model: nn.Module,
+    bptt_model: nn.Module,
+    Ts: Iterable[int],
+    *,
+    delay_ls: Optional[int] = None,
+    batch_size: int = 4,
+    input_shape=None,
+    alpha_post: Optional[float] = None,
+    seed: int = 0,
+    loss_fn: Optional[Callable] = None,
+    target=None,
+    bptt_loss: str = "sum",
+    peak: bool = False,
+) -> list:
     """For each T: measured saved bytes and MACs of one training sequence of ``stllr_model``
     (learning window ``min(delay_ls, T)``; all T if None) and of ``bptt_model``, beside the
     paper's analytic memory and MACs for the same shapes, batch size and window.
@@ -202,32 +274,59 @@ def compare(stllr_model: nn.Module, bptt_model: nn.Module, Ts: Iterable[int], *,
         d = T if delay_ls is None else min(int(delay_ls), T)
         inputs = _random_inputs(input_shape, batch_size, seed, dtype, device)
         ana = analytic_costs(shapes, T, d, alpha_post, batch_size, bpv)
-        ms = measure_sequence(stllr_model, inputs, target, steps=T, mode="stllr", delay_ls=d,
-                              loss_fn=loss_fn, peak=peak)
+        ms = measure_sequence(
+            stllr_model,
+            inputs,
+            target,
+            steps=T,
+            mode="stllr",
+            delay_ls=d,
+            loss_fn=loss_fn,
+            peak=peak,
+        )
         _reset(stllr_model)
-        mb = measure_sequence(bptt_model, inputs, target, steps=T, mode="bptt", loss_fn=loss_fn,
-                              bptt_loss=bptt_loss, peak=peak)
+        mb = measure_sequence(
+            bptt_model,
+            inputs,
+            target,
+            steps=T,
+            mode="bptt",
+            loss_fn=loss_fn,
+            bptt_loss=bptt_loss,
+            peak=peak,
+        )
         _reset(bptt_model)
         stllr_model.zero_grad(set_to_none=True)
         bptt_model.zero_grad(set_to_none=True)
         s_saved, b_saved = ms.saved.peak_activation_bytes, mb.saved.peak_activation_bytes
         s_mac, b_mac = ms.macs.total(), mb.macs.total()
-        s_paper_terms = (ms.macs.total("window", "forward") + ms.macs.total("window", "grad_weight"))
+        s_paper_terms = ms.macs.total("window", "forward") + ms.macs.total("window", "grad_weight")
         b_paper_terms = mb.macs.forward + mb.macs.total(kind="grad_weight")
         row = {
-            "T": T, "delay_ls": d, "batch_size": batch_size, "alpha_post": alpha_post,
-            "bptt_saved_bytes": b_saved, "stllr_saved_bytes": s_saved,
-            "bptt_analytic": ana["bptt_memory_bytes"], "stllr_analytic": ana["stllr_memory_bytes"],
+            "T": T,
+            "delay_ls": d,
+            "batch_size": batch_size,
+            "alpha_post": alpha_post,
+            "bptt_saved_bytes": b_saved,
+            "stllr_saved_bytes": s_saved,
+            "bptt_analytic": ana["bptt_memory_bytes"],
+            "stllr_analytic": ana["stllr_memory_bytes"],
             "memory_ratio": b_saved / s_saved if s_saved else float("inf"),
             "memory_ratio_analytic": ana["memory_ratio"],
-            "bptt_macs": b_mac, "stllr_macs": s_mac,
+            "bptt_macs": b_mac,
+            "stllr_macs": s_mac,
             "mac_ratio": b_mac / s_mac if s_mac else float("inf"),
-            "bptt_macs_analytic": ana["bptt_macs"], "stllr_macs_analytic": ana["stllr_macs"],
+            "bptt_macs_analytic": ana["bptt_macs"],
+            "stllr_macs_analytic": ana["stllr_macs"],
             "mac_ratio_analytic": ana["mac_ratio"],
-            "bptt_macs_paper_terms": b_paper_terms, "stllr_macs_paper_terms": s_paper_terms,
-            "bptt_saved_bytes_all": mb.saved.peak_bytes, "stllr_saved_bytes_all": ms.saved.peak_bytes,
-            "stllr_state_bytes": ms.state["total"], "stllr_trace_bytes": ms.state["traces"],
-            "bptt_macs_by_kind": mb.macs.by_kind(), "stllr_macs_by_kind": ms.macs.by_kind(),
+            "bptt_macs_paper_terms": b_paper_terms,
+            "stllr_macs_paper_terms": s_paper_terms,
+            "bptt_saved_bytes_all": mb.saved.peak_bytes,
+            "stllr_saved_bytes_all": ms.saved.peak_bytes,
+            "stllr_state_bytes": ms.state["total"],
+            "stllr_trace_bytes": ms.state["traces"],
+            "bptt_macs_by_kind": mb.macs.by_kind(),
+            "stllr_macs_by_kind": ms.macs.by_kind(),
         }
         if peak:
             row["bptt_peak"] = mb.peak.as_dict()

@@ -13,9 +13,46 @@ Example:
     True
 """
 
-from stllr.models.registry import MODELS, ModelSpec, build_model, list_models, get_model_spec, adapt_reference_state_dict, load_reference_weights, count_parameters
-from stllr.models.common import SequenceDropout, SpikingModel, normalize_feedback_mode, normalize_pooling, resolve_activation, ACTIVATIONS
-from stllr.models.recurrent import RecurrentNet, BPTTRecurrentNet
-from stllr.models.conv import VGG9, BPTTVGG9, SmallConvNet, BPTTSmallConvNet
+from stllr.models.common import (
+    ACTIVATIONS,
+    SequenceDropout,
+    SpikingModel,
+    normalize_feedback_mode,
+    normalize_pooling,
+    resolve_activation,
+)
+from stllr.models.conv import BPTTVGG9, VGG9, BPTTSmallConvNet, SmallConvNet
+from stllr.models.recurrent import BPTTRecurrentNet, RecurrentNet
+from stllr.models.registry import (
+    MODELS,
+    ModelSpec,
+    adapt_reference_state_dict,
+    build_model,
+    count_parameters,
+    get_model_spec,
+    list_models,
+    load_reference_weights,
+)
 
-__all__ = ['MODELS', 'ModelSpec', 'build_model', 'list_models', 'get_model_spec', 'adapt_reference_state_dict', 'load_reference_weights', 'count_parameters', 'SequenceDropout', 'SpikingModel', 'normalize_feedback_mode', 'normalize_pooling', 'resolve_activation', 'ACTIVATIONS', 'RecurrentNet', 'BPTTRecurrentNet', 'VGG9', 'BPTTVGG9', 'SmallConvNet', 'BPTTSmallConvNet']
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "build_model",
+    "list_models",
+    "get_model_spec",
+    "adapt_reference_state_dict",
+    "load_reference_weights",
+    "count_parameters",
+    "SequenceDropout",
+    "SpikingModel",
+    "normalize_feedback_mode",
+    "normalize_pooling",
+    "resolve_activation",
+    "ACTIVATIONS",
+    "RecurrentNet",
+    "BPTTRecurrentNet",
+    "VGG9",
+    "BPTTVGG9",
+    "SmallConvNet",
+    "BPTTSmallConvNet",
+]

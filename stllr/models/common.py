@@ -4,12 +4,21 @@ pooling, weight initialisation and the checks of activation, feedback mode and p
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
+
 import torch
 from torch import nn
-from stllr.signals import FEEDBACK_MODES, FeedbackContext, LearningSignal
-from stllr._base import reset_states
 
-__all__ = ['SequenceDropout', 'SpikingModel', 'normalize_feedback_mode', 'normalize_pooling', 'resolve_activation', 'ACTIVATIONS']
+from stllr._base import reset_states
+from stllr.signals import FEEDBACK_MODES, FeedbackContext, LearningSignal
+
+__all__ = [
+    "SequenceDropout",
+    "SpikingModel",
+    "normalize_feedback_mode",
+    "normalize_pooling",
+    "resolve_activation",
+    "ACTIVATIONS",
+]
 
 #: ``--activation`` values of the reference (its ``surrogate_gradients.__all__``) and ours, mapped
 #: to a psi name. ``None`` means "the layer type's reference default" (LinearSpike).
@@ -53,7 +62,9 @@ def normalize_feedback_mode(mode: str) -> str:
     if key in FEEDBACK_MODES:
         return key
     if key in ("sbp", "localloss", "drtp", "fa"):
-        raise ValueError(f"feedback mode {mode!r} is not supported by stllr (choose BP, DFA or sDFA)")
+        raise ValueError(
+            f"feedback mode {mode!r} is not supported by stllr (choose BP, DFA or sDFA)"
+        )
     raise ValueError(f"feedback mode: unknown {mode!r}; expected BP, DFA or sDFA")
 
 
@@ -132,11 +143,18 @@ class SpikingModel(nn.Module):
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.feedback_mode = feedback_mode
-        self.feedback_context: Optional[FeedbackContext] = FeedbackContext() if self.is_stllr else None
+        self.feedback_context: Optional[FeedbackContext] = (
+            FeedbackContext() if self.is_stllr else None
+        )
 
     def _hook(self, shape, **options) -> LearningSignal:
-        return LearningSignal(shape, self.num_classes, mode=self.feedback_mode, context=self.feedback_context,
-                              **options)
+        return LearningSignal(
+            shape,
+            self.num_classes,
+            mode=self.feedback_mode,
+            context=self.feedback_context,
+            **options,
+        )
 
     def reset_state(self) -> None:
         """Start a new sequence: forget every layer state, draw new dropout masks."""
@@ -151,14 +169,16 @@ class SpikingModel(nn.Module):
         """Our state_dict key for a key of the reference implementation's state_dict."""
         for old, new in self._reference_renames.items():
             if key.startswith(old):
-                return new + key[len(old):]
+                return new + key[len(old) :]
         if key.endswith("_hook.fixed_fb_weights"):
             return key[: -len("fixed_fb_weights")] + "feedback"
         return key
 
     def extra_repr(self) -> str:
-        return (f"arch={self.arch!r}, num_classes={self.num_classes}, input_shape={self.input_shape}, "
-                f"feedback_mode={self.feedback_mode!r}")
+        return (
+            f"arch={self.arch!r}, num_classes={self.num_classes}, input_shape={self.input_shape}, "
+            f"feedback_mode={self.feedback_mode!r}"
+        )
 
 
 # ======================================================================================

@@ -4,15 +4,24 @@ small conv net for the procedural ``moving_shapes`` task, each with its BPTT twi
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
 import torch
 from torch import nn
+
 from stllr.bptt import Conv2dLIF
 from stllr.functional import CLI_DEFAULT_FACTORS
 from stllr.layers import Conv2dSTLLR
+from stllr.models.common import (
+    SequenceDropout,
+    SpikingModel,
+    _kaiming_normal_conv,
+    _kaiming_normal_linear,
+    _pool,
+    normalize_pooling,
+)
 from stllr.signals import OutputErrorTap
-from stllr.models.common import SequenceDropout, SpikingModel, _kaiming_normal_conv, _kaiming_normal_linear, _pool, normalize_pooling
 
-__all__ = ['VGG9', 'BPTTVGG9', 'SmallConvNet', 'BPTTSmallConvNet']
+__all__ = ["VGG9", "BPTTVGG9", "SmallConvNet", "BPTTSmallConvNet"]
 
 VGG_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)
 
@@ -45,9 +54,13 @@ def _vgg_shapes(input_shape, channels):
 
 def _check_image_shape(input_shape, arch, min_hw=8):
     if len(input_shape) != 3:
-        raise ValueError(f"{arch}: expects an image input shape (channels, height, width), got {tuple(input_shape)}")
+        raise ValueError(
+            f"{arch}: expects an image input shape (channels, height, width), got {tuple(input_shape)}"
+        )
     if min(input_shape[1:]) < min_hw:
-        raise ValueError(f"{arch}: input height and width must be >= {min_hw}, got {tuple(input_shape)}")
+        raise ValueError(
+            f"{arch}: input height and width must be >= {min_hw}, got {tuple(input_shape)}"
+        )
 
 
 class VGG9(SpikingModel):
@@ -63,19 +76,47 @@ class VGG9(SpikingModel):
 
     is_stllr = True
 
-    def __init__(self, num_classes: int, input_shape, factors=CLI_DEFAULT_FACTORS, feedback_mode: str = "bp",
-                 psi: Optional[str] = None, pooling: str = "MAX", dropout: float = 0.0,
-                 dropout_rescale: bool = True, channels: Sequence[int] = VGG_CHANNELS, leak: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape,
+        factors=CLI_DEFAULT_FACTORS,
+        feedback_mode: str = "bp",
+        psi: Optional[str] = None,
+        pooling: str = "MAX",
+        dropout: float = 0.0,
+        dropout_rescale: bool = True,
+        channels: Sequence[int] = VGG_CHANNELS,
+        leak: float = 0.0,
+    ):
         super().__init__(num_classes, input_shape, feedback_mode)
         channels = tuple(int(c) for c in channels)
         if len(channels) != 8:
-            raise ValueError(f"channels: VGG-9 has 8 conv layers, got {len(channels)} channel counts")
+            raise ValueError(
+                f"channels: VGG-9 has 8 conv layers, got {len(channels)} channel counts"
+            )
         self.pooling = normalize_pooling(pooling)
         shapes = _vgg_shapes(self.input_shape, channels)
         c_in = self.input_shape[0]
         for i, (name, c) in enumerate(zip(VGG_NAMES, channels)):
-            setattr(self, name, Conv2dSTLLR(c_in, c, 3, 1, 1, bias=True, threshold=0.6, leak=leak, factors=factors,
-                                            reset="soft", psi=psi or "triangle", weight_standardization=True))
+            setattr(
+                self,
+                name,
+                Conv2dSTLLR(
+                    c_in,
+                    c,
+                    3,
+                    1,
+                    1,
+                    bias=True,
+                    threshold=0.6,
+                    leak=leak,
+                    factors=factors,
+                    reset="soft",
+                    psi=psi or "triangle",
+                    weight_standardization=True,
+                ),
+            )
             setattr(self, f"dropout{i + 1}", SequenceDropout(dropout, dropout_rescale))
             if i in VGG_POOL_AFTER:
                 setattr(self, f"pool{i + 1}", _pool(self.pooling))
@@ -110,19 +151,45 @@ class BPTTVGG9(SpikingModel):
 
     is_stllr = False
 
-    def __init__(self, num_classes: int, input_shape, psi: Optional[str] = None, pooling: str = "MAX",
-                 dropout: float = 0.0, dropout_rescale: bool = True, channels: Sequence[int] = VGG_CHANNELS,
-                 leak: float = 0.0, reference_baseline: bool = False):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape,
+        psi: Optional[str] = None,
+        pooling: str = "MAX",
+        dropout: float = 0.0,
+        dropout_rescale: bool = True,
+        channels: Sequence[int] = VGG_CHANNELS,
+        leak: float = 0.0,
+        reference_baseline: bool = False,
+    ):
         super().__init__(num_classes, input_shape, "bp")
         channels = tuple(int(c) for c in channels)
         if len(channels) != 8:
-            raise ValueError(f"channels: VGG-9 has 8 conv layers, got {len(channels)} channel counts")
+            raise ValueError(
+                f"channels: VGG-9 has 8 conv layers, got {len(channels)} channel counts"
+            )
         self.reference_baseline = bool(reference_baseline)
         self.pooling = "AVG" if reference_baseline else normalize_pooling(pooling)
         c_in = self.input_shape[0]
         for i, (name, c) in enumerate(zip(VGG_NAMES, channels)):
-            setattr(self, name, Conv2dLIF(c_in, c, 3, 1, 1, bias=True, threshold=0.6, leak=leak, reset="soft",
-                                          psi=psi or "triangle", weight_standardization=True))
+            setattr(
+                self,
+                name,
+                Conv2dLIF(
+                    c_in,
+                    c,
+                    3,
+                    1,
+                    1,
+                    bias=True,
+                    threshold=0.6,
+                    leak=leak,
+                    reset="soft",
+                    psi=psi or "triangle",
+                    weight_standardization=True,
+                ),
+            )
             setattr(self, f"dropout{i + 1}", SequenceDropout(dropout, dropout_rescale))
             if i in VGG_POOL_AFTER:
                 setattr(self, f"pool{i + 1}", _pool(self.pooling))
@@ -161,16 +228,32 @@ class SmallConvNet(SpikingModel):
 
     is_stllr = True
 
-    def __init__(self, num_classes: int, input_shape=(2, 32, 32), factors=CLI_DEFAULT_FACTORS,
-                 feedback_mode: str = "bp", psi: Optional[str] = None, pooling: str = "MAX",
-                 channels: Sequence[int] = (16, 32), leak: float = 2.0, dropout: float = 0.0,
-                 dropout_rescale: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape=(2, 32, 32),
+        factors=CLI_DEFAULT_FACTORS,
+        feedback_mode: str = "bp",
+        psi: Optional[str] = None,
+        pooling: str = "MAX",
+        channels: Sequence[int] = (16, 32),
+        leak: float = 2.0,
+        dropout: float = 0.0,
+        dropout_rescale: bool = True,
+    ):
         super().__init__(num_classes, input_shape, feedback_mode)
         c1, c2 = (int(c) for c in channels)
         self.pooling = normalize_pooling(pooling)
         _, h, w = self.input_shape
-        kw = dict(bias=True, threshold=0.6, leak=leak, factors=factors, reset="soft", psi=psi or "triangle",
-                  weight_standardization=True)
+        kw = dict(
+            bias=True,
+            threshold=0.6,
+            leak=leak,
+            factors=factors,
+            reset="soft",
+            psi=psi or "triangle",
+            weight_standardization=True,
+        )
         self.conv1 = Conv2dSTLLR(self.input_shape[0], c1, 3, 1, 1, **kw)
         self.dropout1 = SequenceDropout(dropout, dropout_rescale)
         self.pool1 = _pool(self.pooling)
@@ -197,14 +280,28 @@ class BPTTSmallConvNet(SpikingModel):
 
     is_stllr = False
 
-    def __init__(self, num_classes: int, input_shape=(2, 32, 32), psi: Optional[str] = None, pooling: str = "MAX",
-                 channels: Sequence[int] = (16, 32), leak: float = 2.0, dropout: float = 0.0,
-                 dropout_rescale: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape=(2, 32, 32),
+        psi: Optional[str] = None,
+        pooling: str = "MAX",
+        channels: Sequence[int] = (16, 32),
+        leak: float = 2.0,
+        dropout: float = 0.0,
+        dropout_rescale: bool = True,
+    ):
         super().__init__(num_classes, input_shape, "bp")
         c1, c2 = (int(c) for c in channels)
         self.pooling = normalize_pooling(pooling)
-        kw = dict(bias=True, threshold=0.6, leak=leak, reset="soft", psi=psi or "triangle",
-                  weight_standardization=True)
+        kw = dict(
+            bias=True,
+            threshold=0.6,
+            leak=leak,
+            reset="soft",
+            psi=psi or "triangle",
+            weight_standardization=True,
+        )
         self.conv1 = Conv2dLIF(self.input_shape[0], c1, 3, 1, 1, **kw)
         self.dropout1 = SequenceDropout(dropout, dropout_rescale)
         self.pool1 = _pool(self.pooling)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from typing import Optional
+
 import torch
 from torch import nn
+
 from stllr.bptt import LeakyIntegrator, RecurrentLIF
 from stllr.functional import CLI_DEFAULT_FACTORS
 from stllr.layers import LeakyReadout, RecurrentSTLLR
-from stllr.signals import OutputErrorTap
 from stllr.models.common import SpikingModel, _kaiming_normal_linear, _set_recurrent_trainable
+from stllr.signals import OutputErrorTap
 
-__all__ = ['RecurrentNet', 'BPTTRecurrentNet']
+__all__ = ["RecurrentNet", "BPTTRecurrentNet"]
+
 
 class RecurrentNet(SpikingModel):
     """S-TLLR recurrent network of the reference's SHD model (``AudioNet``).
@@ -26,16 +29,38 @@ class RecurrentNet(SpikingModel):
 
     is_stllr = True
 
-    def __init__(self, num_classes: int = 20, input_shape=(700,), hidden: int = 450, factors=CLI_DEFAULT_FACTORS,
-                 feedback_mode: str = "bp", psi: Optional[str] = None, leak: float = 5.0,
-                 readout_leak: float = 5.0, readout_factors=(0.0, 0.99, 0.0, 1.0), train_recurrent: bool = True,
-                 rate_reg: float = 0.0, rate_target: float = 0.03):
+    def __init__(
+        self,
+        num_classes: int = 20,
+        input_shape=(700,),
+        hidden: int = 450,
+        factors=CLI_DEFAULT_FACTORS,
+        feedback_mode: str = "bp",
+        psi: Optional[str] = None,
+        leak: float = 5.0,
+        readout_leak: float = 5.0,
+        readout_factors=(0.0, 0.99, 0.0, 1.0),
+        train_recurrent: bool = True,
+        rate_reg: float = 0.0,
+        rate_target: float = 0.03,
+    ):
         super().__init__(num_classes, input_shape, feedback_mode)
         n_in = self.input_shape[0]
-        self.linear1 = RecurrentSTLLR(n_in, hidden, bias=True, threshold=0.6, leak=leak, factors=factors,
-                                      reset="soft", psi=psi or "rational", weight_standardization=True)
+        self.linear1 = RecurrentSTLLR(
+            n_in,
+            hidden,
+            bias=True,
+            threshold=0.6,
+            leak=leak,
+            factors=factors,
+            reset="soft",
+            psi=psi or "rational",
+            weight_standardization=True,
+        )
         self.linear1_hook = self._hook((hidden,), rate_reg=rate_reg, rate_target=rate_target)
-        self.last_layer = LeakyReadout(hidden, num_classes, bias=True, leak=readout_leak, factors=readout_factors)
+        self.last_layer = LeakyReadout(
+            hidden, num_classes, bias=True, leak=readout_leak, factors=readout_factors
+        )
         self.output_tap = OutputErrorTap(self.feedback_context)
         _kaiming_normal_linear(self.linear1)
         _kaiming_normal_linear(self.last_layer)
@@ -58,16 +83,32 @@ class BPTTRecurrentNet(SpikingModel):
 
     is_stllr = False
 
-    def __init__(self, num_classes: int = 20, input_shape=(700,), hidden: int = 450, psi: Optional[str] = None,
-                 leak: float = 5.0, readout_leak: float = 5.0, reference_baseline: bool = False,
-                 train_recurrent: bool = True):
+    def __init__(
+        self,
+        num_classes: int = 20,
+        input_shape=(700,),
+        hidden: int = 450,
+        psi: Optional[str] = None,
+        leak: float = 5.0,
+        readout_leak: float = 5.0,
+        reference_baseline: bool = False,
+        train_recurrent: bool = True,
+    ):
         super().__init__(num_classes, input_shape, "bp")
         n_in = self.input_shape[0]
         if reference_baseline:
             leak = 15.0
         self.reference_baseline = bool(reference_baseline)
-        self.linear1 = RecurrentLIF(n_in, hidden, bias=True, threshold=0.6, leak=leak, reset="soft",
-                                    psi=psi or "rational", weight_standardization=True)
+        self.linear1 = RecurrentLIF(
+            n_in,
+            hidden,
+            bias=True,
+            threshold=0.6,
+            leak=leak,
+            reset="soft",
+            psi=psi or "rational",
+            weight_standardization=True,
+        )
         self.last_layer = LeakyIntegrator(hidden, num_classes, bias=True, leak=readout_leak)
         _kaiming_normal_linear(self.linear1)
         _kaiming_normal_linear(self.last_layer)

@@ -6,9 +6,36 @@ Modules: :mod:`~stllr.plotting.style` (colours, ``savefig``, ``interactive_figur
 Importing this package imports matplotlib; ``import stllr`` does not.
 """
 
-from stllr.plotting.style import interactive_figure, savefig, PAPER_STYLE, method_color, plt
-from stllr.plotting.neuron import plot_psi_functions, plot_neuron_record, plot_stdp_window
-from stllr.plotting.training import plot_training_comparison, plot_sample_raster, plot_trial_boxes, plot_learning_curves
-from stllr.plotting.memory import plot_memory_vs_T, plot_macs_vs_window, plot_table3, plot_time_per_step
+from stllr.plotting.memory import (
+    plot_macs_vs_window,
+    plot_memory_vs_T,
+    plot_table3,
+    plot_time_per_step,
+)
+from stllr.plotting.neuron import plot_neuron_record, plot_psi_functions, plot_stdp_window
+from stllr.plotting.style import PAPER_STYLE, interactive_figure, method_color, plt, savefig
+from stllr.plotting.training import (
+    plot_learning_curves,
+    plot_sample_raster,
+    plot_training_comparison,
+    plot_trial_boxes,
+)
 
-__all__ = ['interactive_figure', 'savefig', 'PAPER_STYLE', 'method_color', 'plt', 'plot_psi_functions', 'plot_neuron_record', 'plot_stdp_window', 'plot_training_comparison', 'plot_sample_raster', 'plot_trial_boxes', 'plot_learning_curves', 'plot_memory_vs_T', 'plot_macs_vs_window', 'plot_table3', 'plot_time_per_step']
+__all__ = [
+    "interactive_figure",
+    "savefig",
+    "PAPER_STYLE",
+    "method_color",
+    "plt",
+    "plot_psi_functions",
+    "plot_neuron_record",
+    "plot_stdp_window",
+    "plot_training_comparison",
+    "plot_sample_raster",
+    "plot_trial_boxes",
+    "plot_learning_curves",
+    "plot_memory_vs_T",
+    "plot_macs_vs_window",
+    "plot_table3",
+    "plot_time_per_step",
+]

@@ -11,11 +11,12 @@ from typing import Optional, Sequence
 
 import matplotlib
 
-__all__ = ['interactive_figure', 'savefig', 'PAPER_STYLE', 'method_color']
+__all__ = ["interactive_figure", "savefig", "PAPER_STYLE", "method_color"]
 
 if os.environ.get("MPLBACKEND") is None and not os.environ.get("DISPLAY"):
     try:  # headless: never try to open a window (the notebooks use the inline backend anyway)
         import IPython  # noqa: F401
+
         if IPython.get_ipython() is None:
             matplotlib.use("Agg")
     except Exception:  # pragma: no cover
@@ -23,10 +24,15 @@ if os.environ.get("MPLBACKEND") is None and not os.environ.get("DISPLAY"):
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-
 #: colours used across notebooks: ours vs the paper's published numbers, S-TLLR vs BPTT
-PAPER_STYLE = {"stllr": "#1f77b4", "bptt": "#d62728", "dfa": "#2ca02c", "paper": "#7f7f7f",
-               "causal": "#1f77b4", "noncausal": "#ff7f0e"}
+PAPER_STYLE = {
+    "stllr": "#1f77b4",
+    "bptt": "#d62728",
+    "dfa": "#2ca02c",
+    "paper": "#7f7f7f",
+    "causal": "#1f77b4",
+    "noncausal": "#ff7f0e",
+}
 
 
 def _in_ipython_kernel() -> bool:
@@ -53,8 +59,13 @@ def _saved_png(data: bytes, text: str):
     return SavedPNG(data=data, format="png")
 
 
-def savefig(fig, name: str, figures_dir: str | os.PathLike = "figures", formats: Sequence[str] = ("png", "svg"),
-            show: Optional[bool] = None) -> list[str]:
+def savefig(
+    fig,
+    name: str,
+    figures_dir: str | os.PathLike = "figures",
+    formats: Sequence[str] = ("png", "svg"),
+    show: Optional[bool] = None,
+) -> list[str]:
     """Save ``fig`` as ``figures_dir/name.{png,svg}`` with reproducible metadata; returns the paths.
 
     Inside a Jupyter kernel (``show=None``: detected), the notebook then shows exactly the saved
@@ -82,7 +93,9 @@ def savefig(fig, name: str, figures_dir: str | os.PathLike = "figures", formats:
 
         png = Path(paths[list(formats).index("png")]).read_bytes()
         display(_saved_png(png, repr(fig)))
-        plt.close(fig)  # the inline backend would otherwise draw it a second time at the end of the cell
+        plt.close(
+            fig
+        )  # the inline backend would otherwise draw it a second time at the end of the cell
     return paths
 
 
@@ -127,7 +140,9 @@ def interactive_figure(make_figure, **controls):
     for w in controls.values():
         w.observe(redraw, names="value")
     redraw(_initial=True)
-    box = widgets.VBox([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), out])
+    box = widgets.VBox(
+        [widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), out]
+    )
     box.redraw = redraw
     return box
 

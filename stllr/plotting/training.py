@@ -5,15 +5,27 @@ trial boxes and a sample raster. The paper's published numbers are drawn in grey
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
+
 import numpy as np
-from stllr.plotting.style import PAPER_STYLE, plt
-from stllr.plotting.style import _clean, method_color
 
-__all__ = ['plot_training_comparison', 'plot_sample_raster', 'plot_trial_boxes', 'plot_learning_curves']
+from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
 
-def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Dict[str, Any]]] = None,
-                             paper: Optional[Dict[str, Sequence[float]]] = None, paper_on_curves: bool = False,
-                             paper_memory_ratio: Optional[float] = None, title: str = ""):
+__all__ = [
+    "plot_training_comparison",
+    "plot_sample_raster",
+    "plot_trial_boxes",
+    "plot_learning_curves",
+]
+
+
+def plot_training_comparison(
+    runs: Dict[str, Any],
+    memory: Optional[Dict[str, Dict[str, Any]]] = None,
+    paper: Optional[Dict[str, Sequence[float]]] = None,
+    paper_on_curves: bool = False,
+    paper_memory_ratio: Optional[float] = None,
+    title: str = "",
+):
     """Three panels: accuracy per epoch (test solid, train dashed), training time per epoch, and
     bytes saved for backward per training sequence (measured and Eq. 18-19).
 
@@ -22,15 +34,32 @@ def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Di
     ``paper_on_curves`` (only meaningful on the paper's own task); ``paper_memory_ratio``: the
     published BPTT / S-TLLR memory ratio, printed on the memory panel.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), gridspec_kw={"width_ratios": [1.6, 1, 1.15]})
+    fig, axes = plt.subplots(
+        1, 3, figsize=(13.5, 3.9), gridspec_kw={"width_ratios": [1.6, 1, 1.15]}
+    )
     ax = axes[0]
     for key, run in runs.items():
         c = method_color(key if run.method.mode != "bptt" else "bptt")
         ep = [h["epoch"] for h in run.history]
-        ax.plot(ep, [h["test_acc"] for h in run.history], "-o", color=c, ms=4 if len(ep) <= 31 else 0, lw=2,
-                label=f"{run.method.label} test")
+        ax.plot(
+            ep,
+            [h["test_acc"] for h in run.history],
+            "-o",
+            color=c,
+            ms=4 if len(ep) <= 31 else 0,
+            lw=2,
+            label=f"{run.method.label} test",
+        )
         ep_tr = [h["epoch"] for h in run.history if h["train_acc"] is not None]
-        ax.plot(ep_tr, run.series("train_acc"), "--", color=c, lw=1.3, alpha=0.8, label=f"{run.method.label} train")
+        ax.plot(
+            ep_tr,
+            run.series("train_acc"),
+            "--",
+            color=c,
+            lw=1.3,
+            alpha=0.8,
+            label=f"{run.method.label} train",
+        )
         if paper_on_curves and paper and key in paper:
             mean, std = paper[key][:2]
             ax.axhspan(mean - std, mean + std, color=PAPER_STYLE["paper"], alpha=0.15, lw=0)
@@ -41,8 +70,15 @@ def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Di
         n_classes = first.model.num_classes
     if n_classes:
         ax.axhline(100.0 / n_classes, color="k", lw=0.7, ls=":", alpha=0.6)
-        ax.text(0.45, 100.0 / n_classes + 1.5, "chance", fontsize=7, alpha=0.7, ha="center",
-                transform=ax.get_yaxis_transform())
+        ax.text(
+            0.45,
+            100.0 / n_classes + 1.5,
+            "chance",
+            fontsize=7,
+            alpha=0.7,
+            ha="center",
+            transform=ax.get_yaxis_transform(),
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
@@ -62,7 +98,16 @@ def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Di
     x = np.arange(len(labels))
     ax.bar(x, means, color=colors, width=0.6, yerr=[lo, hi], capsize=4, error_kw={"lw": 1})
     for xi, m in zip(x, means):
-        ax.text(xi + 0.05, m / 2, f"{m:.2f} s", ha="left", va="center", fontsize=8, color="white", fontweight="bold")
+        ax.text(
+            xi + 0.05,
+            m / 2,
+            f"{m:.2f} s",
+            ha="left",
+            va="center",
+            fontsize=8,
+            color="white",
+            fontweight="bold",
+        )
     ax.set_xticks(x, labels)
     ax.set_ylabel("training time per epoch (s)")
     ax.set_title("time per epoch (mean, min-max)")
@@ -76,7 +121,9 @@ def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Di
         ana = [memory[k]["analytic_bytes_per_sample"] / 1e3 for k in keys]
         cols = [method_color(memory[k]["mode"]) for k in keys]
         ax.bar(x - 0.18, meas, width=0.36, color=cols, label="measured")
-        ax.bar(x + 0.18, ana, width=0.36, color="white", edgecolor=cols, hatch="///", label="Eq. 18-19")
+        ax.bar(
+            x + 0.18, ana, width=0.36, color="white", edgecolor=cols, hatch="///", label="Eq. 18-19"
+        )
         for xi, m, a in zip(x, meas, ana):
             ax.text(xi - 0.18, m, f"{m:.1f}", ha="center", va="bottom", fontsize=7.5)
             ax.text(xi + 0.18, a, f"{a:.1f}", ha="center", va="bottom", fontsize=7.5)
@@ -101,8 +148,12 @@ def plot_training_comparison(runs: Dict[str, Any], memory: Optional[Dict[str, Di
     return fig
 
 
-def plot_sample_raster(samples: Sequence[tuple], class_names: Optional[Sequence[str]] = None, max_units: int = 100,
-                       title: str = "input spikes of one sample per class"):
+def plot_sample_raster(
+    samples: Sequence[tuple],
+    class_names: Optional[Sequence[str]] = None,
+    max_units: int = 100,
+    title: str = "input spikes of one sample per class",
+):
     """Spike rasters of a few samples ``[(frames [T, N] tensor, label), ...]`` side by side (time on
     x, input unit on y), for recurrent-input tasks (randman, SHD)."""
     n = len(samples)
@@ -124,9 +175,17 @@ def plot_sample_raster(samples: Sequence[tuple], class_names: Optional[Sequence[
 
 
 # ----------------------------------------------------------------------- sweeps (notebooks 03, 04)
-def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Optional[Sequence[str]] = None,
-                     metric: str = "final", paper: Optional[Dict[str, Any]] = None, colors=None,
-                     ylabel: str = "test accuracy (%)", paper_label: str = "paper"):
+def plot_trial_boxes(
+    ax,
+    sweep,
+    keys: Optional[Sequence[str]] = None,
+    labels: Optional[Sequence[str]] = None,
+    metric: str = "final",
+    paper: Optional[Dict[str, Any]] = None,
+    colors=None,
+    ylabel: str = "test accuracy (%)",
+    paper_label: str = "paper",
+):
     """Box plot of the per-trial test accuracy of each ``key`` of a :class:`stllr.studies.sweeps.Sweep`,
     every trial drawn as a dot. ``paper``: ``{key: (mean, std)}`` (or a mean) drawn beside each
     box as a grey diamond with an error bar, labelled ``paper_label``. Returns ``ax``."""
@@ -134,8 +193,14 @@ def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Op
     labels = list(labels or [sweep.labels.get(k, k) for k in keys])
     data = [sweep.accuracies(k, metric) for k in keys]
     pos = np.arange(len(keys), dtype=float)
-    box = ax.boxplot(data, positions=pos, widths=0.45, patch_artist=True, showfliers=False,
-                     medianprops={"color": "black"})
+    box = ax.boxplot(
+        data,
+        positions=pos,
+        widths=0.45,
+        patch_artist=True,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
     for i, patch in enumerate(box["boxes"]):
         c = colors[i] if colors is not None else method_color(keys[i])
         patch.set_facecolor(c)
@@ -148,9 +213,17 @@ def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Op
             p = paper.get(k)
             if p is None:
                 continue
-            m, s = (p if isinstance(p, (tuple, list)) else (p, 0.0))
-            ax.errorbar(pos[i] + 0.38, m, yerr=s, fmt="D", color=PAPER_STYLE["paper"], ms=5, capsize=3,
-                        label=None if shown else paper_label)
+            m, s = p if isinstance(p, (tuple, list)) else (p, 0.0)
+            ax.errorbar(
+                pos[i] + 0.38,
+                m,
+                yerr=s,
+                fmt="D",
+                color=PAPER_STYLE["paper"],
+                ms=5,
+                capsize=3,
+                label=None if shown else paper_label,
+            )
             shown = True
         if shown:
             ax.legend(frameon=False, fontsize=8, loc="best")
@@ -162,8 +235,15 @@ def plot_trial_boxes(ax, sweep, keys: Optional[Sequence[str]] = None, labels: Op
     return ax
 
 
-def plot_learning_curves(ax, sweep, keys: Optional[Sequence[str]] = None, series: str = "test_acc",
-                         colors=None, x: str = "epoch", ylabel: str = "test accuracy (%)"):
+def plot_learning_curves(
+    ax,
+    sweep,
+    keys: Optional[Sequence[str]] = None,
+    series: str = "test_acc",
+    colors=None,
+    x: str = "epoch",
+    ylabel: str = "test accuracy (%)",
+):
     """Mean over trials (line) +- std (band) of ``series`` per epoch for each ``key``. Returns ``ax``."""
     from stllr.studies.sweeps import learning_curve
 
@@ -171,7 +251,9 @@ def plot_learning_curves(ax, sweep, keys: Optional[Sequence[str]] = None, series
         c = colors[i] if colors is not None else method_color(k)
         lc = learning_curve(sweep, k, series)
         ax.plot(lc["epoch"], lc["mean"], color=c, label=sweep.labels.get(k, k), lw=1.8)
-        ax.fill_between(lc["epoch"], lc["mean"] - lc["std"], lc["mean"] + lc["std"], color=c, alpha=0.18, lw=0)
+        ax.fill_between(
+            lc["epoch"], lc["mean"] - lc["std"], lc["mean"] + lc["std"], color=c, alpha=0.18, lw=0
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel)
     ax.legend(frameon=False, fontsize=8)

@@ -14,15 +14,28 @@ Two studies, each a :func:`stllr.studies.sweeps.run_trials` sweep over seeds:
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
 import numpy as np
-from stllr.studies.paper import PAPER_SHD_ACCURACY
-from stllr.studies.common import Method, format_table
+
 from stllr.measure.analytic import paper_mac_ratio
-from stllr.plotting.style import PAPER_STYLE, plt
-from stllr.plotting.style import _clean, method_color
+from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
+from stllr.studies.common import Method, format_table
+from stllr.studies.paper import PAPER_SHD_ACCURACY
 from stllr.studies.sweeps import SMALL_RANDMAN, DataSpec, Sweep
 
-__all__ = ['DFA_RATE_REG', 'PAPER_SHD_ROWS', 'study_config', 'comparison_methods', 'window_methods', 'bptt_window_methods', 'window_rows', 'window_table', 'table3_rows', 'table3_beside', 'plot_accuracy_vs_window']
+__all__ = [
+    "DFA_RATE_REG",
+    "PAPER_SHD_ROWS",
+    "study_config",
+    "comparison_methods",
+    "window_methods",
+    "bptt_window_methods",
+    "window_rows",
+    "window_table",
+    "table3_rows",
+    "table3_beside",
+    "plot_accuracy_vs_window",
+]
 
 #: The firing-rate penalty that keeps a DFA-trained recurrent layer from running away on randman
 #: (docs/experiments.md): ``rate_reg * (s_t - rate_target) / batch`` added at the hook.
@@ -31,13 +44,27 @@ DFA_RATE_REG = {"rate_reg": 0.3, "rate_target": 0.03}
 
 #: Paper Table 3, SHD rows (LIF-RSNN, T = 100, T_l = 10, 200 epochs, 5 trials).
 PAPER_SHD_ROWS = [
-    {"key": "stllr", "method": "S-TLLR (BP)", "acc": PAPER_SHD_ACCURACY["stllr"], "T": 100, "T_l": 10},
-    {"key": "stllr_dfa", "method": "S-TLLR (DFA)", "acc": PAPER_SHD_ACCURACY["stllr_dfa"], "T": 100, "T_l": 10},
+    {
+        "key": "stllr",
+        "method": "S-TLLR (BP)",
+        "acc": PAPER_SHD_ACCURACY["stllr"],
+        "T": 100,
+        "T_l": 10,
+    },
+    {
+        "key": "stllr_dfa",
+        "method": "S-TLLR (DFA)",
+        "acc": PAPER_SHD_ACCURACY["stllr_dfa"],
+        "T": 100,
+        "T_l": 10,
+    },
     {"key": "bptt", "method": "BPTT", "acc": PAPER_SHD_ACCURACY["bptt"], "T": 100, "T_l": None},
 ]
 
 
-def study_config(full: bool = False, data_path=None, epochs: Optional[int] = None) -> Dict[str, Any]:
+def study_config(
+    full: bool = False, data_path=None, epochs: Optional[int] = None
+) -> Dict[str, Any]:
     """Settings of both studies.
 
     ``full=False``: randman (:data:`SMALL_RANDMAN`: 5 classes, T = 30), ``randman_rsnn_*`` (100-128
@@ -49,19 +76,42 @@ def study_config(full: bool = False, data_path=None, epochs: Optional[int] = Non
     """
     if full:
         if not data_path:
-            raise ValueError("data_path: FULL=True trains on the real SHD dataset; give the folder that holds it "
-                             "(python data_scripts/download.py shd --data-path DIR)")
-        return {"full": True, "data": DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
-                "arch": "stllr_shd_net", "twin": "bptt_shd_net", "num_classes": 20, "T": 100, "window": 90, "psi": None,
-                "factors": (0.5, 1.0, 1.0, 1.0), "lr": 2e-4, "epochs": 200 if epochs is None else int(epochs),
-                "windows": (1, 10, 25, 50, 90, 100)}
-    return {"full": False, "data": DataSpec("randman", data_path=None if data_path is None else str(data_path),
-                                            data_options=dict(SMALL_RANDMAN)),
-            "arch": "randman_rsnn_stllr", "twin": "randman_rsnn_bptt", "num_classes": SMALL_RANDMAN["n_classes"],
-            "T": SMALL_RANDMAN["n_steps"], "window": 25,
-            "psi": "sigmoid", "factors": (0.5, 1.0, 1.0, 1.0), "lr": 5e-3,
-            "epochs": 12 if epochs is None else int(epochs),
-            "windows": (1, 5, 10, 20, 30)}
+            raise ValueError(
+                "data_path: FULL=True trains on the real SHD dataset; give the folder that holds it "
+                "(python data_scripts/download.py shd --data-path DIR)"
+            )
+        return {
+            "full": True,
+            "data": DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
+            "arch": "stllr_shd_net",
+            "twin": "bptt_shd_net",
+            "num_classes": 20,
+            "T": 100,
+            "window": 90,
+            "psi": None,
+            "factors": (0.5, 1.0, 1.0, 1.0),
+            "lr": 2e-4,
+            "epochs": 200 if epochs is None else int(epochs),
+            "windows": (1, 10, 25, 50, 90, 100),
+        }
+    return {
+        "full": False,
+        "data": DataSpec(
+            "randman",
+            data_path=None if data_path is None else str(data_path),
+            data_options=dict(SMALL_RANDMAN),
+        ),
+        "arch": "randman_rsnn_stllr",
+        "twin": "randman_rsnn_bptt",
+        "num_classes": SMALL_RANDMAN["n_classes"],
+        "T": SMALL_RANDMAN["n_steps"],
+        "window": 25,
+        "psi": "sigmoid",
+        "factors": (0.5, 1.0, 1.0, 1.0),
+        "lr": 5e-3,
+        "epochs": 12 if epochs is None else int(epochs),
+        "windows": (1, 5, 10, 20, 30),
+    }
 
 
 def comparison_methods(config: Mapping[str, Any], dfa_rate_reg: bool = True) -> List[Method]:
@@ -69,10 +119,23 @@ def comparison_methods(config: Mapping[str, Any], dfa_rate_reg: bool = True) -> 
     where the paper's plain DFA is used) and BPTT, keys ``stllr``, ``stllr_dfa``, ``bptt``."""
     c = config
     dfa_opts = dict(DFA_RATE_REG) if (dfa_rate_reg and not c["full"]) else {}
-    return [Method("stllr", "S-TLLR (BP)", c["arch"], "stllr", c["factors"], c["window"], c["psi"], "bp"),
-            Method("stllr_dfa", "S-TLLR (DFA)", c["arch"], "stllr", c["factors"], c["window"], c["psi"], "dfa",
-                   dfa_opts),
-            Method("bptt", "BPTT", c["twin"], "bptt", c["factors"], c["window"], c["psi"])]
+    return [
+        Method(
+            "stllr", "S-TLLR (BP)", c["arch"], "stllr", c["factors"], c["window"], c["psi"], "bp"
+        ),
+        Method(
+            "stllr_dfa",
+            "S-TLLR (DFA)",
+            c["arch"],
+            "stllr",
+            c["factors"],
+            c["window"],
+            c["psi"],
+            "dfa",
+            dfa_opts,
+        ),
+        Method("bptt", "BPTT", c["twin"], "bptt", c["factors"], c["window"], c["psi"]),
+    ]
 
 
 def _windows(config: Mapping[str, Any], windows: Optional[Sequence[int]]) -> List[int]:
@@ -80,7 +143,9 @@ def _windows(config: Mapping[str, Any], windows: Optional[Sequence[int]]) -> Lis
     out = []
     for d in config["windows"] if windows is None else windows:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= T:
-            raise ValueError(f"windows: each learning window must be an integer in [1, T={T}], got {d!r}")
+            raise ValueError(
+                f"windows: each learning window must be an integer in [1, T={T}], got {d!r}"
+            )
         out.append(int(d))
     return out
 
@@ -89,21 +154,41 @@ def _steps(d: int) -> str:
     return f"{d} step" if d == 1 else f"{d} steps"
 
 
-def window_methods(config: Mapping[str, Any], windows: Optional[Sequence[int]] = None) -> List[Method]:
+def window_methods(
+    config: Mapping[str, Any], windows: Optional[Sequence[int]] = None
+) -> List[Method]:
     """S-TLLR (BP) with a learning signal on the last ``d`` steps for each ``d`` (keys ``d<d>``)."""
-    return [Method(f"d{d}", _steps(d), config["arch"], "stllr", config["factors"], d, config["psi"], "bp")
-            for d in _windows(config, windows)]
+    return [
+        Method(
+            f"d{d}", _steps(d), config["arch"], "stllr", config["factors"], d, config["psi"], "bp"
+        )
+        for d in _windows(config, windows)
+    ]
 
 
-def bptt_window_methods(config: Mapping[str, Any], windows: Optional[Sequence[int]] = None) -> List[Method]:
+def bptt_window_methods(
+    config: Mapping[str, Any], windows: Optional[Sequence[int]] = None
+) -> List[Method]:
     """The control for :func:`window_methods`: the BPTT twin trained on the same loss, the per-step
     losses of the last ``d`` steps (training mode ``bptt_window``), with exact credit assignment
     through time (keys ``b<d>``)."""
-    return [Method(f"b{d}", f"BPTT, loss of the last {_steps(d)}", config["twin"], "bptt_window", config["factors"], d,
-                   config["psi"]) for d in _windows(config, windows)]
+    return [
+        Method(
+            f"b{d}",
+            f"BPTT, loss of the last {_steps(d)}",
+            config["twin"],
+            "bptt_window",
+            config["factors"],
+            d,
+            config["psi"],
+        )
+        for d in _windows(config, windows)
+    ]
 
 
-def window_rows(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None) -> List[Dict[str, Any]]:
+def window_rows(
+    sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None
+) -> List[Dict[str, Any]]:
     """Per learning window: ``window, T_l, mean, std, n`` of the final test accuracy, the analytic
     MAC saving vs BPTT (Eq. 20-21, ``2T / 3d``; below 1 means S-TLLR costs more) and, with ``bptt``
     (final accuracies of the BPTT trials), ``vs_bptt`` = mean difference in points."""
@@ -112,9 +197,14 @@ def window_rows(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarr
     for key in sweep:
         d = int(key[1:])
         acc = sweep.accuracies(key)
-        row = {"window": d, "T_l": T - d, "n": len(acc), "mean": float(acc.mean()),
-               "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-               "mac_saving": paper_mac_ratio(T, d, float(config["factors"][2]))}
+        row = {
+            "window": d,
+            "T_l": T - d,
+            "n": len(acc),
+            "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "mac_saving": paper_mac_ratio(T, d, float(config["factors"][2])),
+        }
         if bptt is not None:
             row["vs_bptt"] = row["mean"] - float(np.mean(bptt))
         rows.append(row)
@@ -124,8 +214,13 @@ def window_rows(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarr
 def window_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Text table of :func:`window_rows`."""
     table = [dict(r, acc=f"{r['mean']:.2f} +- {r['std']:.2f}") for r in rows]
-    cols = [("window", "learning steps d", "d"), ("T_l", "T_l", "d"), ("n", "trials", "d"),
-            ("acc", "test acc %", ""), ("mac_saving", "MAC saving vs BPTT (2T/3d)", ".2f")]
+    cols = [
+        ("window", "learning steps d", "d"),
+        ("T_l", "T_l", "d"),
+        ("n", "trials", "d"),
+        ("acc", "test acc %", ""),
+        ("mac_saving", "MAC saving vs BPTT (2T/3d)", ".2f"),
+    ]
     if rows and "vs_bptt" in rows[0]:
         cols.append(("vs_bptt", "vs BPTT (points)", "+.2f"))
     return format_table(table, cols)
@@ -140,24 +235,43 @@ def table3_rows(sweep: Sweep, config: Mapping[str, Any]) -> List[Dict[str, Any]]
         acc = sweep.accuracies(key)
         ours_tl = None if key == "bptt" else T - int(config["window"])
         std = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        rows.append({"method": paper["method"], "ours": f"{acc.mean():.2f} +- {std:.2f}",
-                     "ours_T": f"{T} (T_l {ours_tl})" if ours_tl is not None else str(T),
-                     "paper": f"{paper['acc'][0]:.2f} +- {paper['acc'][1]:.2f}",
-                     "paper_T": f"{paper['T']} (T_l {paper['T_l']})" if paper["T_l"] is not None else str(paper["T"])})
+        rows.append(
+            {
+                "method": paper["method"],
+                "ours": f"{acc.mean():.2f} +- {std:.2f}",
+                "ours_T": f"{T} (T_l {ours_tl})" if ours_tl is not None else str(T),
+                "paper": f"{paper['acc'][0]:.2f} +- {paper['acc'][1]:.2f}",
+                "paper_T": f"{paper['T']} (T_l {paper['T_l']})"
+                if paper["T_l"] is not None
+                else str(paper["T"]),
+            }
+        )
     return rows
 
 
 def table3_beside(sweep: Sweep, config: Mapping[str, Any]) -> str:
     """:func:`table3_rows` as text; the task column says which data each side used."""
     task = "SHD (ours)" if config["full"] else "randman 5-class"
-    return format_table(table3_rows(sweep, config),
-                        [("method", "method", ""), ("ours", f"ours: {task}", ""), ("ours_T", "T", ""),
-                         ("paper", "paper Table 3: SHD", ""), ("paper_T", "T", "")])
+    return format_table(
+        table3_rows(sweep, config),
+        [
+            ("method", "method", ""),
+            ("ours", f"ours: {task}", ""),
+            ("ours_T", "T", ""),
+            ("paper", "paper Table 3: SHD", ""),
+            ("paper_T", "T", ""),
+        ],
+    )
 
 
-def plot_accuracy_vs_window(sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None,
-                            measured_mac_ratio: Optional[Mapping[int, float]] = None, chance: Optional[float] = None,
-                            bptt_windows: Optional[Sweep] = None):
+def plot_accuracy_vs_window(
+    sweep: Sweep,
+    config: Mapping[str, Any],
+    bptt: Optional[np.ndarray] = None,
+    measured_mac_ratio: Optional[Mapping[int, float]] = None,
+    chance: Optional[float] = None,
+    bptt_windows: Optional[Sweep] = None,
+):
     """Two panels against the number of learning steps d: test accuracy (every trial a dot, mean +-
     std, BPTT's mean +- std as a band, ``chance`` (%) dotted; ``bptt_windows``: the
     :func:`bptt_window_methods` control, drawn dashed) and the MAC saving vs BPTT (Eq. 20-21;
@@ -172,35 +286,70 @@ def plot_accuracy_vs_window(sweep: Sweep, config: Mapping[str, Any], bptt: Optio
         for key, r in zip(sw, rows_sw):
             acc = sw.accuracies(key)
             ax.scatter(np.full(len(acc), r["window"]), acc, s=10, color=c, alpha=0.5, zorder=3)
-        ax.errorbar([r["window"] for r in rows_sw], [r["mean"] for r in rows_sw], yerr=[r["std"] for r in rows_sw],
-                    color=c, ls=ls, marker="o", capsize=3, label=label)
+        ax.errorbar(
+            [r["window"] for r in rows_sw],
+            [r["mean"] for r in rows_sw],
+            yerr=[r["std"] for r in rows_sw],
+            color=c,
+            ls=ls,
+            marker="o",
+            capsize=3,
+            label=label,
+        )
     rows = window_rows(sweep, config, bptt)
     d = np.array([r["window"] for r in rows])
     c = method_color("stllr")
     if bptt is not None:
         m, s = float(np.mean(bptt)), float(np.std(bptt, ddof=1)) if len(bptt) > 1 else 0.0
         ax.axhspan(m - s, m + s, color=method_color("bptt"), alpha=0.15, lw=0)
-        ax.axhline(m, color=method_color("bptt"), lw=1.5,
-                   label=f"BPTT, loss of the logits summed over all {config['T']} steps")
+        ax.axhline(
+            m,
+            color=method_color("bptt"),
+            lw=1.5,
+            label=f"BPTT, loss of the logits summed over all {config['T']} steps",
+        )
     if chance is not None:
         ax.axhline(chance, color="0.6", ls=":", lw=1)
         ax.text(d.max(), chance, "chance ", color="0.4", fontsize=8, ha="right", va="bottom")
     ax.axvline(config["window"], color="0.6", ls=":", lw=1)
-    ax.text(config["window"], ax.get_ylim()[0], f" default d={config['window']}", color="0.4", fontsize=8, va="bottom")
+    ax.text(
+        config["window"],
+        ax.get_ylim()[0],
+        f" default d={config['window']}",
+        color="0.4",
+        fontsize=8,
+        va="bottom",
+    )
     ax.set_xlabel("learning steps d = T - T_l")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title("accuracy vs learning window")
     ax.legend(frameon=False, fontsize=8, loc="center right")
     _clean(ax)
     dd = np.arange(int(d.min()), int(config["T"]) + 1)
-    bx.plot(dd, [paper_mac_ratio(int(config["T"]), int(x), float(config["factors"][2])) for x in dd], color=c,
-            label="Eq. 20-21: 2T / 3d")
-    bx.plot(dd, [paper_mac_ratio(int(config["T"]), int(x), 0.0) for x in dd], color=c, ls="--", lw=1,
-            label="alpha_post = 0: 2T / 2d")
+    bx.plot(
+        dd,
+        [paper_mac_ratio(int(config["T"]), int(x), float(config["factors"][2])) for x in dd],
+        color=c,
+        label="Eq. 20-21: 2T / 3d",
+    )
+    bx.plot(
+        dd,
+        [paper_mac_ratio(int(config["T"]), int(x), 0.0) for x in dd],
+        color=c,
+        ls="--",
+        lw=1,
+        label="alpha_post = 0: 2T / 2d",
+    )
     if measured_mac_ratio:
         ks = sorted(measured_mac_ratio)
-        bx.scatter(ks, [measured_mac_ratio[k] for k in ks], color="black", s=18, zorder=3,
-                   label="counted (MacCounter)")
+        bx.scatter(
+            ks,
+            [measured_mac_ratio[k] for k in ks],
+            color="black",
+            s=18,
+            zorder=3,
+            label="counted (MacCounter)",
+        )
     bx.axhline(1.0, color=PAPER_STYLE["paper"], lw=1, ls=":")
     bx.set_yscale("log")
     bx.set_xlabel("learning steps d = T - T_l")

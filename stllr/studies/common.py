@@ -7,20 +7,40 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from stllr.models.registry import build_model, get_model_spec
 from stllr.training.config import make_optimizer
 from stllr.training.loop import run_epoch, seed_everything
 
-__all__ = ['RANDMAN_TASK', 'Method', 'RunResult', 'num_threads', 'make_loaders', 'train_method', 'loaders_for', 'format_table']
+__all__ = [
+    "RANDMAN_TASK",
+    "Method",
+    "RunResult",
+    "num_threads",
+    "make_loaders",
+    "train_method",
+    "loaders_for",
+    "format_table",
+]
 
 #: The procedural spike-timing task of ``benchmarks/accuracy.py`` (randman options): 10 classes,
 #: 100 input units each firing once in T = 50 steps with a timing jitter of 2 steps,
 #: 1000 training / 500 test samples; only the joint spike timing tells the class.
-RANDMAN_TASK = {"n_classes": 10, "n_units": 100, "n_steps": 50, "n_train_per_class": 100, "n_test_per_class": 50,
-                "manifold_dim": 2, "alpha": 2.0, "jitter": 2.0, "seed": 0}
+RANDMAN_TASK = {
+    "n_classes": 10,
+    "n_units": 100,
+    "n_steps": 50,
+    "n_train_per_class": 100,
+    "n_test_per_class": 50,
+    "manifold_dim": 2,
+    "alpha": 2.0,
+    "jitter": 2.0,
+    "seed": 0,
+}
 
 
 # ======================================================================================
@@ -98,7 +118,11 @@ class RunResult:
 
     @property
     def best_test_acc(self) -> float:
-        return max(h["test_acc"] for h in self.history[1:]) if len(self.history) > 1 else self.history[0]["test_acc"]
+        return (
+            max(h["test_acc"] for h in self.history[1:])
+            if len(self.history) > 1
+            else self.history[0]["test_acc"]
+        )
 
     def series(self, key: str) -> List[float]:
         return [h[key] for h in self.history if h.get(key) is not None]
@@ -116,9 +140,16 @@ def _subset(dataset, n: Optional[int], seed: int):
     return sub
 
 
-def make_loaders(dataset: str, data_path=None, batch_size: int = 32, val_batch_size: int = 250, seed: int = 0,
-                 data_options: Optional[Dict[str, Any]] = None, max_train: Optional[int] = None,
-                 max_test: Optional[int] = None):
+def make_loaders(
+    dataset: str,
+    data_path=None,
+    batch_size: int = 32,
+    val_batch_size: int = 250,
+    seed: int = 0,
+    data_options: Optional[Dict[str, Any]] = None,
+    max_train: Optional[int] = None,
+    max_test: Optional[int] = None,
+):
     """``(train_set, test_set, info)`` of :func:`stllr.data.get_dataset` (``max_train`` /
     ``max_test``: a fixed random subset). Loaders come from :func:`loaders_for` so that every method
     sees the same batches in the same order."""
@@ -127,10 +158,17 @@ def make_loaders(dataset: str, data_path=None, batch_size: int = 32, val_batch_s
     options = dict(data_options or {})
     train_set = _subset(sdata.get_dataset(dataset, data_path, True, **options), max_train, seed)
     test_set = _subset(sdata.get_dataset(dataset, data_path, False, **options), max_test, seed + 1)
-    info = {"dataset": dataset, "num_classes": int(test_set.num_classes),
-            "input_shape": tuple(int(s) for s in test_set.input_shape), "T": getattr(test_set, "T", None),
-            "n_train": len(train_set), "n_test": len(test_set), "batch_size": batch_size,
-            "val_batch_size": val_batch_size, "seed": seed}
+    info = {
+        "dataset": dataset,
+        "num_classes": int(test_set.num_classes),
+        "input_shape": tuple(int(s) for s in test_set.input_shape),
+        "T": getattr(test_set, "T", None),
+        "n_train": len(train_set),
+        "n_test": len(test_set),
+        "batch_size": batch_size,
+        "val_batch_size": val_batch_size,
+        "seed": seed,
+    }
     return train_set, test_set, info
 
 
@@ -140,10 +178,12 @@ def loaders_for(train_set, test_set, info: Dict[str, Any]):
 
     g = torch.Generator()
     g.manual_seed(int(info["seed"]))
-    train = torch.utils.data.DataLoader(train_set, batch_size=info["batch_size"], shuffle=True, generator=g,
-                                        collate_fn=pad_collate)
-    test = torch.utils.data.DataLoader(test_set, batch_size=info["val_batch_size"], shuffle=False,
-                                       collate_fn=pad_collate)
+    train = torch.utils.data.DataLoader(
+        train_set, batch_size=info["batch_size"], shuffle=True, generator=g, collate_fn=pad_collate
+    )
+    test = torch.utils.data.DataLoader(
+        test_set, batch_size=info["val_batch_size"], shuffle=False, collate_fn=pad_collate
+    )
     return train, test
 
 
@@ -156,9 +196,20 @@ def _build(method: Method, info: Dict[str, Any]) -> nn.Module:
     return build_model(method.arch, **kw)
 
 
-def train_method(method: Method, train_set, test_set, info: Dict[str, Any], *, epochs: int, lr: float,
-                 optimizer: str = "Adam", seed: int = 0, device="cpu", threads: Optional[int] = 1,
-                 progress: bool = False) -> RunResult:
+def train_method(
+    method: Method,
+    train_set,
+    test_set,
+    info: Dict[str, Any],
+    *,
+    epochs: int,
+    lr: float,
+    optimizer: str = "Adam",
+    seed: int = 0,
+    device="cpu",
+    threads: Optional[int] = 1,
+    progress: bool = False,
+) -> RunResult:
     """Train ``method`` for ``epochs`` epochs (stllr.training.loop.run_epoch, the same code as ``stllr
     train``) and evaluate on the test set after each epoch (and once before training, epoch 0).
 
@@ -174,14 +225,42 @@ def train_method(method: Method, train_set, test_set, info: Dict[str, Any], *, e
         opt = make_optimizer(optimizer, model.parameters(), lr)
         train_loader, test_loader = loaders_for(train_set, test_set, info)
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
-        history = [{"epoch": 0, "train_acc": None, "train_loss": None, "test_acc": te["acc"],
-                    "test_loss": te["loss"], "train_time": None, "test_time": te["time"]}]
+        history = [
+            {
+                "epoch": 0,
+                "train_acc": None,
+                "train_loss": None,
+                "test_acc": te["acc"],
+                "test_loss": te["loss"],
+                "train_time": None,
+                "test_time": te["time"],
+            }
+        ]
         for epoch in range(1, epochs + 1):
-            tr = run_epoch(model, train_loader, optimizer=opt, loss_fn=F.cross_entropy, mode=method.mode,
-                           delay_ls=method.delay_ls, device=device, progress=progress,
-                           desc=f"{method.label} epoch {epoch}")
-            te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
-            history.append({"epoch": epoch, "train_acc": tr["acc"], "train_loss": tr["loss"], "test_acc": te["acc"],
-                            "test_loss": te["loss"], "train_time": tr["time"], "test_time": te["time"]})
+            tr = run_epoch(
+                model,
+                train_loader,
+                optimizer=opt,
+                loss_fn=F.cross_entropy,
+                mode=method.mode,
+                delay_ls=method.delay_ls,
+                device=device,
+                progress=progress,
+                desc=f"{method.label} epoch {epoch}",
+            )
+            te = run_epoch(
+                model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_acc": tr["acc"],
+                    "train_loss": tr["loss"],
+                    "test_acc": te["acc"],
+                    "test_loss": te["loss"],
+                    "train_time": tr["time"],
+                    "test_time": te["time"],
+                }
+            )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return RunResult(method, history, model, n_params)

@@ -19,11 +19,34 @@ import math
 import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
+
 import numpy as np
 import torch
+
 from stllr import functional as SF
 
-__all__ = ['POLARITY_COLORS', 'is_vision', 'describe_events', 'to_frames', 'frames_rgb', 'plot_raster', 'plot_frames', 'plot_frame_strip', 'plot_event_cloud', 'plot_trace_spans', 'animate_frames', 'save_gif', 'trace_span_steps', 'trace_time_constant_steps', 'trace_span_table', 'trace_over_time', 'plot_trace_vs_window', 'find_item', 'moving_shapes_as_gesture', 'chirp_samples']
+__all__ = [
+    "POLARITY_COLORS",
+    "is_vision",
+    "describe_events",
+    "to_frames",
+    "frames_rgb",
+    "plot_raster",
+    "plot_frames",
+    "plot_frame_strip",
+    "plot_event_cloud",
+    "plot_trace_spans",
+    "animate_frames",
+    "save_gif",
+    "trace_span_steps",
+    "trace_time_constant_steps",
+    "trace_span_table",
+    "trace_over_time",
+    "plot_trace_vs_window",
+    "find_item",
+    "moving_shapes_as_gesture",
+    "chirp_samples",
+]
 
 #: ON events red, OFF events blue (the usual DVS colouring).
 POLARITY_COLORS = {1: "#d62728", 0: "#1f77b4"}
@@ -31,6 +54,7 @@ POLARITY_COLORS = {1: "#d62728", 0: "#1f77b4"}
 
 def _plt():
     from stllr.plotting.style import plt  # the plot module picks a headless backend when needed
+
     return plt
 
 
@@ -38,7 +62,9 @@ def is_vision(events: np.ndarray) -> bool:
     """True for (x, y, t, p) camera events, False for (t, x, p) audio-like events."""
     names = events.dtype.names or ()
     if "t" not in names or "x" not in names:
-        raise ValueError(f"events: expected a tonic structured array with fields t and x, got {names}")
+        raise ValueError(
+            f"events: expected a tonic structured array with fields t and x, got {names}"
+        )
     return "y" in names
 
 
@@ -49,7 +75,10 @@ def describe_events(events: np.ndarray, sensor_size: Optional[Sequence[int]] = N
         return "0 events"
     t = events["t"].astype(np.int64)
     span_ms = (t.max() - t.min()) / 1000.0
-    parts = [f"{n} events", f"t from {t.min() / 1000:.1f} to {t.max() / 1000:.1f} ms ({span_ms:.1f} ms)"]
+    parts = [
+        f"{n} events",
+        f"t from {t.min() / 1000:.1f} to {t.max() / 1000:.1f} ms ({span_ms:.1f} ms)",
+    ]
     if span_ms > 0:
         parts.append(f"{n / span_ms * 1000:.0f} events/s")
     if "p" in events.dtype.names and len(np.unique(events["p"])) > 1:
@@ -60,9 +89,14 @@ def describe_events(events: np.ndarray, sensor_size: Optional[Sequence[int]] = N
     return ", ".join(parts)
 
 
-def to_frames(events: np.ndarray, sensor_size: Sequence[int], time_window_us: Optional[float] = None,
-              n_time_bins: Optional[int] = None, start_time: Optional[float] = None,
-              end_time: Optional[float] = None) -> np.ndarray:
+def to_frames(
+    events: np.ndarray,
+    sensor_size: Sequence[int],
+    time_window_us: Optional[float] = None,
+    n_time_bins: Optional[int] = None,
+    start_time: Optional[float] = None,
+    end_time: Optional[float] = None,
+) -> np.ndarray:
     """``tonic.transforms.ToFrame`` counts: ``[T, P, H, W]`` for cameras, ``[T, P, 1, X]`` squeezed
     to ``[T, X]`` (polarities summed) for audio-like sensors. Give ``time_window_us`` (frames of
     fixed length, as SHD and DVS Gesture) or ``n_time_bins``."""
@@ -103,8 +137,16 @@ def frames_rgb(frames, vmax: Optional[float] = None) -> np.ndarray:
     return np.stack([r, g, b], axis=-1)
 
 
-def plot_raster(events: np.ndarray, ax=None, axis: str = "x", title: str = "", time_window_us: Optional[float] = None,
-                marker_size: float = 2.0, sensor_size: Optional[Sequence[int]] = None, max_events: Optional[int] = None):
+def plot_raster(
+    events: np.ndarray,
+    ax=None,
+    axis: str = "x",
+    title: str = "",
+    time_window_us: Optional[float] = None,
+    marker_size: float = 2.0,
+    sensor_size: Optional[Sequence[int]] = None,
+    max_events: Optional[int] = None,
+):
     """Raster plot: time (ms) against the input unit (audio-like events) or against one pixel
     coordinate (``axis`` "x" or "y", camera events, coloured by polarity, so a moving edge is a
     slanted band). ``time_window_us`` draws the ToFrame frame boundaries; ``max_events`` keeps
@@ -119,8 +161,15 @@ def plot_raster(events: np.ndarray, ax=None, axis: str = "x", title: str = "", t
             raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
         for pol, name in ((1, "ON"), (0, "OFF")):
             sel = events["p"].astype(int) == pol
-            ax.scatter(t_ms[sel], events[axis][sel], s=marker_size, color=POLARITY_COLORS[pol], label=f"{name} ({sel.sum()})",
-                       linewidths=0, rasterized=True)
+            ax.scatter(
+                t_ms[sel],
+                events[axis][sel],
+                s=marker_size,
+                color=POLARITY_COLORS[pol],
+                label=f"{name} ({sel.sum()})",
+                linewidths=0,
+                rasterized=True,
+            )
         ax.set_ylabel(f"pixel {axis}")
         if axis == "y":
             ax.invert_yaxis()
@@ -141,7 +190,9 @@ def plot_raster(events: np.ndarray, ax=None, axis: str = "x", title: str = "", t
     return fig
 
 
-def plot_frames(frames, ax=None, dt_ms: Optional[float] = None, title: str = "", cmap: str = "Greys"):
+def plot_frames(
+    frames, ax=None, dt_ms: Optional[float] = None, title: str = "", cmap: str = "Greys"
+):
     """Audio-like frames ``[T, X]`` as an image (time x unit, the counts per frame)."""
     plt = _plt()
     f = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
@@ -149,8 +200,16 @@ def plot_frames(frames, ax=None, dt_ms: Optional[float] = None, title: str = "",
     extent = None
     if dt_ms is not None:
         extent = (0, f.shape[0] * dt_ms, -0.5, f.shape[1] - 0.5)
-    im = ax.imshow(f.T, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest", extent=extent,
-                   vmin=0, vmax=max(1.0, float(f.max())))
+    im = ax.imshow(
+        f.T,
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        interpolation="nearest",
+        extent=extent,
+        vmin=0,
+        vmax=max(1.0, float(f.max())),
+    )
     ax.set_xlabel("time (ms)" if dt_ms is not None else "frame (time step)")
     ax.set_ylabel("input unit")
     fig.colorbar(im, ax=ax, label="events per frame", pad=0.01)
@@ -159,13 +218,23 @@ def plot_frames(frames, ax=None, dt_ms: Optional[float] = None, title: str = "",
     return fig
 
 
-def plot_frame_strip(frames, n: int = 8, dt_ms: Optional[float] = None, title: str = "", vmax: Optional[float] = None,
-                     steps: Optional[Sequence[int]] = None):
+def plot_frame_strip(
+    frames,
+    n: int = 8,
+    dt_ms: Optional[float] = None,
+    title: str = "",
+    vmax: Optional[float] = None,
+    steps: Optional[Sequence[int]] = None,
+):
     """``n`` evenly spaced camera frames ``[T, 2, H, W]`` side by side (ON red, OFF blue)."""
     plt = _plt()
     rgb = frames_rgb(frames, vmax)
     T = rgb.shape[0]
-    steps = list(steps) if steps is not None else sorted({int(round(i)) for i in np.linspace(0, T - 1, min(n, T))})
+    steps = (
+        list(steps)
+        if steps is not None
+        else sorted({int(round(i)) for i in np.linspace(0, T - 1, min(n, T))})
+    )
     fig, axes = plt.subplots(1, len(steps), figsize=(1.35 * len(steps), 1.75), squeeze=False)
     for ax, k in zip(axes[0], steps):
         ax.imshow(rgb[k], interpolation="nearest")
@@ -177,8 +246,15 @@ def plot_frame_strip(frames, n: int = 8, dt_ms: Optional[float] = None, title: s
     return fig
 
 
-def plot_event_cloud(events: np.ndarray, sensor_size: Sequence[int], ax=None, title: str = "",
-                     marker_size: float = 6.0, arrow: Optional[Sequence[float]] = None, colorbar: bool = True):
+def plot_event_cloud(
+    events: np.ndarray,
+    sensor_size: Sequence[int],
+    ax=None,
+    title: str = "",
+    marker_size: float = 6.0,
+    arrow: Optional[Sequence[float]] = None,
+    colorbar: bool = True,
+):
     """Camera events as points in the sensor plane, coloured by time (early dark, late bright):
     the direction of motion reads from the colour gradient. ``arrow`` = (dx, dy) draws the true
     direction from the sensor centre."""
@@ -193,8 +269,12 @@ def plot_event_cloud(events: np.ndarray, sensor_size: Sequence[int], ax=None, ti
     ax.set_xticks([]), ax.set_yticks([])
     if arrow is not None:
         dx, dy = arrow
-        ax.annotate("", xy=(w / 2 + dx * w * 0.3, h / 2 + dy * h * 0.3), xytext=(w / 2, h / 2),
-                    arrowprops=dict(arrowstyle="->", color="crimson", lw=1.8))
+        ax.annotate(
+            "",
+            xy=(w / 2 + dx * w * 0.3, h / 2 + dy * h * 0.3),
+            xytext=(w / 2, h / 2),
+            arrowprops=dict(arrowstyle="->", color="crimson", lw=1.8),
+        )
     if colorbar:
         fig.colorbar(sc, ax=ax, label="time (ms)", fraction=0.046, pad=0.02)
     if title:
@@ -202,8 +282,13 @@ def plot_event_cloud(events: np.ndarray, sensor_size: Sequence[int], ax=None, ti
     return fig
 
 
-def plot_trace_spans(frame_ms: Mapping[str, float], marks: Mapping[str, float] = None,
-                     durations_ms: Optional[Mapping[str, float]] = None, ax=None, max_lambda: float = 0.999):
+def plot_trace_spans(
+    frame_ms: Mapping[str, float],
+    marks: Mapping[str, float] = None,
+    durations_ms: Optional[Mapping[str, float]] = None,
+    ax=None,
+    max_lambda: float = 0.999,
+):
     """Memory ``frame / (1 - lambda)`` in real time against the decay lambda (axis in ``1 - lambda``,
     logarithmic, so 0.9, 0.99, 0.999 are evenly spaced), one line per frame length; ``marks``
     (label -> lambda) are drawn on every line; ``durations_ms`` (label -> ms) as horizontal lines
@@ -220,8 +305,16 @@ def plot_trace_spans(frame_ms: Mapping[str, float], marks: Mapping[str, float] =
     for mark, v in (marks or {}).items():
         if 0.0 <= v < 1.0:
             ax.axvline(1.0 - v, color="0.7", lw=0.6, ls=":")
-            ax.text(1.0 - v, 1.01, mark, rotation=90, fontsize=7, ha="center", va="bottom",
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                1.0 - v,
+                1.01,
+                mark,
+                rotation=90,
+                fontsize=7,
+                ha="center",
+                va="bottom",
+                transform=ax.get_xaxis_transform(),
+            )
     for (name, ms), ls in zip((durations_ms or {}).items(), ("--", "-.", ":")):
         ax.axhline(ms, color="k", lw=0.8, ls=ls, label=name)
     ax.set_xscale("log")
@@ -237,9 +330,16 @@ def plot_trace_spans(frame_ms: Mapping[str, float], marks: Mapping[str, float] =
     return fig
 
 
-def animate_frames(frames, dt_ms: Optional[float] = None, interval_ms: int = 150, title: str = "",
-                   size_in: float = 2.4, dpi: int = 72, vmax: Optional[float] = None,
-                   trace_lambda: Optional[float] = None):
+def animate_frames(
+    frames,
+    dt_ms: Optional[float] = None,
+    interval_ms: int = 150,
+    title: str = "",
+    size_in: float = 2.4,
+    dpi: int = 72,
+    vmax: Optional[float] = None,
+    trace_lambda: Optional[float] = None,
+):
     """A ``matplotlib.animation.FuncAnimation`` of camera frames ``[T, 2, H, W]`` (one frame per
     time step, ON red, OFF blue). With ``trace_lambda``, a second panel shows the trace
     ``tr_t = lambda tr_{t-1} + frame_t`` of the same frames: what a pre-synaptic trace of the first
@@ -251,8 +351,12 @@ def animate_frames(frames, dt_ms: Optional[float] = None, interval_ms: int = 150
     panels = [("frame", frames_rgb(frames, vmax))]
     if trace_lambda is not None:
         f = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-        panels.append((f"trace, lambda = {trace_lambda:g}", frames_rgb(trace_over_time(f, trace_lambda))))
-    fig, axes = plt.subplots(1, len(panels), figsize=(size_in * len(panels), size_in + 0.35), dpi=dpi, squeeze=False)
+        panels.append(
+            (f"trace, lambda = {trace_lambda:g}", frames_rgb(trace_over_time(f, trace_lambda)))
+        )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(size_in * len(panels), size_in + 0.35), dpi=dpi, squeeze=False
+    )
     images = []
     for ax, (name, rgb) in zip(axes[0], panels):
         images.append(ax.imshow(rgb[0], interpolation="nearest"))
@@ -264,7 +368,11 @@ def animate_frames(frames, dt_ms: Optional[float] = None, interval_ms: int = 150
     def draw(k):
         for im, (_, rgb) in zip(images, panels):
             im.set_data(rgb[k])
-        label.set_text((title + "\n" if title else "") + f"step {k}" + (f", t = {k * dt_ms:g} ms" if dt_ms is not None else ""))
+        label.set_text(
+            (title + "\n" if title else "")
+            + f"step {k}"
+            + (f", t = {k * dt_ms:g} ms" if dt_ms is not None else "")
+        )
         return (*images, label)
 
     draw(0)
@@ -306,18 +414,23 @@ def trace_time_constant_steps(lam: float) -> float:
 def trace_span_table(decays: Mapping[str, float], frame_ms: Mapping[str, float]) -> str:
     """Text table: for each named decay, its span ``1 / (1 - lambda)`` in steps and in real time
     for each named frame length (ms per step)."""
+
     def fmt_ms(v):
         if math.isinf(v):
             return "whole sample"
         return f"{v:,.0f} ms" if v < 10_000 else f"{v / 1000:,.1f} s"
 
-    head = f"{'decay':<30} {'lambda':>7} {'1/(1-l) steps':>14} | " + " | ".join(f"{k:>18}" for k in frame_ms)
+    head = f"{'decay':<30} {'lambda':>7} {'1/(1-l) steps':>14} | " + " | ".join(
+        f"{k:>18}" for k in frame_ms
+    )
     rows = [head, "-" * len(head)]
     for name, lam in decays.items():
         span = trace_span_steps(lam)
         cells = [fmt_ms(span * ms) for ms in frame_ms.values()]
         steps = "inf" if math.isinf(span) else f"{span:.1f}"
-        rows.append(f"{name:<30} {lam:>7.4g} {steps:>14} | " + " | ".join(f"{c:>18}" for c in cells))
+        rows.append(
+            f"{name:<30} {lam:>7.4g} {steps:>14} | " + " | ".join(f"{c:>18}" for c in cells)
+        )
     return "\n".join(rows)
 
 
@@ -333,8 +446,15 @@ def trace_over_time(counts, lam: float) -> np.ndarray:
     return torch.stack(out).numpy()
 
 
-def plot_trace_vs_window(events: np.ndarray, sensor_size: Sequence[int], windows_ms: Sequence[float], lam: float,
-                         units: Optional[Sequence[int]] = None, duration_ms: Optional[float] = None, title: str = ""):
+def plot_trace_vs_window(
+    events: np.ndarray,
+    sensor_size: Sequence[int],
+    windows_ms: Sequence[float],
+    lam: float,
+    units: Optional[Sequence[int]] = None,
+    duration_ms: Optional[float] = None,
+    title: str = "",
+):
     """Same events, framed with several ToFrame windows; for each, the counts of ``units``
     (summed; default all) per frame (bars) and the trace with decay ``lam`` per step (line), on a
     common real-time axis. The trace's memory, ``window / (1 - lam)``, grows with the window."""
@@ -344,7 +464,9 @@ def plot_trace_vs_window(events: np.ndarray, sensor_size: Sequence[int], windows
     ev["t"] = ev["t"] - t0
     if duration_ms is None:
         duration_ms = float(ev["t"].max()) / 1000.0 + 1e-3 if len(ev) else 1.0
-    fig, axes = plt.subplots(len(windows_ms) + 1, 1, figsize=(7.0, 1.5 + 1.35 * len(windows_ms)), sharex=True)
+    fig, axes = plt.subplots(
+        len(windows_ms) + 1, 1, figsize=(7.0, 1.5 + 1.35 * len(windows_ms)), sharex=True
+    )
     plot_raster(ev, ax=axes[0], marker_size=1.5, sensor_size=sensor_size)
     if units is not None:
         lo, hi = min(units), max(units)
@@ -352,19 +474,34 @@ def plot_trace_vs_window(events: np.ndarray, sensor_size: Sequence[int], windows
     axes[0].set_xlabel("")
     for ax, w in zip(axes[1:], windows_ms):
         n = int(math.ceil(duration_ms / w))
-        frames = to_frames(ev, sensor_size, time_window_us=w * 1000.0, start_time=0, end_time=n * w * 1000.0)
+        frames = to_frames(
+            ev, sensor_size, time_window_us=w * 1000.0, start_time=0, end_time=n * w * 1000.0
+        )
         counts = frames[:, list(units)].sum(1) if units is not None else frames.sum(1)
         trace = trace_over_time(counts, lam)
         edges = np.arange(n) * w
         ax.bar(edges, counts, width=w, align="edge", color="0.75", label="events per frame")
-        ax.step(edges + w, trace, where="pre", color="#1f77b4", lw=1.4,
-                label=f"trace, lambda = {lam:g} per step")
+        ax.step(
+            edges + w,
+            trace,
+            where="pre",
+            color="#1f77b4",
+            lw=1.4,
+            label=f"trace, lambda = {lam:g} per step",
+        )
         span = trace_span_steps(lam) * w
         ax.set_ylim(0, 1.4 * max(float(trace.max()), float(counts.max()), 1.0))
         ax.set_ylabel(f"{w:g} ms\nframes", fontsize=8)
-        ax.text(0.99, 0.92, f"T = {n} steps; the trace spans {trace_span_steps(lam):.0f} steps = {span:,.0f} ms",
-                transform=ax.transAxes, ha="right", va="top", fontsize=8,
-                bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5))
+        ax.text(
+            0.99,
+            0.92,
+            f"T = {n} steps; the trace spans {trace_span_steps(lam):.0f} steps = {span:,.0f} ms",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5),
+        )
     axes[1].legend(frameon=False, fontsize=7, loc="upper left")
     axes[-1].set_xlabel("time (ms)")
     axes[-1].set_xlim(0, duration_ms)
@@ -393,14 +530,23 @@ def find_item(dataset, file_suffix: str) -> int:
     raise KeyError(f"recording {file_suffix!r} is not in this split")
 
 
-def moving_shapes_as_gesture(events: np.ndarray, scale: int = 4, time_scale: float = 7.5) -> np.ndarray:
+def moving_shapes_as_gesture(
+    events: np.ndarray, scale: int = 4, time_scale: float = 7.5
+) -> np.ndarray:
     """A moving_shapes sample (32x32, us) as the rows of a DVS Gesture ``.npy`` file: int64
     ``(N, 4)`` columns ``x, y, p, t_ms`` on the 128x128 sensor (each event becomes one event at the
     top-left pixel of its ``scale x scale`` block) with time stretched by ``time_scale`` (10 ms
     frames -> 75 ms, DVS Gesture's frame length). Synthetic content in the real file format."""
     t_ms = np.round(events["t"].astype(np.float64) * time_scale / 1000.0).astype(np.int64)
-    out = np.stack([events["x"].astype(np.int64) * scale, events["y"].astype(np.int64) * scale,
-                    events["p"].astype(np.int64), t_ms], axis=1)
+    out = np.stack(
+        [
+            events["x"].astype(np.int64) * scale,
+            events["y"].astype(np.int64) * scale,
+            events["p"].astype(np.int64),
+            t_ms,
+        ],
+        axis=1,
+    )
     return out[np.argsort(out[:, 3], kind="stable")]
 
 
@@ -414,7 +560,9 @@ def chirp_samples(n: int = 3, seed: int = 0, duration_s: float = 0.8, n_spikes: 
         k = int(0.85 * n_spikes)
         t = np.sort(rng.uniform(0.0, duration_s, k))
         lo, hi = rng.uniform(80, 250), rng.uniform(450, 650)
-        centre = lo + (hi - lo) * (t / duration_s) if i % 2 == 0 else hi - (hi - lo) * (t / duration_s)
+        centre = (
+            lo + (hi - lo) * (t / duration_s) if i % 2 == 0 else hi - (hi - lo) * (t / duration_s)
+        )
         units = np.clip(np.round(centre + rng.normal(0, 12, k)), 0, 699)
         t_bg = rng.uniform(0.0, duration_s, n_spikes - k)
         u_bg = rng.integers(0, 700, n_spikes - k)

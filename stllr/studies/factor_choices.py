@@ -27,12 +27,38 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-import numpy as np
-from stllr.studies.common import Method, format_table
-from stllr.plotting.style import PAPER_STYLE, plt
-from stllr.plotting.style import _clean
 
-__all__ = ['ALPHA_POSTS', 'LAMBDA_PRES', 'ALPHA_COLORS', 'DFA_RATE_PENALTY', 'TABLE2_SHD_FACTORS', 'FIG5_FACTORS', 'PSI_EQUATION', 'PAPER_TABLE2', 'PAPER_TABLE5', 'alpha_post_methods', 'lambda_pre_methods', 'sweep_settings', 'methods_table', 'paper_values', 'paper_table', 'membrane_decay', 'alpha_post_effects', 'subsweep', 'sweep_alpha_values', 'paired_differences', 'plot_factor_windows', 'plot_alpha_post_boxes', 'plot_lambda_pre_boxes', 'plot_alpha_post_effects']
+import numpy as np
+
+from stllr.plotting.style import PAPER_STYLE, _clean, plt
+from stllr.studies.common import Method, format_table
+
+__all__ = [
+    "ALPHA_POSTS",
+    "LAMBDA_PRES",
+    "ALPHA_COLORS",
+    "DFA_RATE_PENALTY",
+    "TABLE2_SHD_FACTORS",
+    "FIG5_FACTORS",
+    "PSI_EQUATION",
+    "PAPER_TABLE2",
+    "PAPER_TABLE5",
+    "alpha_post_methods",
+    "lambda_pre_methods",
+    "sweep_settings",
+    "methods_table",
+    "paper_values",
+    "paper_table",
+    "membrane_decay",
+    "alpha_post_effects",
+    "subsweep",
+    "sweep_alpha_values",
+    "paired_differences",
+    "plot_factor_windows",
+    "plot_alpha_post_boxes",
+    "plot_lambda_pre_boxes",
+    "plot_alpha_post_effects",
+]
 
 #: The values of the paper's alpha_post ablation (Table 2, Table 5, Fig. 4).
 ALPHA_POSTS = (-1.0, 0.0, 1.0)
@@ -65,29 +91,55 @@ PSI_EQUATION = {"rational": 25, "triangle": 26, "sigmoid": 27, "fast_sigmoid": 2
 #: Paper Table 2 (BP learning signal): test accuracy %, mean and std over 5 trials, per alpha_post.
 #: ``factors``: (lambda_post, lambda_pre, alpha_pre); ``T_l``: first step with a learning signal.
 PAPER_TABLE2: Dict[str, Dict[str, Any]] = {
-    "DVS Gesture": {"model": "VGG9", "T": 20, "T_l": 15, "factors": (0.2, 0.75, 1.0),
-                    "acc": {0.0: (94.61, 0.73), 1.0: (94.01, 1.10), -1.0: (95.07, 0.48)}},
-    "DVS CIFAR10": {"model": "VGG9", "T": 10, "T_l": 5, "factors": (0.2, 0.5, 1.0),
-                    "acc": {0.0: (72.93, 0.94), 1.0: (73.42, 0.50), -1.0: (73.93, 0.62)}},
-    "N-CALTECH101": {"model": "VGG9", "T": 10, "T_l": 5, "factors": (0.2, 0.5, 1.0),
-                     "acc": {0.0: (62.24, 1.22), 1.0: (53.42, 1.50), -1.0: (66.33, 0.86)}},
-    "SHD": {"model": "RSNN", "T": 100, "T_l": 10, "factors": (0.5, 1.0, 1.0),
-            "acc": {0.0: (77.09, 0.33), 1.0: (78.23, 1.84), -1.0: (74.69, 0.47)}},
+    "DVS Gesture": {
+        "model": "VGG9",
+        "T": 20,
+        "T_l": 15,
+        "factors": (0.2, 0.75, 1.0),
+        "acc": {0.0: (94.61, 0.73), 1.0: (94.01, 1.10), -1.0: (95.07, 0.48)},
+    },
+    "DVS CIFAR10": {
+        "model": "VGG9",
+        "T": 10,
+        "T_l": 5,
+        "factors": (0.2, 0.5, 1.0),
+        "acc": {0.0: (72.93, 0.94), 1.0: (73.42, 0.50), -1.0: (73.93, 0.62)},
+    },
+    "N-CALTECH101": {
+        "model": "VGG9",
+        "T": 10,
+        "T_l": 5,
+        "factors": (0.2, 0.5, 1.0),
+        "acc": {0.0: (62.24, 1.22), 1.0: (53.42, 1.50), -1.0: (66.33, 0.86)},
+    },
+    "SHD": {
+        "model": "RSNN",
+        "T": 100,
+        "T_l": 10,
+        "factors": (0.5, 1.0, 1.0),
+        "acc": {0.0: (77.09, 0.33), 1.0: (78.23, 1.84), -1.0: (74.69, 0.47)},
+    },
 }
 
 
 #: Paper Table 5: test accuracy % (mean of 5 trials, no std published) per dataset, psi (equation
 #: number: 25 rational, 26 triangle, 27 sigmoid) and alpha_post.
 PAPER_TABLE5: Dict[str, Dict[int, Dict[float, float]]] = {
-    "DVS Gesture": {25: {0.0: 73.61, 1.0: 81.89, -1.0: 65.45},
-                    26: {0.0: 94.61, 1.0: 94.01, -1.0: 95.07},
-                    27: {0.0: 94.46, 1.0: 94.46, -1.0: 95.85}},
-    "N-CALTECH101": {25: {0.0: 35.11, 1.0: 37.19, -1.0: 28.53},
-                     26: {0.0: 63.34, 1.0: 54.07, -1.0: 66.05},
-                     27: {0.0: 62.24, 1.0: 53.42, -1.0: 66.33}},
-    "SHD": {25: {0.0: 77.09, 1.0: 78.23, -1.0: 74.69},
-            26: {0.0: 76.25, 1.0: 76.28, -1.0: 74.40},
-            27: {0.0: 75.22, 1.0: 76.29, -1.0: 74.46}},
+    "DVS Gesture": {
+        25: {0.0: 73.61, 1.0: 81.89, -1.0: 65.45},
+        26: {0.0: 94.61, 1.0: 94.01, -1.0: 95.07},
+        27: {0.0: 94.46, 1.0: 94.46, -1.0: 95.85},
+    },
+    "N-CALTECH101": {
+        25: {0.0: 35.11, 1.0: 37.19, -1.0: 28.53},
+        26: {0.0: 63.34, 1.0: 54.07, -1.0: 66.05},
+        27: {0.0: 62.24, 1.0: 53.42, -1.0: 66.33},
+    },
+    "SHD": {
+        25: {0.0: 77.09, 1.0: 78.23, -1.0: 74.69},
+        26: {0.0: 76.25, 1.0: 76.28, -1.0: 74.40},
+        27: {0.0: 75.22, 1.0: 76.29, -1.0: 74.46},
+    },
 }
 
 
@@ -96,11 +148,20 @@ def _fmt(v: float) -> str:
     return "0" if float(v) == 0 else f"{float(v):+g}"
 
 
-def alpha_post_methods(arch: str, feedback_mode: str = "bp", *, delay_ls: int, psi: Optional[str],
-                       lambda_post: float = TABLE2_SHD_FACTORS[0], lambda_pre: float = TABLE2_SHD_FACTORS[1],
-                       alpha_pre: float = TABLE2_SHD_FACTORS[2], alpha_posts: Sequence[float] = ALPHA_POSTS,
-                       options: Optional[Mapping[str, Any]] = None, tag: Optional[str] = None,
-                       name: Optional[str] = None) -> List[Method]:
+def alpha_post_methods(
+    arch: str,
+    feedback_mode: str = "bp",
+    *,
+    delay_ls: int,
+    psi: Optional[str],
+    lambda_post: float = TABLE2_SHD_FACTORS[0],
+    lambda_pre: float = TABLE2_SHD_FACTORS[1],
+    alpha_pre: float = TABLE2_SHD_FACTORS[2],
+    alpha_posts: Sequence[float] = ALPHA_POSTS,
+    options: Optional[Mapping[str, Any]] = None,
+    tag: Optional[str] = None,
+    name: Optional[str] = None,
+) -> List[Method]:
     """One S-TLLR :class:`~stllr.studies.common.Method` per ``alpha_post`` (the paper's Table 2 / Fig. 4
     grid; by default the other factors of Table 2's SHD row, ``(0.5, 1, ., 1)``).
 
@@ -110,25 +171,55 @@ def alpha_post_methods(arch: str, feedback_mode: str = "bp", *, delay_ls: int, p
     """
     tag = tag or feedback_mode.lower()
     name = name or feedback_mode.upper()
-    return [Method(f"{tag}_a{_fmt(a)}", f"{name}, alpha_post {_fmt(a)}", arch, "stllr",
-                   (float(lambda_post), float(lambda_pre), float(a), float(alpha_pre)), int(delay_ls), psi,
-                   feedback_mode, dict(options or {})) for a in alpha_posts]
+    return [
+        Method(
+            f"{tag}_a{_fmt(a)}",
+            f"{name}, alpha_post {_fmt(a)}",
+            arch,
+            "stllr",
+            (float(lambda_post), float(lambda_pre), float(a), float(alpha_pre)),
+            int(delay_ls),
+            psi,
+            feedback_mode,
+            dict(options or {}),
+        )
+        for a in alpha_posts
+    ]
 
 
-def lambda_pre_methods(arch: str, *, delay_ls: int, psi: Optional[str], lambda_pres: Sequence[float] = LAMBDA_PRES,
-                       lambda_post: float = FIG5_FACTORS["lambda_post"],
-                       alpha_post: float = FIG5_FACTORS["alpha_post"],
-                       alpha_pre: float = FIG5_FACTORS["alpha_pre"], feedback_mode: str = "bp",
-                       options: Optional[Mapping[str, Any]] = None) -> List[Method]:
+def lambda_pre_methods(
+    arch: str,
+    *,
+    delay_ls: int,
+    psi: Optional[str],
+    lambda_pres: Sequence[float] = LAMBDA_PRES,
+    lambda_post: float = FIG5_FACTORS["lambda_post"],
+    alpha_post: float = FIG5_FACTORS["alpha_post"],
+    alpha_pre: float = FIG5_FACTORS["alpha_pre"],
+    feedback_mode: str = "bp",
+    options: Optional[Mapping[str, Any]] = None,
+) -> List[Method]:
     """One S-TLLR method per ``lambda_pre`` with the fixed factors of the paper's Fig. 5 (BP;
     lambda_post 0.2, alpha_post -1, alpha_pre 1). Keys ``f"lpre_{lambda_pre:g}"``."""
-    return [Method(f"lpre_{lp:g}", f"BP, lambda_pre {lp:g}", arch, "stllr",
-                   (float(lambda_post), float(lp), float(alpha_post), float(alpha_pre)), int(delay_ls), psi,
-                   feedback_mode, dict(options or {})) for lp in lambda_pres]
+    return [
+        Method(
+            f"lpre_{lp:g}",
+            f"BP, lambda_pre {lp:g}",
+            arch,
+            "stllr",
+            (float(lambda_post), float(lp), float(alpha_post), float(alpha_pre)),
+            int(delay_ls),
+            psi,
+            feedback_mode,
+            dict(options or {}),
+        )
+        for lp in lambda_pres
+    ]
 
 
-def sweep_settings(full: bool = False, data_path=None, device: str = "cpu", epochs: Optional[int] = None
-                   ) -> Dict[str, Any]:
+def sweep_settings(
+    full: bool = False, data_path=None, device: str = "cpu", epochs: Optional[int] = None
+) -> Dict[str, Any]:
     """Everything notebook 03 trains, as data.
 
     ``full=False``: the small randman task (:data:`stllr.studies.sweeps.SMALL_RANDMAN`: 5 classes, T = 30),
@@ -152,29 +243,66 @@ def sweep_settings(full: bool = False, data_path=None, device: str = "cpu", epoc
 
     if full:
         if not data_path:
-            raise ValueError("FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
-                             "(python data_scripts/download.py shd --data-path DIR)")
+            raise ValueError(
+                "FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
+                "(python data_scripts/download.py shd --data-path DIR)"
+            )
         if not Path(data_path).is_dir():
-            raise FileNotFoundError(f"DATA_PATH {str(data_path)!r} is not a folder: download SHD there first "
-                                    "(python data_scripts/download.py shd --data-path DIR)")
-        s = dict(full=True, data=DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
-                 arch="stllr_shd_net", psi="rational", T=100, delay_ls=90, lr=2e-4, optimizer="Adam",
-                 epochs=200 if epochs is None else int(epochs), dfa_options={}, plain_dfa_alphas=(),
-                 chance=100.0 / 20, task="SHD (20 classes, T = 100)")
+            raise FileNotFoundError(
+                f"DATA_PATH {str(data_path)!r} is not a folder: download SHD there first "
+                "(python data_scripts/download.py shd --data-path DIR)"
+            )
+        s = dict(
+            full=True,
+            data=DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
+            arch="stllr_shd_net",
+            psi="rational",
+            T=100,
+            delay_ls=90,
+            lr=2e-4,
+            optimizer="Adam",
+            epochs=200 if epochs is None else int(epochs),
+            dfa_options={},
+            plain_dfa_alphas=(),
+            chance=100.0 / 20,
+            task="SHD (20 classes, T = 100)",
+        )
     else:
-        s = dict(full=False, data=DataSpec("randman", data_path=None if data_path is None else str(data_path),
-                                           data_options=dict(SMALL_RANDMAN)),
-                 arch="randman_rsnn_stllr", psi="sigmoid", T=SMALL_RANDMAN["n_steps"], delay_ls=20, lr=4e-3,
-                 optimizer="Adam", epochs=5 if epochs is None else int(epochs), dfa_options=dict(DFA_RATE_PENALTY),
-                 plain_dfa_alphas=(1.0,), chance=100.0 / SMALL_RANDMAN["n_classes"],
-                 task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})")
+        s = dict(
+            full=False,
+            data=DataSpec(
+                "randman",
+                data_path=None if data_path is None else str(data_path),
+                data_options=dict(SMALL_RANDMAN),
+            ),
+            arch="randman_rsnn_stllr",
+            psi="sigmoid",
+            T=SMALL_RANDMAN["n_steps"],
+            delay_ls=20,
+            lr=4e-3,
+            optimizer="Adam",
+            epochs=5 if epochs is None else int(epochs),
+            dfa_options=dict(DFA_RATE_PENALTY),
+            plain_dfa_alphas=(1.0,),
+            chance=100.0 / SMALL_RANDMAN["n_classes"],
+            task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})",
+        )
     arch, psi, d = s["arch"], s["psi"], s["delay_ls"]
     dfa_name = "DFA + rate penalty" if s["dfa_options"] else "DFA"
     groups = {
         "bp": alpha_post_methods(arch, "bp", delay_ls=d, psi=psi),
-        "dfa": alpha_post_methods(arch, "dfa", delay_ls=d, psi=psi, options=s["dfa_options"], name=dfa_name),
-        "dfa_plain": alpha_post_methods(arch, "dfa", delay_ls=d, psi=psi, alpha_posts=s["plain_dfa_alphas"],
-                                        tag="dfa_plain", name="DFA (no penalty)"),
+        "dfa": alpha_post_methods(
+            arch, "dfa", delay_ls=d, psi=psi, options=s["dfa_options"], name=dfa_name
+        ),
+        "dfa_plain": alpha_post_methods(
+            arch,
+            "dfa",
+            delay_ls=d,
+            psi=psi,
+            alpha_posts=s["plain_dfa_alphas"],
+            tag="dfa_plain",
+            name="DFA (no penalty)",
+        ),
         "lambda_pre": lambda_pre_methods(arch, delay_ls=d, psi=psi),
     }
     s.update(device=str(device), groups=groups, methods=[m for g in groups.values() for m in g])
@@ -183,18 +311,34 @@ def sweep_settings(full: bool = False, data_path=None, device: str = "cpu", epoc
 
 def methods_table(methods: Sequence[Method]) -> str:
     """A text table of the methods' rule settings (factors, signal, window, psi, model options)."""
-    rows = [{"key": m.key, "signal": m.feedback_mode.upper(),
-             "factors": "[" + ", ".join(f"{f:g}" for f in m.factors) + "]", "window": m.delay_ls,
-             "psi": m.psi or "default",
-             "options": ", ".join(f"{k} {v:g}" for k, v in m.options.items()) or "-"} for m in methods]
-    return format_table(rows, [("key", "key", ""), ("signal", "signal", ""),
-                               ("factors", "[l_post, l_pre, a_post, a_pre]", ""), ("window", "window", "d"),
-                               ("psi", "psi", ""), ("options", "build_model options", "")])
+    rows = [
+        {
+            "key": m.key,
+            "signal": m.feedback_mode.upper(),
+            "factors": "[" + ", ".join(f"{f:g}" for f in m.factors) + "]",
+            "window": m.delay_ls,
+            "psi": m.psi or "default",
+            "options": ", ".join(f"{k} {v:g}" for k, v in m.options.items()) or "-",
+        }
+        for m in methods
+    ]
+    return format_table(
+        rows,
+        [
+            ("key", "key", ""),
+            ("signal", "signal", ""),
+            ("factors", "[l_post, l_pre, a_post, a_pre]", ""),
+            ("window", "window", "d"),
+            ("psi", "psi", ""),
+            ("options", "build_model options", ""),
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------------- paper numbers
-def paper_values(methods: Sequence[Method], dataset: str = "SHD", table: int = 2, psi: Optional[int] = None
-                 ) -> Dict[str, Any]:
+def paper_values(
+    methods: Sequence[Method], dataset: str = "SHD", table: int = 2, psi: Optional[int] = None
+) -> Dict[str, Any]:
     """The paper's number for each method, matched by its ``alpha_post`` (``factors[2]``), for
     ``summary_table(..., paper=...)``: Table 2 gives ``(mean, std)``, Table 5 (``psi``: equation
     number 25/26/27) a mean. Methods whose alpha_post the table lacks are left out."""
@@ -214,8 +358,11 @@ def paper_table() -> str:
     rows = []
     for ds, r in PAPER_TABLE2.items():
         f = r["factors"]
-        row = {"dataset": ds, "source": f"Table 2, BP, {r['model']} T={r['T']} T_l={r['T_l']}, "
-                                       f"(l_post, l_pre, a_pre)=({f[0]:g}, {f[1]:g}, {f[2]:g})"}
+        row = {
+            "dataset": ds,
+            "source": f"Table 2, BP, {r['model']} T={r['T']} T_l={r['T_l']}, "
+            f"(l_post, l_pre, a_pre)=({f[0]:g}, {f[1]:g}, {f[2]:g})",
+        }
         for a in ALPHA_POSTS:
             m, s = r["acc"][a]
             row[a] = f"{m:.2f} +- {s:.2f}"
@@ -225,8 +372,11 @@ def paper_table() -> str:
             row = {"dataset": ds, "source": f"Table 5, psi Eq. {eq}"}
             row.update({a: f"{acc[a]:.2f}" for a in ALPHA_POSTS})
             rows.append(row)
-    return format_table(rows, [("dataset", "dataset", ""), ("source", "source", "")]
-                        + [(a, f"a_post={_fmt(a)}", "") for a in ALPHA_POSTS])
+    return format_table(
+        rows,
+        [("dataset", "dataset", ""), ("source", "source", "")]
+        + [(a, f"a_post={_fmt(a)}", "") for a in ALPHA_POSTS],
+    )
 
 
 def membrane_decay(arch: str, **build_kwargs) -> float:
@@ -250,11 +400,16 @@ def alpha_post_effects(values: Mapping[float, Any]) -> Dict[float, Tuple[float, 
     with ``delta = mean(a) - mean(0)`` and ``err = sqrt(std(a)^2 + std(0)^2)`` (the spread of a
     difference between two runs; 0 when no std is given). ``values``: ``{a: (mean, std)}`` or
     ``{a: mean}``."""
+
     def ms(v):
         return (float(v[0]), float(v[1])) if isinstance(v, (tuple, list)) else (float(v), 0.0)
 
     m0, s0 = ms(values[0.0])
-    return {a: (ms(values[a])[0] - m0, math.hypot(ms(values[a])[1], s0)) for a in (-1.0, 1.0) if a in values}
+    return {
+        a: (ms(values[a])[0] - m0, math.hypot(ms(values[a])[1], s0))
+        for a in (-1.0, 1.0)
+        if a in values
+    }
 
 
 def subsweep(sweep, methods: Sequence[Method]):
@@ -263,13 +418,18 @@ def subsweep(sweep, methods: Sequence[Method]):
     return sweep.subset([m.key for m in methods])
 
 
-def sweep_alpha_values(sweep, methods: Sequence[Method], metric: str = "final") -> Dict[float, Tuple[float, float]]:
+def sweep_alpha_values(
+    sweep, methods: Sequence[Method], metric: str = "final"
+) -> Dict[float, Tuple[float, float]]:
     """``{alpha_post: (mean, std)}`` of the test accuracy (%) over the trials of each method (sample
     std, ddof 1), the form :func:`plot_alpha_post_effects` takes."""
     out = {}
     for m in methods:
         acc = sweep.accuracies(m.key, metric)
-        out[float(m.factors[2])] = (float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0)
+        out[float(m.factors[2])] = (
+            float(acc.mean()),
+            float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        )
     return out
 
 
@@ -282,13 +442,22 @@ def paired_differences(sweep, key: str, ref: str, metric: str = "final") -> Dict
     if len(a) != len(b):
         raise ValueError(f"{key} has {len(a)} trials, {ref} has {len(b)}: cannot pair them")
     d = a - b
-    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0, "values": d,
-            "wins": int((d > 0).sum()), "n": len(d)}
+    return {
+        "mean": float(d.mean()),
+        "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+        "values": d,
+        "wins": int((d > 0).sum()),
+        "n": len(d),
+    }
 
 
 # ----------------------------------------------------------------------------------- plots
-def plot_factor_windows(dts: Sequence[int], alpha_factors: Sequence[float] = TABLE2_SHD_FACTORS,
-                        lambda_pres: Sequence[float] = LAMBDA_PRES, beta: Optional[float] = None):
+def plot_factor_windows(
+    dts: Sequence[int],
+    alpha_factors: Sequence[float] = TABLE2_SHD_FACTORS,
+    lambda_pres: Sequence[float] = LAMBDA_PRES,
+    beta: Optional[float] = None,
+):
     """Two small STDP-like windows (:func:`stllr.analysis.stdp_window_analytic`): (a) the three
     alpha_post with ``(lambda_post, lambda_pre, alpha_pre) = alpha_factors``; (b) the causal half for
     each ``lambda_pre`` with Fig. 5's factors, and ``beta ** dt`` (the membrane's memory) dashed."""
@@ -299,10 +468,20 @@ def plot_factor_windows(dts: Sequence[int], alpha_factors: Sequence[float] = TAB
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.1))
     ax = axes[0]
     for a in ALPHA_POSTS:
-        ax.plot(dts, stdp_window_analytic(dts, [lpost, lpre, a, apre]), "o-", ms=3.5, lw=1.8,
-                color=ALPHA_COLORS[a], label=f"alpha_post {_fmt(a)}")
-    ax.set_title(f"(a) alpha_post sets the non-causal half\n(l_post, l_pre, a_pre) = "
-                 f"({lpost:g}, {lpre:g}, {apre:g})", fontsize=9.5)
+        ax.plot(
+            dts,
+            stdp_window_analytic(dts, [lpost, lpre, a, apre]),
+            "o-",
+            ms=3.5,
+            lw=1.8,
+            color=ALPHA_COLORS[a],
+            label=f"alpha_post {_fmt(a)}",
+        )
+    ax.set_title(
+        f"(a) alpha_post sets the non-causal half\n(l_post, l_pre, a_pre) = "
+        f"({lpost:g}, {lpre:g}, {apre:g})",
+        fontsize=9.5,
+    )
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     ax = axes[1]
     cmap = plt.get_cmap("Blues")
@@ -310,12 +489,28 @@ def plot_factor_windows(dts: Sequence[int], alpha_factors: Sequence[float] = TAB
     f5 = FIG5_FACTORS
     for i, lp in enumerate(lambda_pres):
         w = stdp_window_analytic(causal, [f5["lambda_post"], lp, f5["alpha_post"], f5["alpha_pre"]])
-        ax.plot(causal, w, "o-", ms=3, lw=1.5, color=cmap(0.35 + 0.65 * i / max(len(lambda_pres) - 1, 1)),
-                label=f"lambda_pre {lp:g}")
+        ax.plot(
+            causal,
+            w,
+            "o-",
+            ms=3,
+            lw=1.5,
+            color=cmap(0.35 + 0.65 * i / max(len(lambda_pres) - 1, 1)),
+            label=f"lambda_pre {lp:g}",
+        )
     if beta is not None:
-        ax.plot(causal, beta ** causal.astype(float), "--", color="k", lw=1.2,
-                label=f"membrane beta^dt (beta = {beta:.3f})")
-    ax.set_title("(b) lambda_pre sets how long the causal half remembers\n(causal half, dt >= 0)", fontsize=9.5)
+        ax.plot(
+            causal,
+            beta ** causal.astype(float),
+            "--",
+            color="k",
+            lw=1.2,
+            label=f"membrane beta^dt (beta = {beta:.3f})",
+        )
+    ax.set_title(
+        "(b) lambda_pre sets how long the causal half remembers\n(causal half, dt >= 0)",
+        fontsize=9.5,
+    )
     ax.legend(frameon=False, fontsize=7.5, loc="center right", bbox_to_anchor=(1.0, 0.45))
     for ax in axes:
         ax.axhline(0, color="k", lw=0.6)
@@ -333,15 +528,26 @@ def _chance(ax, chance: Optional[float]):
         ax.text(ax.get_xlim()[1], chance, " chance", va="center", ha="left", fontsize=7.5)
 
 
-def plot_alpha_post_boxes(sweep, panels: Sequence[Tuple[str, Sequence[Method]]], extra: Sequence[Method] = (),
-                          chance: Optional[float] = None, metric: str = "final", title: Optional[str] = None):
+def plot_alpha_post_boxes(
+    sweep,
+    panels: Sequence[Tuple[str, Sequence[Method]]],
+    extra: Sequence[Method] = (),
+    chance: Optional[float] = None,
+    metric: str = "final",
+    title: Optional[str] = None,
+):
     """The paper's Fig. 4 style: one panel per ``(title, methods)`` with a box per alpha_post (every
     trial a dot, coloured by alpha_post). ``extra``: methods drawn grey and hatched at the end of the
     last panel (e.g. DFA without the rate penalty). y axes shared; ``chance`` dotted."""
     from stllr.plotting.training import plot_trial_boxes
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.9 * len(extra) + 0.6, 3.9),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(3.2 * len(panels) + 0.9 * len(extra) + 0.6, 3.9),
+        sharey=True,
+        squeeze=False,
+    )
     axes = axes[0]
     for i, (ax, (ptitle, methods)) in enumerate(zip(axes, panels)):
         methods = list(methods) + (list(extra) if i == len(panels) - 1 else [])
@@ -366,8 +572,14 @@ def plot_alpha_post_boxes(sweep, panels: Sequence[Tuple[str, Sequence[Method]]],
     return fig
 
 
-def plot_lambda_pre_boxes(sweep, methods: Sequence[Method], beta: Optional[float] = None,
-                          chance: Optional[float] = None, metric: str = "final", title: Optional[str] = None):
+def plot_lambda_pre_boxes(
+    sweep,
+    methods: Sequence[Method],
+    beta: Optional[float] = None,
+    chance: Optional[float] = None,
+    metric: str = "final",
+    title: Optional[str] = None,
+):
     """The paper's Fig. 5 style: a box per lambda_pre (in the order given; evenly spaced values
     keep the x axis linear), the membrane decay ``beta`` as a dashed line at its place on that axis."""
     from stllr.plotting.training import plot_trial_boxes
@@ -376,15 +588,28 @@ def plot_lambda_pre_boxes(sweep, methods: Sequence[Method], beta: Optional[float
     fig, ax = plt.subplots(figsize=(6.2, 3.9))
     blues = plt.get_cmap("Blues")
     colors = [blues(0.35 + 0.65 * i / max(len(methods) - 1, 1)) for i in range(len(methods))]
-    plot_trial_boxes(ax, sweep, keys=[m.key for m in methods], labels=[f"{lp:g}" for lp in lps], metric=metric,
-                     colors=colors)
+    plot_trial_boxes(
+        ax,
+        sweep,
+        keys=[m.key for m in methods],
+        labels=[f"{lp:g}" for lp in lps],
+        metric=metric,
+        colors=colors,
+    )
     means = [float(np.mean(sweep.accuracies(m.key, metric))) for m in methods]
     ax.plot(np.arange(len(methods)), means, "-", color="k", lw=0.8, alpha=0.6, zorder=2)
     if beta is not None and np.all(np.diff(lps) > 0):
         x = float(np.interp(beta, lps, np.arange(len(lps))))
         ax.axvline(x, color="k", ls="--", lw=1.1)
-        ax.text(x - 0.06, 0.3, f"membrane decay\nbeta = {beta:.4f}", ha="right", va="center", fontsize=7.5,
-                transform=ax.get_xaxis_transform())
+        ax.text(
+            x - 0.06,
+            0.3,
+            f"membrane decay\nbeta = {beta:.4f}",
+            ha="right",
+            va="center",
+            fontsize=7.5,
+            transform=ax.get_xaxis_transform(),
+        )
     f = methods[0].factors
     ax.set_xlabel(f"lambda_pre (lambda_post {f[0]:g}, alpha_post {_fmt(f[2])}, alpha_pre {f[3]:g})")
     _chance(ax, chance)
@@ -393,13 +618,17 @@ def plot_lambda_pre_boxes(sweep, methods: Sequence[Method], beta: Optional[float
     return fig
 
 
-def plot_alpha_post_effects(groups: Sequence[Dict[str, Any]], ax=None, title: str = "", ylabel: Optional[str] = None):
+def plot_alpha_post_effects(
+    groups: Sequence[Dict[str, Any]], ax=None, title: str = "", ylabel: Optional[str] = None
+):
     """Grouped bars: accuracy change (percentage points) of alpha_post -1 and +1 against alpha_post
     0, per group, with :func:`alpha_post_effects` error bars. ``groups``: dicts with ``label``,
     ``values`` (``{alpha: (mean, std)}`` or ``{alpha: mean}``) and ``source`` (``"paper"`` or
     ``"ours"``); paper bars are hatched, ours solid; each tick names the group and its alpha_post = 0
     accuracy. Returns the figure."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.3 * len(groups) + 1.5, 3.8))
+    fig, ax = (
+        (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.3 * len(groups) + 1.5, 3.8))
+    )
     x = np.arange(len(groups), dtype=float)
     width = 0.36
     shown = set()
@@ -411,10 +640,20 @@ def plot_alpha_post_effects(groups: Sequence[Dict[str, Any]], ax=None, title: st
                 continue
             d, e = eff[a]
             lab = f"alpha_post {_fmt(a)} ({'paper' if paper else 'ours'})"
-            ax.bar(x[i] + (k - 0.5) * width, d, width=width * 0.95, color=ALPHA_COLORS[a],
-                   alpha=0.55 if paper else 0.95, hatch="//" if paper else None, edgecolor="k" if paper else "white",
-                   linewidth=0.4, yerr=e if e > 0 else None, capsize=2.5, error_kw={"lw": 0.9},
-                   label=None if lab in shown else lab)
+            ax.bar(
+                x[i] + (k - 0.5) * width,
+                d,
+                width=width * 0.95,
+                color=ALPHA_COLORS[a],
+                alpha=0.55 if paper else 0.95,
+                hatch="//" if paper else None,
+                edgecolor="k" if paper else "white",
+                linewidth=0.4,
+                yerr=e if e > 0 else None,
+                capsize=2.5,
+                error_kw={"lw": 0.9},
+                label=None if lab in shown else lab,
+            )
             shown.add(lab)
     ticks = []
     for g in groups:

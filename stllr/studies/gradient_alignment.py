@@ -33,15 +33,37 @@ import contextlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from stllr import functional as SF
 from stllr.analysis.metrics import cosine_similarity, relative_norm
 from stllr.layers import LeakyReadout, _STLLRBase
 
-__all__ = ['RECURRENT_LAYERS', 'fair_loss', 'hidden_stllr_layers', 'set_factors', 'bptt_twin', 'stllr_update', 'bptt_gradients', 'RuleComponents', 'rule_components', 'AlignmentSweep', 'alignment_sweep', 'time_major', 'train_briefly', 'test_accuracy', 'plot_alignment_heatmaps', 'plot_alignment_vs_window', 'plot_alignment_bars', 'plot_alignment_point', 'first_batches']
+__all__ = [
+    "RECURRENT_LAYERS",
+    "fair_loss",
+    "hidden_stllr_layers",
+    "set_factors",
+    "bptt_twin",
+    "stllr_update",
+    "bptt_gradients",
+    "RuleComponents",
+    "rule_components",
+    "AlignmentSweep",
+    "alignment_sweep",
+    "time_major",
+    "train_briefly",
+    "test_accuracy",
+    "plot_alignment_heatmaps",
+    "plot_alignment_vs_window",
+    "plot_alignment_bars",
+    "plot_alignment_point",
+    "first_batches",
+]
 
 #: The layers compared for the recurrent networks (randman_rsnn_*, *_shd_net): display name ->
 #: parameter name (the same in the S-TLLR model and its BPTT twin).
@@ -61,19 +83,27 @@ def fair_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor, window: int
     """``L_W = sum over the last ``window`` steps of CE(out_t, y)``: the loss S-TLLR descends."""
     steps = len(outputs)
     window = _check_window(window, steps)
-    return sum(F.cross_entropy(out, labels) for out in outputs[steps - window:])
+    return sum(F.cross_entropy(out, labels) for out in outputs[steps - window :])
 
 
 def _check_window(window, steps: int) -> int:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= int(window) <= steps:
-        raise ValueError(f"window: expected an integer in [1, {steps}] (the number of steps), got {window!r}")
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, (int, np.integer))
+        or not 1 <= int(window) <= steps
+    ):
+        raise ValueError(
+            f"window: expected an integer in [1, {steps}] (the number of steps), got {window!r}"
+        )
     return int(window)
 
 
 def hidden_stllr_layers(model: nn.Module) -> list:
     """The spiking S-TLLR layers of ``model`` (everything but the leaky readout), whose factors
     the alignment sweep varies. The readout keeps its own factors (SHD: [0, 0.99, 0, 1])."""
-    return [m for m in model.modules() if isinstance(m, _STLLRBase) and not isinstance(m, LeakyReadout)]
+    return [
+        m for m in model.modules() if isinstance(m, _STLLRBase) and not isinstance(m, LeakyReadout)
+    ]
 
 
 @contextlib.contextmanager
@@ -107,14 +137,25 @@ def bptt_twin(model: nn.Module, **kwargs) -> nn.Module:
     if not spec.is_stllr:
         raise ValueError(f"bptt_twin: {spec.arch} is already a BPTT model")
     if isinstance(model, RecurrentNet):
-        kwargs = {"hidden": model.linear1.out_features, "leak": float(model.linear1.leak),
-                  "readout_leak": float(model.last_layer.leak), "psi": SF.psi_name(model.linear1.psi), **kwargs}
-    twin = build_model(spec.twin, num_classes=model.num_classes, input_shape=model.input_shape, **kwargs)
+        kwargs = {
+            "hidden": model.linear1.out_features,
+            "leak": float(model.linear1.leak),
+            "readout_leak": float(model.last_layer.leak),
+            "psi": SF.psi_name(model.linear1.psi),
+            **kwargs,
+        }
+    twin = build_model(
+        spec.twin, num_classes=model.num_classes, input_shape=model.input_shape, **kwargs
+    )
     p = next(model.parameters())
     twin = twin.to(device=p.device, dtype=p.dtype)
-    result = twin.load_state_dict(model.state_dict(), strict=False)  # strict=False: `factors` buffers, hooks
+    result = twin.load_state_dict(
+        model.state_dict(), strict=False
+    )  # strict=False: `factors` buffers, hooks
     if result.missing_keys:
-        raise ValueError(f"bptt_twin: the twin has parameters the model lacks: {result.missing_keys}")
+        raise ValueError(
+            f"bptt_twin: the twin has parameters the model lacks: {result.missing_keys}"
+        )
     twin.train(model.training)
     return twin
 
@@ -128,11 +169,20 @@ def _params(model: nn.Module, names: Iterable[str]) -> Dict[str, nn.Parameter]:
 
 
 def _grads(params: Mapping[str, nn.Parameter]) -> Dict[str, torch.Tensor]:
-    return {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in params.items()}
+    return {
+        n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone())
+        for n, p in params.items()
+    }
 
 
-def stllr_update(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, window: int,
-                 factors=None, names: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
+def stllr_update(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    window: int,
+    factors=None,
+    names: Optional[Iterable[str]] = None,
+) -> Dict[str, torch.Tensor]:
     """The S-TLLR update of one batch, as ``train_batch(mode="stllr")`` computes it before its
     optimizer step: steps before the window under ``no_grad``, then ``CE(out_t, y).backward()``
     at each of the last ``window`` steps; returns ``{name: weight.grad}`` (summed over the window).
@@ -159,8 +209,13 @@ def stllr_update(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, window
     return grads
 
 
-def bptt_gradients(twin: nn.Module, x: torch.Tensor, labels: torch.Tensor, windows: Sequence[int],
-                   names: Optional[Iterable[str]] = None) -> Dict[int, Dict[str, torch.Tensor]]:
+def bptt_gradients(
+    twin: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    windows: Sequence[int],
+    names: Optional[Iterable[str]] = None,
+) -> Dict[int, Dict[str, torch.Tensor]]:
     """Exact gradients ``dL_W/dW`` of :func:`fair_loss` for every window ``W`` in ``windows``:
     one forward pass through time with the graph kept, one backward per window.
     Returns ``{W: {name: gradient}}``."""
@@ -231,8 +286,14 @@ class RuleComponents:
     noncausal: Dict[float, Dict[int, Dict[str, torch.Tensor]]] = field(default_factory=dict)
     fixed: list = field(default_factory=list)
 
-    def update(self, alpha_post: float, lambda_pre: float, lambda_post: float, window: int,
-               alpha_pre: float = 1.0) -> Dict[str, torch.Tensor]:
+    def update(
+        self,
+        alpha_post: float,
+        lambda_pre: float,
+        lambda_post: float,
+        window: int,
+        alpha_pre: float = 1.0,
+    ) -> Dict[str, torch.Tensor]:
         """``alpha_post * N(lambda_post) + alpha_pre * C(lambda_pre)`` summed over the last
         ``window`` steps: equal (to rounding) to :func:`stllr_update` with factors
         ``[lambda_post, lambda_pre, alpha_post, alpha_pre]``."""
@@ -249,9 +310,15 @@ class RuleComponents:
         return out
 
 
-def rule_components(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, windows: Sequence[int],
-                    lambda_pres: Sequence[float], lambda_posts: Sequence[float],
-                    names: Optional[Iterable[str]] = None) -> RuleComponents:
+def rule_components(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    windows: Sequence[int],
+    lambda_pres: Sequence[float],
+    lambda_posts: Sequence[float],
+    names: Optional[Iterable[str]] = None,
+) -> RuleComponents:
     """Runs the S-TLLR model once per ``lambda_pre`` (causal term only) and once per
     ``lambda_post`` (non-causal term only) on one batch (x time-major ``[T, B, ...]``)."""
     names = list(names or RECURRENT_LAYERS.values())
@@ -276,8 +343,8 @@ class AlignmentSweep:
     of :func:`cosine_similarity` and :func:`relative_norm` ``|g_S| / |g_B|``. ``alpha_pre`` is fixed.
     """
 
-    layers: list          # display names
-    names: list           # parameter names, same order
+    layers: list  # display names
+    names: list  # parameter names, same order
     alpha_posts: list
     lambda_pres: list
     lambda_posts: list
@@ -292,22 +359,37 @@ class AlignmentSweep:
                 if abs(u - float(v)) < 1e-9:
                     return i
             raise KeyError(f"{what}={v} is not in the sweep's grid {values}")
-        return (find(self.alpha_posts, alpha_post, "alpha_post"), find(self.lambda_pres, lambda_pre, "lambda_pre"),
-                find(self.lambda_posts, lambda_post, "lambda_post"), find(self.windows, window, "window"))
+
+        return (
+            find(self.alpha_posts, alpha_post, "alpha_post"),
+            find(self.lambda_pres, lambda_pre, "lambda_pre"),
+            find(self.lambda_posts, lambda_post, "lambda_post"),
+            find(self.windows, window, "window"),
+        )
 
     def at(self, alpha_post, lambda_pre, lambda_post, window) -> Dict[str, Dict[str, float]]:
         """``{layer: {"cos", "cos_std", "rel"}}`` (means and std over batches) at one grid point."""
         a, p, q, w = self._index(alpha_post, lambda_pre, lambda_post, window)
-        return {layer: {"cos": float(self.cos[i, a, p, q, w].mean()), "cos_std": float(self.cos[i, a, p, q, w].std()),
-                        "rel": float(self.rel[i, a, p, q, w].mean())}
-                for i, layer in enumerate(self.layers)}
+        return {
+            layer: {
+                "cos": float(self.cos[i, a, p, q, w].mean()),
+                "cos_std": float(self.cos[i, a, p, q, w].std()),
+                "rel": float(self.rel[i, a, p, q, w].mean()),
+            }
+            for i, layer in enumerate(self.layers)
+        }
 
     def mean(self, metric: str = "cos") -> np.ndarray:
-        """``metric`` ("cos" or "rel") averaged over batches: ``[layer, alpha_post, lambda_pre, lambda_post, window]``."""
+        """``metric`` ("cos" or "rel") averaged over batches:
+        ``[layer, alpha_post, lambda_pre, lambda_post, window]``."""
         return getattr(self, metric).mean(-1)
 
-    def best(self, layers: Optional[Sequence[str]] = None, window: Optional[int] = None,
-             alpha_post: Optional[float] = None) -> dict:
+    def best(
+        self,
+        layers: Optional[Sequence[str]] = None,
+        window: Optional[int] = None,
+        alpha_post: Optional[float] = None,
+    ) -> dict:
         """The grid point with the highest mean cosine, averaged over ``layers`` (default: the
         layers whose alignment depends on the hidden factors), optionally at a fixed window and/or
         alpha_post. Returns ``{"alpha_post", "lambda_pre", "lambda_post", "window", "cos"}``."""
@@ -321,30 +403,46 @@ class AlignmentSweep:
             mask[[i for i, a in enumerate(self.alpha_posts) if abs(a - alpha_post) > 1e-9]] = False
         masked = np.where(mask & np.isfinite(score), score, -np.inf)
         a, p, q, w = np.unravel_index(np.argmax(masked), score.shape)
-        return {"alpha_post": self.alpha_posts[a], "lambda_pre": self.lambda_pres[p],
-                "lambda_post": self.lambda_posts[q], "window": self.windows[w],
-                "cos": float(score[a, p, q, w]) if np.isfinite(masked[a, p, q, w]) else float("nan")}
+        return {
+            "alpha_post": self.alpha_posts[a],
+            "lambda_pre": self.lambda_pres[p],
+            "lambda_post": self.lambda_posts[q],
+            "window": self.windows[w],
+            "cos": float(score[a, p, q, w]) if np.isfinite(masked[a, p, q, w]) else float("nan"),
+        }
 
     def table(self, points: Sequence[tuple], digits: int = 3) -> str:
         """A text table: one row per ``(alpha_post, lambda_pre, lambda_post, window)`` point,
         cosine and relative norm per layer."""
         head = f"{'alpha_post':>10} {'l_pre':>6} {'l_post':>6} {'W':>4} | " + " | ".join(
-            f"{l:^17}" for l in self.layers)
+            f"{l:^17}" for l in self.layers
+        )
         sub = " " * 31 + "| " + " | ".join(f"{'cos':>7} {'|S|/|B|':>9}" for _ in self.layers)
         rows = [head, sub]
         for pt in points:
             r = self.at(*pt)
-            rows.append(f"{pt[0]:>+10g} {pt[1]:>6g} {pt[2]:>6g} {pt[3]:>4d} | " + " | ".join(
-                f"{r[l]['cos']:>7.{digits}f} {r[l]['rel']:>9.{digits}f}" for l in self.layers))
+            rows.append(
+                f"{pt[0]:>+10g} {pt[1]:>6g} {pt[2]:>6g} {pt[3]:>4d} | "
+                + " | ".join(
+                    f"{r[l]['cos']:>7.{digits}f} {r[l]['rel']:>9.{digits}f}" for l in self.layers
+                )
+            )
         return "\n".join(rows)
 
 
-def alignment_sweep(model: nn.Module, batches: Iterable, *, alpha_posts: Sequence[float] = (-1.0, 0.0, 1.0),
-                    lambda_pres: Sequence[float] = (0.0, 0.5, 0.8, 0.95, 1.0),
-                    lambda_posts: Sequence[float] = (0.0, 0.5, 0.8), windows: Sequence[int] = (1, 5, 25),
-                    alpha_pre: float = 1.0, layers: Optional[Mapping[str, str]] = None,
-                    twin: Optional[nn.Module] = None, progress: Optional[Callable[[str], None]] = None
-                    ) -> AlignmentSweep:
+def alignment_sweep(
+    model: nn.Module,
+    batches: Iterable,
+    *,
+    alpha_posts: Sequence[float] = (-1.0, 0.0, 1.0),
+    lambda_pres: Sequence[float] = (0.0, 0.5, 0.8, 0.95, 1.0),
+    lambda_posts: Sequence[float] = (0.0, 0.5, 0.8),
+    windows: Sequence[int] = (1, 5, 25),
+    alpha_pre: float = 1.0,
+    layers: Optional[Mapping[str, str]] = None,
+    twin: Optional[nn.Module] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> AlignmentSweep:
     """Cosine similarity and relative norm between the S-TLLR update and the exact BPTT gradient
     of the same loss (:func:`fair_loss`), per layer, over the grid
     ``alpha_posts x lambda_pres x lambda_posts x windows`` (alpha_pre fixed), on each batch of
@@ -358,7 +456,11 @@ def alignment_sweep(model: nn.Module, batches: Iterable, *, alpha_posts: Sequenc
     names = list(layers.values())
     twin = bptt_twin(model) if twin is None else twin
     p = next(model.parameters())
-    A, P, Q = [float(a) for a in alpha_posts], sorted(float(v) for v in lambda_pres), sorted(float(v) for v in lambda_posts)
+    A, P, Q = (
+        [float(a) for a in alpha_posts],
+        sorted(float(v) for v in lambda_pres),
+        sorted(float(v) for v in lambda_posts),
+    )
     cos_rows, rel_rows = [], []
     n_batches = 0
     for b, (frames, labels) in enumerate(batches):
@@ -373,8 +475,9 @@ def alignment_sweep(model: nn.Module, batches: Iterable, *, alpha_posts: Sequenc
         comp = rule_components(model, x, labels, Wl, P, Q, names)
         cos = np.empty((len(names), len(A), len(P), len(Q), len(Wl)))
         rel = np.empty_like(cos)
-        for (ai, a), (pi, lp), (qi, lq), (wi, w) in itertools.product(enumerate(A), enumerate(P), enumerate(Q),
-                                                                      enumerate(Wl)):
+        for (ai, a), (pi, lp), (qi, lq), (wi, w) in itertools.product(
+            enumerate(A), enumerate(P), enumerate(Q), enumerate(Wl)
+        ):
             g = comp.update(a, lp, lq, w, alpha_pre)
             for li, n in enumerate(names):
                 cos[li, ai, pi, qi, wi] = cosine_similarity(g[n], exact[w][n])
@@ -384,8 +487,17 @@ def alignment_sweep(model: nn.Module, batches: Iterable, *, alpha_posts: Sequenc
         n_batches += 1
     if n_batches == 0:
         raise ValueError("alignment_sweep: no batches")
-    return AlignmentSweep(list(layers), names, A, P, Q, Wl, float(alpha_pre),
-                          np.stack(cos_rows, -1), np.stack(rel_rows, -1))
+    return AlignmentSweep(
+        list(layers),
+        names,
+        A,
+        P,
+        Q,
+        Wl,
+        float(alpha_pre),
+        np.stack(cos_rows, -1),
+        np.stack(rel_rows, -1),
+    )
 
 
 def _model_dtype_device(model):
@@ -393,7 +505,9 @@ def _model_dtype_device(model):
     return p.dtype, p.device
 
 
-def train_briefly(model: nn.Module, loader, epochs: int, lr: float, window: int, factors=None) -> list:
+def train_briefly(
+    model: nn.Module, loader, epochs: int, lr: float, window: int, factors=None
+) -> list:
     """Train ``model`` with S-TLLR (``train_batch(mode="stllr")``, Adam, cross-entropy) for
     ``epochs`` passes over ``loader``, in the model's dtype and on its device; the hidden factors
     are ``factors`` during training (None: the model's). Returns the mean training loss per epoch."""
@@ -409,7 +523,9 @@ def train_briefly(model: nn.Module, loader, epochs: int, lr: float, window: int,
             total, n = 0.0, 0
             for frames, labels in loader:
                 frames, labels = frames.to(device=device, dtype=dtype), labels.to(device)
-                pred = train_batch(model, frames, labels, opt, F.cross_entropy, mode="stllr", delay_ls=window)
+                pred = train_batch(
+                    model, frames, labels, opt, F.cross_entropy, mode="stllr", delay_ls=window
+                )
                 total += float(F.cross_entropy(pred, labels)) * len(labels)
                 n += len(labels)
             losses.append(total / max(n, 1))
@@ -440,47 +556,92 @@ def _argmax_finite(values: np.ndarray) -> int:
 
 def _plt():
     from stllr.plotting.style import plt  # the plot module picks a headless backend when needed
+
     return plt
 
 
-def plot_alignment_heatmaps(sweep: AlignmentSweep, window: int, layers: Sequence[str] = ("input W", "recurrent W_rec"),
-                            metric: str = "cos", title: str = ""):
+def plot_alignment_heatmaps(
+    sweep: AlignmentSweep,
+    window: int,
+    layers: Sequence[str] = ("input W", "recurrent W_rec"),
+    metric: str = "cos",
+    title: str = "",
+):
     """One heatmap per (layer, alpha_post): ``metric`` (batch mean) over lambda_pre (x) and
     lambda_post (y) at one window. The best cell of each panel is outlined."""
     plt = _plt()
     data = sweep.mean(metric)
     wi = sweep.windows.index(window)
-    fig, axes = plt.subplots(len(layers), len(sweep.alpha_posts), figsize=(3.3 * len(sweep.alpha_posts), 2.9 * len(layers)),
-                             squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        len(layers),
+        len(sweep.alpha_posts),
+        figsize=(3.3 * len(sweep.alpha_posts), 2.9 * len(layers)),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
     vmin, vmax = (-1.0, 1.0) if metric == "cos" else (0.0, float(np.nanmax(data)))
     for r, layer in enumerate(layers):
         li = sweep.layers.index(layer)
         for c, a in enumerate(sweep.alpha_posts):
             ax = axes[r, c]
             m = data[li, c, :, :, wi].T  # [lambda_post, lambda_pre]
-            im = ax.imshow(m, origin="lower", cmap="RdBu_r" if metric == "cos" else "viridis", vmin=vmin, vmax=vmax,
-                           aspect="auto")
+            im = ax.imshow(
+                m,
+                origin="lower",
+                cmap="RdBu_r" if metric == "cos" else "viridis",
+                vmin=vmin,
+                vmax=vmax,
+                aspect="auto",
+            )
             for (qi, pi), v in np.ndenumerate(m):
-                ax.text(pi, qi, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                        color="k" if abs(v) < 0.6 or metric != "cos" else "w")
+                ax.text(
+                    pi,
+                    qi,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="k" if abs(v) < 0.6 or metric != "cos" else "w",
+                )
             qi, pi = np.unravel_index(_argmax_finite(m), m.shape)
-            ax.add_patch(plt.Rectangle((pi - 0.45, qi - 0.45), 0.9, 0.9, fill=False, ec="gold", lw=2.5))
-            ax.set_xticks(range(len(sweep.lambda_pres)), [f"{v:g}" for v in sweep.lambda_pres], fontsize=7)
-            ax.set_yticks(range(len(sweep.lambda_posts)), [f"{v:g}" for v in sweep.lambda_posts], fontsize=7)
+            ax.add_patch(
+                plt.Rectangle((pi - 0.45, qi - 0.45), 0.9, 0.9, fill=False, ec="gold", lw=2.5)
+            )
+            ax.set_xticks(
+                range(len(sweep.lambda_pres)), [f"{v:g}" for v in sweep.lambda_pres], fontsize=7
+            )
+            ax.set_yticks(
+                range(len(sweep.lambda_posts)), [f"{v:g}" for v in sweep.lambda_posts], fontsize=7
+            )
             if r == 0:
-                ax.set_title(f"alpha_post = {a:+g}" + (" (lambda_post unused)" if a == 0 else ""), fontsize=9)
+                ax.set_title(
+                    f"alpha_post = {a:+g}" + (" (lambda_post unused)" if a == 0 else ""), fontsize=9
+                )
             if r == len(layers) - 1:
                 ax.set_xlabel("lambda_pre")
             if c == 0:
                 ax.set_ylabel(f"{layer}\nlambda_post")
-    fig.colorbar(im, ax=axes, shrink=0.8, label="cosine(S-TLLR, BPTT)" if metric == "cos" else "|S-TLLR| / |BPTT|")
-    fig.suptitle(title or f"alignment with BPTT, learning window W = {window} (mean of {sweep.cos.shape[-1]} batches)",
-                 fontsize=10)
+    fig.colorbar(
+        im,
+        ax=axes,
+        shrink=0.8,
+        label="cosine(S-TLLR, BPTT)" if metric == "cos" else "|S-TLLR| / |BPTT|",
+    )
+    fig.suptitle(
+        title
+        or f"alignment with BPTT, learning window W = {window} (mean of {sweep.cos.shape[-1]} batches)",
+        fontsize=10,
+    )
     return fig
 
 
-def plot_alignment_vs_window(sweep: AlignmentSweep, layers: Sequence[str] = None,
-                             colors: Optional[Mapping[float, str]] = None, reference: Optional[tuple] = None):
+def plot_alignment_vs_window(
+    sweep: AlignmentSweep,
+    layers: Sequence[str] = None,
+    colors: Optional[Mapping[float, str]] = None,
+    reference: Optional[tuple] = None,
+):
     """Cosine (top) and relative norm (bottom) against the learning window, per layer: for each
     alpha_post, the best cosine over the two decays at every window (solid; the decays may change
     from window to window), and optionally one fixed ``reference = (alpha_post, lambda_pre,
@@ -489,25 +650,49 @@ def plot_alignment_vs_window(sweep: AlignmentSweep, layers: Sequence[str] = None
     layers = list(layers or sweep.layers)
     colors = colors or {}
     cos, rel, cos_sd = sweep.mean("cos"), sweep.mean("rel"), sweep.cos.std(-1)
-    fig, axes = plt.subplots(2, len(layers), figsize=(3.4 * len(layers), 5.4), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(layers), figsize=(3.4 * len(layers), 5.4), sharex=True, squeeze=False
+    )
     for c, layer in enumerate(layers):
         li = sweep.layers.index(layer)
         for ai, a in enumerate(sweep.alpha_posts):
-            idx = [np.unravel_index(_argmax_finite(cos[li, ai, :, :, wi]), cos.shape[2:4])
-                   for wi in range(len(sweep.windows))]
+            idx = [
+                np.unravel_index(_argmax_finite(cos[li, ai, :, :, wi]), cos.shape[2:4])
+                for wi in range(len(sweep.windows))
+            ]
             ys = [cos[li, ai, p, q, wi] for wi, (p, q) in enumerate(idx)]
             sd = [cos_sd[li, ai, p, q, wi] for wi, (p, q) in enumerate(idx)]
             rs = [rel[li, ai, p, q, wi] for wi, (p, q) in enumerate(idx)]
             kw = {"color": colors.get(a)} if colors.get(a) else {}
-            axes[0, c].errorbar(sweep.windows, ys, yerr=sd, marker="o", ms=4, capsize=2,
-                                label=f"alpha_post {a:+g}, best decays", **kw)
+            axes[0, c].errorbar(
+                sweep.windows,
+                ys,
+                yerr=sd,
+                marker="o",
+                ms=4,
+                capsize=2,
+                label=f"alpha_post {a:+g}, best decays",
+                **kw,
+            )
             axes[1, c].plot(sweep.windows, rs, marker="o", ms=4, **kw)
         if reference is not None:
             a, p, q, label = reference
             ai, pi, qi, _ = sweep._index(a, p, q, sweep.windows[0])
-            axes[0, c].errorbar(sweep.windows, cos[li, ai, pi, qi], yerr=cos_sd[li, ai, pi, qi], color="k", ls="--",
-                                marker="s", ms=3, capsize=2, lw=1, label=label)
-            axes[1, c].plot(sweep.windows, rel[li, ai, pi, qi], color="k", ls="--", marker="s", ms=3, lw=1)
+            axes[0, c].errorbar(
+                sweep.windows,
+                cos[li, ai, pi, qi],
+                yerr=cos_sd[li, ai, pi, qi],
+                color="k",
+                ls="--",
+                marker="s",
+                ms=3,
+                capsize=2,
+                lw=1,
+                label=label,
+            )
+            axes[1, c].plot(
+                sweep.windows, rel[li, ai, pi, qi], color="k", ls="--", marker="s", ms=3, lw=1
+            )
         axes[0, c].set_title(layer)
         axes[0, c].set_ylim(min(0.0, float(np.nanmin(cos[li]))) - 0.05, 1.05)
         axes[0, c].axhline(1.0, color="k", lw=0.5, ls=":")
@@ -518,21 +703,32 @@ def plot_alignment_vs_window(sweep: AlignmentSweep, layers: Sequence[str] = None
     axes[0, 0].set_ylabel("cosine(S-TLLR, BPTT)")
     axes[1, 0].set_ylabel("|S-TLLR| / |BPTT|")
     axes[0, 0].legend(frameon=False, fontsize=7, loc="lower right")
-    fig.suptitle(f"alignment with BPTT against the learning window (mean of {sweep.cos.shape[-1]} batches)", fontsize=10)
+    fig.suptitle(
+        f"alignment with BPTT against the learning window (mean of {sweep.cos.shape[-1]} batches)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
 
-def plot_alignment_bars(results: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str = "cos",
-                        layers: Optional[Sequence[str]] = None, colors: Optional[Sequence[str]] = None, ax=None,
-                        title: str = "", legend: Optional[str] = "outside"):
+def plot_alignment_bars(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metric: str = "cos",
+    layers: Optional[Sequence[str]] = None,
+    colors: Optional[Sequence[str]] = None,
+    ax=None,
+    title: str = "",
+    legend: Optional[str] = "outside",
+):
     """Grouped bars: ``results[group][layer][metric]`` (e.g. group = factor setting or checkpoint,
     values from :meth:`AlignmentSweep.at`), one bar per group within each layer. ``legend``:
     "outside" (right of the axes), "inside" or None."""
     plt = _plt()
     groups = list(results)
     layers = list(layers or next(iter(results.values())))
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.9 + 1.6 * len(layers), 3.2))
+    fig, ax = (
+        (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.9 + 1.6 * len(layers), 3.2))
+    )
     width = 0.8 / len(groups)
     for gi, g in enumerate(groups):
         vals = [results[g][l][metric] for l in layers]
@@ -557,14 +753,22 @@ def plot_alignment_bars(results: Mapping[str, Mapping[str, Mapping[str, float]]]
     return fig
 
 
-def plot_alignment_point(sweeps: Mapping[str, AlignmentSweep], alpha_post: float, lambda_pre: float,
-                         lambda_post: float, window: int, colors: Optional[Sequence[str]] = None):
+def plot_alignment_point(
+    sweeps: Mapping[str, AlignmentSweep],
+    alpha_post: float,
+    lambda_pre: float,
+    lambda_post: float,
+    window: int,
+    colors: Optional[Sequence[str]] = None,
+):
     """Cosine and relative norm per layer at one grid point, for each sweep of ``sweeps`` (e.g.
     ``{"init": ..., "trained": ...}``); dashed outlines: the best cosine of that sweep at this
     window and alpha_post. Returns ``(figure, text)`` for :func:`stllr.plotting.style.interactive_figure`."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
-    results = {name: sw.at(alpha_post, lambda_pre, lambda_post, window) for name, sw in sweeps.items()}
+    results = {
+        name: sw.at(alpha_post, lambda_pre, lambda_post, window) for name, sw in sweeps.items()
+    }
     plot_alignment_bars(results, "cos", colors=colors, ax=axes[0], legend=None)
     plot_alignment_bars(results, "rel", colors=colors, ax=axes[1], legend="outside")
     lines = []
@@ -574,14 +778,28 @@ def plot_alignment_point(sweeps: Mapping[str, AlignmentSweep], alpha_post: float
         width = 0.8 / len(sweeps)
         for li, layer in enumerate(sw.layers):
             x = li + (gi - (len(sweeps) - 1) / 2) * width
-            axes[0].plot([x - width / 2, x + width / 2], [at_best[layer]["cos"]] * 2, color="k", ls="--", lw=1)
-        lines.append(f"{name}: " + ", ".join(f"{l} cos {results[name][l]['cos']:+.3f} (|S|/|B| {results[name][l]['rel']:.3f})"
-                                             for l in sw.layers)
-                     + f"  | best at this W and alpha_post: lambda_pre {best['lambda_pre']:g}, "
-                       f"lambda_post {best['lambda_post']:g}")
-    fig.suptitle(f"factors [lambda_post, lambda_pre, alpha_post, alpha_pre] = [{lambda_post:g}, {lambda_pre:g}, "
-                 f"{alpha_post:+g}, {next(iter(sweeps.values())).alpha_pre:g}], window W = {window}  "
-                 "(dashes: best lambdas)", fontsize=9)
+            axes[0].plot(
+                [x - width / 2, x + width / 2],
+                [at_best[layer]["cos"]] * 2,
+                color="k",
+                ls="--",
+                lw=1,
+            )
+        lines.append(
+            f"{name}: "
+            + ", ".join(
+                f"{l} cos {results[name][l]['cos']:+.3f} (|S|/|B| {results[name][l]['rel']:.3f})"
+                for l in sw.layers
+            )
+            + f"  | best at this W and alpha_post: lambda_pre {best['lambda_pre']:g}, "
+            f"lambda_post {best['lambda_post']:g}"
+        )
+    fig.suptitle(
+        f"factors [lambda_post, lambda_pre, alpha_post, alpha_pre] = [{lambda_post:g}, {lambda_pre:g}, "
+        f"{alpha_post:+g}, {next(iter(sweeps.values())).alpha_pre:g}], window W = {window}  "
+        "(dashes: best lambdas)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig, "\n".join(lines)
 
@@ -597,7 +815,9 @@ def first_batches(loader, n: int, steps: Optional[int] = None) -> list:
             if frames.shape[1] > steps:
                 frames = frames[:, :steps]
             else:
-                pad = frames.new_zeros((frames.shape[0], steps - frames.shape[1]) + tuple(frames.shape[2:]))
+                pad = frames.new_zeros(
+                    (frames.shape[0], steps - frames.shape[1]) + tuple(frames.shape[2:])
+                )
                 frames = torch.cat((frames, pad), dim=1)
         out.append((frames, labels))
         if len(out) >= n:

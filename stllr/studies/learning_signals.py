@@ -35,20 +35,48 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from stllr.studies import common
-from stllr.studies import quickstart
-from stllr.studies import paper
+
 from stllr.models.registry import build_model
-from stllr.signals import LearningSignal
 from stllr.plotting.style import _clean
+from stllr.signals import LearningSignal
+from stllr.studies import common, paper, quickstart
 from stllr.training.config import make_optimizer
 from stllr.training.loop import run_epoch, seed_everything, train_batch
 
-__all__ = ['SignalMethod', 'SIGNAL_METHODS', 'SDFA_METHOD', 'SMALL_RANDMAN', 'PAPER_SHD_SIGNALS', 'signal_config', 'load_data', 'build_signal_model', 'signal_hook', 'readout_weight', 'cosine', 'angle_degrees', 'stepwise_angles', 'readout_angle', 'BatchSignals', 'signals_for_batch', 'train_batch_recording', 'SignalRun', 'train_recording', 'run_trials', 'summarise_trials', 'summary_table', 'mean_std', 'plot_signals', 'plot_accuracy', 'plot_alignment']
+__all__ = [
+    "SignalMethod",
+    "SIGNAL_METHODS",
+    "SDFA_METHOD",
+    "SMALL_RANDMAN",
+    "PAPER_SHD_SIGNALS",
+    "signal_config",
+    "load_data",
+    "build_signal_model",
+    "signal_hook",
+    "readout_weight",
+    "cosine",
+    "angle_degrees",
+    "stepwise_angles",
+    "readout_angle",
+    "BatchSignals",
+    "signals_for_batch",
+    "train_batch_recording",
+    "SignalRun",
+    "train_recording",
+    "run_trials",
+    "summarise_trials",
+    "summary_table",
+    "mean_std",
+    "plot_signals",
+    "plot_accuracy",
+    "plot_alignment",
+]
+
 
 # ======================================================================================
 # Settings
@@ -73,23 +101,34 @@ class SignalMethod:
 SIGNAL_METHODS = (
     SignalMethod("bp", "BP", "bp", color="#1f77b4"),
     SignalMethod("dfa", "DFA", "dfa", color="#ff7f0e"),
-    SignalMethod("dfa_rate", "DFA + rate_reg", "dfa", rate_reg=0.3, rate_target=0.03, color="#2ca02c"),
+    SignalMethod(
+        "dfa_rate", "DFA + rate_reg", "dfa", rate_reg=0.3, rate_target=0.03, color="#2ca02c"
+    ),
 )
 
 
 #: sign-DFA with the rate penalty (optional fourth method of notebook 06).
-SDFA_METHOD = SignalMethod("sdfa_rate", "sDFA + rate_reg", "sdfa", rate_reg=0.3, rate_target=0.03, color="#9467bd")
+SDFA_METHOD = SignalMethod(
+    "sdfa_rate", "sDFA + rate_reg", "sdfa", rate_reg=0.3, rate_target=0.03, color="#9467bd"
+)
 
 
 #: The small procedural task of notebook 06: randman with 5 classes, T = 30, 300 train / 200 test samples.
-SMALL_RANDMAN = dict(common.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40)
+SMALL_RANDMAN = dict(
+    common.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40
+)
 
 
 #: Paper Table 3, SHD, S-TLLR with a BP and with a DFA learning signal: test accuracy %, (mean, std) over 5 trials.
-PAPER_SHD_SIGNALS = {"bp": paper.PAPER_SHD_ACCURACY["stllr"], "dfa": paper.PAPER_SHD_ACCURACY["stllr_dfa"]}
+PAPER_SHD_SIGNALS = {
+    "bp": paper.PAPER_SHD_ACCURACY["stllr"],
+    "dfa": paper.PAPER_SHD_ACCURACY["stllr_dfa"],
+}
 
 
-def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> Dict[str, Any]:
+def signal_config(
+    full: bool = False, epochs: Optional[int] = None, data_path=None
+) -> Dict[str, Any]:
     """Settings of notebook 06.
 
     ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
@@ -102,15 +141,39 @@ def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=No
     if full:
         base = quickstart.quickstart_config(True, epochs, data_path)
         s = next(m for m in base["methods"] if m.mode == "stllr")
-        cfg = dict(dataset=base["dataset"], data_path=base["data_path"], data_options=dict(base["data_options"]),
-                   arch=s.arch, factors=tuple(s.factors), delay_ls=s.delay_ls, psi=s.psi, lr=base["lr"],
-                   optimizer=base["optimizer"], batch_size=base["batch_size"],
-                   val_batch_size=base["val_batch_size"], epochs=base["epochs"], T=base["T"], record_every=20)
+        cfg = dict(
+            dataset=base["dataset"],
+            data_path=base["data_path"],
+            data_options=dict(base["data_options"]),
+            arch=s.arch,
+            factors=tuple(s.factors),
+            delay_ls=s.delay_ls,
+            psi=s.psi,
+            lr=base["lr"],
+            optimizer=base["optimizer"],
+            batch_size=base["batch_size"],
+            val_batch_size=base["val_batch_size"],
+            epochs=base["epochs"],
+            T=base["T"],
+            record_every=20,
+        )
     else:
-        cfg = dict(dataset="randman", data_path=data_path, data_options=dict(SMALL_RANDMAN),
-                   arch="randman_rsnn_stllr", factors=(0.5, 1.0, 1.0, 1.0), delay_ls=25, psi="sigmoid", lr=3e-3,
-                   optimizer="Adam", batch_size=32, val_batch_size=250, epochs=12 if epochs is None else int(epochs),
-                   T=SMALL_RANDMAN["n_steps"], record_every=1)
+        cfg = dict(
+            dataset="randman",
+            data_path=data_path,
+            data_options=dict(SMALL_RANDMAN),
+            arch="randman_rsnn_stllr",
+            factors=(0.5, 1.0, 1.0, 1.0),
+            delay_ls=25,
+            psi="sigmoid",
+            lr=3e-3,
+            optimizer="Adam",
+            batch_size=32,
+            val_batch_size=250,
+            epochs=12 if epochs is None else int(epochs),
+            T=SMALL_RANDMAN["n_steps"],
+            record_every=1,
+        )
     cfg["full"] = bool(full)
     cfg["model_options"] = {}
     cfg["methods"] = list(SIGNAL_METHODS)
@@ -119,16 +182,30 @@ def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=No
 
 def load_data(config: Mapping[str, Any], seed: int = 0):
     """``(train_set, test_set, info)`` of :func:`stllr.studies.common.make_loaders` for ``config``."""
-    return common.make_loaders(config["dataset"], config["data_path"], config["batch_size"], config["val_batch_size"],
-                          seed, config["data_options"])
+    return common.make_loaders(
+        config["dataset"],
+        config["data_path"],
+        config["batch_size"],
+        config["val_batch_size"],
+        seed,
+        config["data_options"],
+    )
 
 
-def build_signal_model(method: SignalMethod, config: Mapping[str, Any], info: Mapping[str, Any]) -> nn.Module:
+def build_signal_model(
+    method: SignalMethod, config: Mapping[str, Any], info: Mapping[str, Any]
+) -> nn.Module:
     """The S-TLLR model of ``config['arch']`` with ``method``'s learning signal (feedback mode and rate
     penalty), sized for the data of ``info`` (num_classes, input_shape); ``config['model_options']``
     (optional) go to :func:`stllr.models.build_model` too, e.g. ``{"hidden": 256}``."""
-    kw = dict(num_classes=info["num_classes"], input_shape=info["input_shape"], psi=config["psi"],
-              factors=list(config["factors"]), feedback_mode=method.feedback_mode, **config.get("model_options", {}))
+    kw = dict(
+        num_classes=info["num_classes"],
+        input_shape=info["input_shape"],
+        psi=config["psi"],
+        factors=list(config["factors"]),
+        feedback_mode=method.feedback_mode,
+        **config.get("model_options", {}),
+    )
     if method.rate_reg:
         kw.update(rate_reg=method.rate_reg, rate_target=method.rate_target)
     return build_model(config["arch"], **kw)
@@ -142,11 +219,15 @@ def signal_hook(model: nn.Module, index: int = -1) -> LearningSignal:
     nearest the readout)."""
     hooks = [m for m in model.modules() if isinstance(m, LearningSignal)]
     if not hooks:
-        raise ValueError("model has no LearningSignal hook (a BPTT twin?): learning signals need an S-TLLR model")
+        raise ValueError(
+            "model has no LearningSignal hook (a BPTT twin?): learning signals need an S-TLLR model"
+        )
     return hooks[index]
 
 
-def readout_weight(model: nn.Module, hook: Optional[LearningSignal] = None) -> Optional[torch.Tensor]:
+def readout_weight(
+    model: nn.Module, hook: Optional[LearningSignal] = None
+) -> Optional[torch.Tensor]:
     """The readout weight ``W_out`` [C, N] that maps the hooked layer's output to the logits, or None when
     the model has none of that shape (e.g. a VGG with pooling between the last hook and the classifier)."""
     hook = hook or signal_hook(model)
@@ -259,8 +340,14 @@ class _SpikeCapture:
         self.handle.remove()
 
 
-def signals_for_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, delay_ls: int,
-                      loss_fn=F.cross_entropy, hook_index: int = -1) -> BatchSignals:
+def signals_for_batch(
+    model: nn.Module,
+    frames: torch.Tensor,
+    labels: torch.Tensor,
+    delay_ls: int,
+    loss_fn=F.cross_entropy,
+    hook_index: int = -1,
+) -> BatchSignals:
     """Run one batch as S-TLLR training does (steps before the window without a graph; at each window
     step ``loss_fn(out_t, y).backward()``) WITHOUT an optimizer step, and return the BP, DFA and sDFA
     learning signals of the hooked layer (:class:`BatchSignals`), whatever the model's own feedback mode.
@@ -273,7 +360,9 @@ def signals_for_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tens
     hook = signal_hook(model, hook_index)
     context = getattr(model, "feedback_context", None)
     if context is None:
-        raise ValueError("model has no feedback_context: learning signals need an S-TLLR model of stllr.models")
+        raise ValueError(
+            "model has no feedback_context: learning signals need an S-TLLR model of stllr.models"
+        )
     x = frames.transpose(0, 1).contiguous()
     steps = int(x.shape[0])
     start = max(0, steps - int(delay_ls))
@@ -305,15 +394,30 @@ def signals_for_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tens
     dfa = torch.stack([_feedback(e, hook) for e in errors])
     sdfa = torch.stack([_feedback(e, hook, sign=True) for e in errors])
     flat = lambda v: v.reshape(v.shape[0], v.shape[1], -1)  # noqa: E731
-    return BatchSignals(out_steps, labels.detach().clone(), error, flat(torch.stack(bps)), flat(dfa), flat(sdfa),
-                        flat(torch.stack(spikes)), hook.feedback.detach().reshape(hook.num_classes, -1).clone())
+    return BatchSignals(
+        out_steps,
+        labels.detach().clone(),
+        error,
+        flat(torch.stack(bps)),
+        flat(dfa),
+        flat(sdfa),
+        flat(torch.stack(spikes)),
+        hook.feedback.detach().reshape(hook.num_classes, -1).clone(),
+    )
 
 
 # ======================================================================================
 # Training while recording the angles
 # ======================================================================================
-def train_batch_recording(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, optimizer, loss_fn,
-                          delay_ls: int, hook_index: int = -1) -> Tuple[torch.Tensor, Dict[str, float]]:
+def train_batch_recording(
+    model: nn.Module,
+    frames: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer,
+    loss_fn,
+    delay_ls: int,
+    hook_index: int = -1,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
     """:func:`stllr.training.loop.train_batch` in ``stllr`` mode (the same updates, bit for bit) that also measures
     the learning signal of the hooked layer at every window step, before the optimizer step.
 
@@ -342,15 +446,31 @@ def train_batch_recording(model: nn.Module, frames: torch.Tensor, labels: torch.
         bp, fb, sg = torch.stack(bps), torch.stack(fbs), torch.stack(sigs)  # [W, B, *shape]
         fb_cos = _rowwise_cosines(fb, bp)
         flat = lambda v: v.reshape(v.shape[0], -1).double()  # noqa: E731
-        record.update({"angle_feedback": float(torch.rad2deg(torch.arccos(fb_cos.clamp(-1.0, 1.0))).mean()),
-                       "angle_signal": float(stepwise_angles(sg, bp).mean()), "cos_feedback": float(fb_cos.mean()),
-                       "signal_norm_ratio": float((flat(sg).norm(dim=1) / flat(bp).norm(dim=1)).mean()),
-                       "rate": float(torch.stack(capture.values).float().mean()),
-                       "angle_readout": readout_angle(model, hook)})
+        record.update(
+            {
+                "angle_feedback": float(
+                    torch.rad2deg(torch.arccos(fb_cos.clamp(-1.0, 1.0))).mean()
+                ),
+                "angle_signal": float(stepwise_angles(sg, bp).mean()),
+                "cos_feedback": float(fb_cos.mean()),
+                "signal_norm_ratio": float((flat(sg).norm(dim=1) / flat(bp).norm(dim=1)).mean()),
+                "rate": float(torch.stack(capture.values).float().mean()),
+                "angle_readout": readout_angle(model, hook),
+            }
+        )
 
     try:
-        pred = train_batch(model, frames, labels, optimizer, loss_fn, mode="stllr", delay_ls=delay_ls,
-                           grad_sync=before_step, after_backward=after_backward)
+        pred = train_batch(
+            model,
+            frames,
+            labels,
+            optimizer,
+            loss_fn,
+            mode="stllr",
+            delay_ls=delay_ls,
+            grad_sync=before_step,
+            after_backward=after_backward,
+        )
     finally:
         capture.remove()
         hook.record = was_recording
@@ -385,9 +505,17 @@ class SignalRun:
         return np.array([h[key] for h in self.history if h.get(key) is not None], dtype=float)
 
 
-def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, seed: int = 0, device="cpu",
-                    threads: Optional[int] = 1, record_every: Optional[int] = None,
-                    epochs: Optional[int] = None) -> SignalRun:
+def train_recording(
+    method: SignalMethod,
+    data,
+    config: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    device="cpu",
+    threads: Optional[int] = 1,
+    record_every: Optional[int] = None,
+    epochs: Optional[int] = None,
+) -> SignalRun:
     """Train an S-TLLR model with ``method``'s learning signal for ``epochs`` (default
     ``config['epochs']``), recording the signal angles at every ``record_every``-th batch (default
     ``config['record_every']``; the first batch is always recorded, before any update).
@@ -409,7 +537,15 @@ def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, se
         train_loader, test_loader = common.loaders_for(train_set, test_set, info)
         per_epoch = len(train_loader)
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
-        history = [{"epoch": 0, "train_acc": None, "train_loss": None, "test_acc": te["acc"], "test_loss": te["loss"]}]
+        history = [
+            {
+                "epoch": 0,
+                "train_acc": None,
+                "train_loss": None,
+                "test_acc": te["acc"],
+                "test_loss": te["loss"],
+            }
+        ]
         records: List[Dict[str, float]] = []
         step = 0
         for epoch in range(1, epochs + 1):
@@ -419,29 +555,56 @@ def train_recording(method: SignalMethod, data, config: Mapping[str, Any], *, se
                 frames = frames.to(device, dtype=torch.float32)
                 labels = labels.to(device, dtype=torch.int64).view(-1)
                 if step % every == 0:
-                    pred, rec = train_batch_recording(model, frames, labels, optimizer, F.cross_entropy, delay_ls)
+                    pred, rec = train_batch_recording(
+                        model, frames, labels, optimizer, F.cross_entropy, delay_ls
+                    )
                     records.append({"batch": step, "epoch": step / per_epoch, **rec})
                 else:
-                    pred = train_batch(model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls)
+                    pred = train_batch(
+                        model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls
+                    )
                 step += 1
                 with torch.no_grad():
                     n = labels.shape[0]
                     loss_sum += float(F.cross_entropy(pred, labels)) * n
                     correct += float((pred.argmax(1) == labels).sum())
                     count += n
-            te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
-            history.append({"epoch": epoch, "train_acc": 100.0 * correct / count, "train_loss": loss_sum / count,
-                            "test_acc": te["acc"], "test_loss": te["loss"]})
+            te = run_epoch(
+                model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_acc": 100.0 * correct / count,
+                    "train_loss": loss_sum / count,
+                    "test_acc": te["acc"],
+                    "test_loss": te["loss"],
+                }
+            )
     return SignalRun(method, seed, history, records, model, time.perf_counter() - t0)
 
 
-def run_trials(methods: Sequence[SignalMethod], data, config: Mapping[str, Any], *, trials: int = 3, seed: int = 0,
-               device="cpu", threads: Optional[int] = 1, **kw) -> Dict[str, List[SignalRun]]:
+def run_trials(
+    methods: Sequence[SignalMethod],
+    data,
+    config: Mapping[str, Any],
+    *,
+    trials: int = 3,
+    seed: int = 0,
+    device="cpu",
+    threads: Optional[int] = 1,
+    **kw,
+) -> Dict[str, List[SignalRun]]:
     """:func:`train_recording` for every method and trial; trial k (0-based) uses seed ``seed + k`` (so
     every method starts trial k from the same initial weights and sees the same batches).
     Returns ``{method.key: [SignalRun per trial]}``."""
-    return {m.key: [train_recording(m, data, config, seed=seed + k, device=device, threads=threads, **kw)
-                    for k in range(int(trials))] for m in methods}
+    return {
+        m.key: [
+            train_recording(m, data, config, seed=seed + k, device=device, threads=threads, **kw)
+            for k in range(int(trials))
+        ]
+        for m in methods
+    }
 
 
 # ======================================================================================
@@ -475,23 +638,36 @@ def summarise_trials(runs: Mapping[str, Sequence[SignalRun]]) -> List[Dict[str, 
         test = mean_std([r.final["test_acc"] for r in rs])
         best = mean_std([max(h["test_acc"] for h in r.history[1:]) for r in rs])
         end = mean_std([_window_mean(r, "angle_feedback", False) for r in rs])
-        rows.append({
-            "key": key, "label": m.label, "trials": len(rs), "test": test[0], "test_std": test[1],
-            "best": best[0], "best_std": best[1], "train": mean_std([r.final["train_acc"] for r in rs])[0],
-            "angle_start": mean_std([_window_mean(r, "angle_feedback", True) for r in rs])[0],
-            "angle_end": end[0], "angle_end_std": end[1],
-            "signal_start": mean_std([_window_mean(r, "angle_signal", True) for r in rs])[0],
-            "signal_end": mean_std([_window_mean(r, "angle_signal", False) for r in rs])[0],
-            "readout_start": mean_std([_window_mean(r, "angle_readout", True) for r in rs])[0],
-            "readout_end": mean_std([_window_mean(r, "angle_readout", False) for r in rs])[0],
-            "rate_start": 100 * mean_std([_window_mean(r, "rate", True) for r in rs])[0],
-            "rate_end": 100 * mean_std([_window_mean(r, "rate", False) for r in rs])[0],
-        })
+        rows.append(
+            {
+                "key": key,
+                "label": m.label,
+                "trials": len(rs),
+                "test": test[0],
+                "test_std": test[1],
+                "best": best[0],
+                "best_std": best[1],
+                "train": mean_std([r.final["train_acc"] for r in rs])[0],
+                "angle_start": mean_std([_window_mean(r, "angle_feedback", True) for r in rs])[0],
+                "angle_end": end[0],
+                "angle_end_std": end[1],
+                "signal_start": mean_std([_window_mean(r, "angle_signal", True) for r in rs])[0],
+                "signal_end": mean_std([_window_mean(r, "angle_signal", False) for r in rs])[0],
+                "readout_start": mean_std([_window_mean(r, "angle_readout", True) for r in rs])[0],
+                "readout_end": mean_std([_window_mean(r, "angle_readout", False) for r in rs])[0],
+                "rate_start": 100 * mean_std([_window_mean(r, "rate", True) for r in rs])[0],
+                "rate_end": 100 * mean_std([_window_mean(r, "rate", False) for r in rs])[0],
+            }
+        )
     return rows
 
 
-def summary_table(rows: Sequence[Dict[str, Any]], paper: Optional[Mapping[str, Tuple[float, float]]] = None,
-                  kind: str = "all", paper_header: str = "paper SHD test % (other task)") -> str:
+def summary_table(
+    rows: Sequence[Dict[str, Any]],
+    paper: Optional[Mapping[str, Tuple[float, float]]] = None,
+    kind: str = "all",
+    paper_header: str = "paper SHD test % (other task)",
+) -> str:
     """Plain-text table of :func:`summarise_trials` rows. ``kind``: ``'accuracy'`` (accuracies, and the
     ``paper``'s published ``{key: (mean, std)}`` in a column headed ``paper_header``), ``'alignment'``
     (angles and firing rate, first batch -> last epoch) or ``'all'``."""
@@ -507,14 +683,26 @@ def summary_table(rows: Sequence[Dict[str, Any]], paper: Optional[Mapping[str, T
         o["readout"] = f"{r['readout_start']:.1f} -> {r['readout_end']:.1f}"
         o["rate"] = f"{r['rate_start']:.1f} -> {r['rate_end']:.1f}"
         if paper is not None:
-            o["paper"] = f"{paper[r['key']][0]:.2f} +- {paper[r['key']][1]:.2f}" if r["key"] in paper else None
+            o["paper"] = (
+                f"{paper[r['key']][0]:.2f} +- {paper[r['key']][1]:.2f}"
+                if r["key"] in paper
+                else None
+            )
         out.append(o)
     cols = [("label", "learning signal", ""), ("trials", "trials", "d")]
     if kind in ("accuracy", "all"):
-        cols += [("test_pm", "final test %", ""), ("best_pm", "best test %", ""), ("train", "final train %", ".2f")]
+        cols += [
+            ("test_pm", "final test %", ""),
+            ("best_pm", "best test %", ""),
+            ("train", "final train %", ".2f"),
+        ]
     if kind in ("alignment", "all"):
-        cols += [("angle", "angle(e_t B, BP) deg", ""), ("signal", "angle(delivered, BP) deg", ""),
-                 ("readout", "angle(W_out, B) deg", ""), ("rate", "firing %", "")]
+        cols += [
+            ("angle", "angle(e_t B, BP) deg", ""),
+            ("signal", "angle(delivered, BP) deg", ""),
+            ("readout", "angle(W_out, B) deg", ""),
+            ("rate", "firing %", ""),
+        ]
     if paper is not None and kind in ("accuracy", "all"):
         cols += [("paper", paper_header, "")]
     return common.format_table(out, cols)
@@ -524,21 +712,37 @@ def summary_table(rows: Sequence[Dict[str, Any]], paper: Optional[Mapping[str, T
 # Plots
 # ======================================================================================
 def _plt():
-    from stllr import plotting as plot  # noqa: F401  (sets a headless backend when needed)
     import matplotlib.pyplot as plt
+
+    from stllr import plotting as plot  # noqa: F401  (sets a headless backend when needed)
 
     return plt
 
 
-def plot_signals(sig: BatchSignals, sample: int = 0, title: str = "", sdfa: bool = True, neurons: Optional[int] = None):
+def plot_signals(
+    sig: BatchSignals,
+    sample: int = 0,
+    title: str = "",
+    sdfa: bool = True,
+    neurons: Optional[int] = None,
+):
     """Heatmaps (hidden neuron x window step) of the BP, DFA (and sDFA) signals of one sample, each divided by
     its own largest |value| (printed in the panel title: the three differ in scale), and a last panel with
     the per-step cosine of DFA / sDFA against BP over the whole batch (solid) and for this sample (dotted)."""
     plt = _plt()
     kinds = ["bp", "dfa"] + (["sdfa"] if sdfa else [])
-    names = {"bp": "BP: dL/ds_t (one step, from above)", "dfa": "DFA: e_t B", "sdfa": "sDFA: sign(e_t) B / batch"}
-    fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.3 * len(kinds) + 4.6, 3.9),
-                             gridspec_kw={"width_ratios": [1] * len(kinds) + [1.25]}, layout="constrained")
+    names = {
+        "bp": "BP: dL/ds_t (one step, from above)",
+        "dfa": "DFA: e_t B",
+        "sdfa": "sDFA: sign(e_t) B / batch",
+    }
+    fig, axes = plt.subplots(
+        1,
+        len(kinds) + 1,
+        figsize=(3.3 * len(kinds) + 4.6, 3.9),
+        gridspec_kw={"width_ratios": [1] * len(kinds) + [1.25]},
+        layout="constrained",
+    )
     steps = np.array(sig.steps)
     n = sig.bp.shape[-1] if neurons is None else min(int(neurons), sig.bp.shape[-1])
     extent = (steps[0] - 0.5, steps[-1] + 0.5, n - 0.5, -0.5)
@@ -546,20 +750,35 @@ def plot_signals(sig: BatchSignals, sample: int = 0, title: str = "", sdfa: bool
     for ax, k in zip(axes, kinds):
         v = getattr(sig, k)[:, sample, :n].double().numpy().T  # [N, W]
         vmax = float(np.abs(v).max()) or 1.0
-        im = ax.imshow(v / vmax, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, extent=extent, interpolation="nearest")
+        im = ax.imshow(
+            v / vmax,
+            aspect="auto",
+            cmap="RdBu_r",
+            vmin=-1,
+            vmax=1,
+            extent=extent,
+            interpolation="nearest",
+        )
         ax.set_title(f"{names[k]}\nmax |value| {vmax:.2g}", fontsize=9)
         ax.set_xlabel("time step t")
     axes[0].set_ylabel(f"hidden neuron (sample {sample})")
-    for a in axes[1:len(kinds)]:
+    for a in axes[1 : len(kinds)]:
         a.set_yticklabels([])
-    cb = fig.colorbar(im, ax=list(axes[:len(kinds)]), fraction=0.03, pad=0.02)
+    cb = fig.colorbar(im, ax=list(axes[: len(kinds)]), fraction=0.03, pad=0.02)
     cb.set_label("signal / max |signal|", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     ax = axes[-1]
     colors = {"dfa": "#ff7f0e", "sdfa": "#9467bd"}
     for k in kinds[1:]:
         name = "DFA" if k == "dfa" else "sDFA"
-        ax.plot(steps, sig.cosines(k).numpy(), "-o", ms=3, color=colors[k], label=f"{name} vs BP, whole batch")
+        ax.plot(
+            steps,
+            sig.cosines(k).numpy(),
+            "-o",
+            ms=3,
+            color=colors[k],
+            label=f"{name} vs BP, whole batch",
+        )
         one = [cosine(getattr(sig, k)[i, sample], sig.bp[i, sample]) for i in range(len(steps))]
         ax.plot(steps, one, ":", color=colors[k], lw=1.5, label=f"{name} vs BP, sample {sample}")
     ax.axhline(0, color="k", lw=0.8)
@@ -582,9 +801,14 @@ def _band(ax, x, ys, color, label, ls="-"):
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
 
 
-def plot_accuracy(runs: Mapping[str, Sequence[SignalRun]], paper: Optional[Mapping[str, Tuple[float, float]]] = None,
-                  chance: Optional[float] = None, task: str = "", paper_task: str = "SHD, paper Table 3",
-                  same_task: bool = False):
+def plot_accuracy(
+    runs: Mapping[str, Sequence[SignalRun]],
+    paper: Optional[Mapping[str, Tuple[float, float]]] = None,
+    chance: Optional[float] = None,
+    task: str = "",
+    paper_task: str = "SHD, paper Table 3",
+    same_task: bool = False,
+):
     """(a) test accuracy per epoch, mean +- std over trials (train accuracy dashed); (b) final test accuracy
     per learning signal, ours (mean +- std) beside the paper's published numbers (grey; ``same_task``:
     whether ours ran on the paper's task, which changes only the panel's title)."""
@@ -594,17 +818,27 @@ def plot_accuracy(runs: Mapping[str, Sequence[SignalRun]], paper: Optional[Mappi
     for key, rs in runs.items():
         m = rs[0].method
         ep = np.array([h["epoch"] for h in rs[0].history])
-        _band(ax, ep, [[h["test_acc"] for h in r.history] for r in rs], m.color, f"{m.label} (test)")
-        ax.plot(ep[1:], np.mean([[h["train_acc"] for h in r.history[1:]] for r in rs], 0), "--", color=m.color,
-                lw=1, alpha=0.8)
+        _band(
+            ax, ep, [[h["test_acc"] for h in r.history] for r in rs], m.color, f"{m.label} (test)"
+        )
+        ax.plot(
+            ep[1:],
+            np.mean([[h["train_acc"] for h in r.history[1:]] for r in rs], 0),
+            "--",
+            color=m.color,
+            lw=1,
+            alpha=0.8,
+        )
     if chance is not None:
         ax.axhline(chance, color="k", lw=0.8, ls=":", label=f"chance ({chance:g} %)")
     ax.plot([], [], "k--", lw=1, label="train (mean)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy %")
     n = len(next(iter(runs.values())))
-    ax.set_title(f"(a) S-TLLR with each learning signal{': ' + task if task else ''}\nmean \u00b1 std over {n} trials",
-                 fontsize=9)
+    ax.set_title(
+        f"(a) S-TLLR with each learning signal{': ' + task if task else ''}\nmean \u00b1 std over {n} trials",
+        fontsize=9,
+    )
     ax.legend(frameon=False, fontsize=8)
     _clean(ax)
     ax = axes[1]
@@ -618,21 +852,43 @@ def plot_accuracy(runs: Mapping[str, Sequence[SignalRun]], paper: Optional[Mappi
         ax.text(i - w / 2, mean + std + 1, f"{mean:.1f}", ha="center", fontsize=8)
         if paper and key in paper:
             pm, ps = paper[key]
-            ax.bar(i + w / 2, pm, w, yerr=ps, color="#c7c7c7", hatch="//", edgecolor="#7f7f7f", capsize=3)
+            ax.bar(
+                i + w / 2,
+                pm,
+                w,
+                yerr=ps,
+                color="#c7c7c7",
+                hatch="//",
+                edgecolor="#7f7f7f",
+                capsize=3,
+            )
             ax.text(i + w / 2, pm + ps + 1, f"{pm:.1f}", ha="center", fontsize=8, color="#555555")
     if chance is not None:
         ax.axhline(chance, color="k", lw=0.8, ls=":")
     ax.set_xticks(xs, [runs[k][0].method.label for k in keys], fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("final test accuracy %")
-    ax.set_title("(b) final test accuracy; grey: the paper's published numbers" if same_task else
-                 "(b) final test accuracy; grey: the paper's SHD numbers\n(a different, paper-scale task: scale only)",
-                 fontsize=9)
+    ax.set_title(
+        "(b) final test accuracy; grey: the paper's published numbers"
+        if same_task
+        else "(b) final test accuracy; grey: the paper's SHD numbers\n(a different, paper-scale task: scale only)",
+        fontsize=9,
+    )
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor="none", edgecolor="k", label=f"coloured: ours{' (' + task + ')' if task else ''}")]
+    handles = [
+        Patch(
+            facecolor="none",
+            edgecolor="k",
+            label=f"coloured: ours{' (' + task + ')' if task else ''}",
+        )
+    ]
     if paper and any(k in paper for k in keys):
-        handles.append(Patch(facecolor="#c7c7c7", hatch="//", edgecolor="#7f7f7f", label=f"paper ({paper_task})"))
+        handles.append(
+            Patch(
+                facecolor="#c7c7c7", hatch="//", edgecolor="#7f7f7f", label=f"paper ({paper_task})"
+            )
+        )
     ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
     _clean(ax)
     fig.tight_layout()
@@ -654,13 +910,22 @@ def plot_alignment(runs: Mapping[str, Sequence[SignalRun]], title: str = ""):
         _band(axes[2], x, [100 * r.series("rate") for r in rs], m.color, m.label)
     for ax in axes[:2]:
         ax.axhline(90, color="k", ls="--", lw=1)
-        ax.text(0.99, 92, "90\u00b0 = orthogonal", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
-                fontsize=8)
+        ax.text(
+            0.99,
+            92,
+            "90\u00b0 = orthogonal",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
         ax.set_ylim(0, 120)
         ax.set_yticks([0, 30, 60, 90, 120])
         ax.set_ylabel("angle (degrees)")
-    axes[0].set_title("(a) DFA feedback e_t B vs the BP signal dL/ds_t\n(per batch, averaged over window steps)",
-                      fontsize=9)
+    axes[0].set_title(
+        "(a) DFA feedback e_t B vs the BP signal dL/ds_t\n(per batch, averaged over window steps)",
+        fontsize=9,
+    )
     axes[1].set_title("(b) readout weight W_out vs feedback matrix B", fontsize=9)
     axes[2].set_title("(c) hidden firing rate", fontsize=9)
     axes[2].set_ylabel("% of neurons spiking per step")

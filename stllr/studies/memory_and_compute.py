@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
 import torch
 from torch import nn
-from stllr.measure import sequence
-from stllr.measure import analytic
+
+from stllr.measure import analytic, sequence
 from stllr.models.registry import build_model, get_model_spec
 from stllr.studies.common import num_threads
 from stllr.studies.paper import PAPER_TABLE3
 
-__all__ = ['FIG3_DIMS', 'FIG3_TS', 'Fig3MLP', 'fig3_models', 'memory_vs_T', 'macs_vs_window', 'paper_mac_points', 'table3_recomputed', 'time_per_step']
+__all__ = [
+    "FIG3_DIMS",
+    "FIG3_TS",
+    "Fig3MLP",
+    "fig3_models",
+    "memory_vs_T",
+    "macs_vs_window",
+    "paper_mac_points",
+    "table3_recomputed",
+    "time_per_step",
+]
 
 #: Registered S-TLLR model and the stated input shape of each Table 3 dataset (None: not registered).
 TABLE3_MODELS = {
@@ -40,7 +51,9 @@ class Fig3MLP(nn.Module):
     LeakyReadout; BPTT: the twins LinearLIF + LeakyIntegrator (same initial weights when built by
     :func:`fig3_models`)."""
 
-    def __init__(self, stllr_rule: bool, dims: Sequence[int] = FIG3_DIMS, factors=(0.2, 0.75, -1.0, 1.0)):
+    def __init__(
+        self, stllr_rule: bool, dims: Sequence[int] = FIG3_DIMS, factors=(0.2, 0.75, -1.0, 1.0)
+    ):
         super().__init__()
         from stllr.bptt import LeakyIntegrator, LinearLIF
         from stllr.layers import LeakyReadout, LinearSTLLR
@@ -49,9 +62,15 @@ class Fig3MLP(nn.Module):
         self.input_shape = (int(dims[0]),)
         layers = []
         for a, b in zip(dims[:-2], dims[1:-1]):
-            layers.append(LinearSTLLR(a, b, factors=list(factors)) if stllr_rule else LinearLIF(a, b))
+            layers.append(
+                LinearSTLLR(a, b, factors=list(factors)) if stllr_rule else LinearLIF(a, b)
+            )
         a, b = dims[-2], dims[-1]
-        layers.append(LeakyReadout(a, b, factors=[0.0, 0.99, 0.0, 1.0]) if stllr_rule else LeakyIntegrator(a, b))
+        layers.append(
+            LeakyReadout(a, b, factors=[0.0, 0.99, 0.0, 1.0])
+            if stllr_rule
+            else LeakyIntegrator(a, b)
+        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -76,9 +95,16 @@ def fig3_models(dims: Sequence[int] = FIG3_DIMS, device="cpu", seed: int = 0):
     return s, b
 
 
-def memory_vs_T(Ts: Iterable[int] = FIG3_TS, batch_size: int = 8, device="cpu", dims: Sequence[int] = FIG3_DIMS,
-                delay_ls: int = 1, seed: int = 0, peak: Optional[bool] = None,
-                threads: Optional[int] = 1) -> List[Dict[str, Any]]:
+def memory_vs_T(
+    Ts: Iterable[int] = FIG3_TS,
+    batch_size: int = 8,
+    device="cpu",
+    dims: Sequence[int] = FIG3_DIMS,
+    delay_ls: int = 1,
+    seed: int = 0,
+    peak: Optional[bool] = None,
+    threads: Optional[int] = 1,
+) -> List[Dict[str, Any]]:
     """Paper Fig. 3: one training sequence per T of the S-TLLR MLP (learning signal on the last
     ``delay_ls`` steps, loss at the last step) and of its BPTT twin (graph through all T, loss on the
     last step's output, mean squared output as in ``benchmarks/bench_memory.py``).
@@ -99,13 +125,29 @@ def memory_vs_T(Ts: Iterable[int] = FIG3_TS, batch_size: int = 8, device="cpu", 
         target = torch.zeros(batch_size, dims[-1], device=device)
         inputs = sequence._random_inputs((dims[0],), batch_size, seed, torch.float32, device)
         for T in Ts:
-            ana = analytic.analytic_costs(shapes, int(T), min(delay_ls, int(T)), -1.0, batch_size, 4)
-            row = {"T": int(T), "batch_size": batch_size, "stllr_analytic": ana["stllr_memory_bytes"],
-                   "bptt_analytic": ana["bptt_memory_bytes"], "memory_ratio_analytic": ana["memory_ratio"]}
+            ana = analytic.analytic_costs(
+                shapes, int(T), min(delay_ls, int(T)), -1.0, batch_size, 4
+            )
+            row = {
+                "T": int(T),
+                "batch_size": batch_size,
+                "stllr_analytic": ana["stllr_memory_bytes"],
+                "bptt_analytic": ana["bptt_memory_bytes"],
+                "memory_ratio_analytic": ana["memory_ratio"],
+            }
             for name, model, mode in (("stllr", s_model, "stllr"), ("bptt", b_model, "bptt")):
-                m = sequence.measure_sequence(model, inputs, target, steps=int(T), mode=mode,
-                                       delay_ls=min(delay_ls, int(T)), loss_fn=_mse_to_zero, bptt_loss="last",
-                                       macs=False, peak=peak)
+                m = sequence.measure_sequence(
+                    model,
+                    inputs,
+                    target,
+                    steps=int(T),
+                    mode=mode,
+                    delay_ls=min(delay_ls, int(T)),
+                    loss_fn=_mse_to_zero,
+                    bptt_loss="last",
+                    macs=False,
+                    peak=peak,
+                )
                 model.reset_state()
                 model.zero_grad(set_to_none=True)
                 row[f"{name}_saved_bytes"] = m.saved.peak_activation_bytes
@@ -118,9 +160,15 @@ def memory_vs_T(Ts: Iterable[int] = FIG3_TS, batch_size: int = 8, device="cpu", 
     return rows
 
 
-def macs_vs_window(arch: str = "stllr_shd_net", T: int = 100, windows: Sequence[int] = (1, 5, 10, 25, 50, 75, 90, 100),
-                   batch_size: int = 4, factors=(0.5, 1.0, 1.0, 1.0), seed: int = 0,
-                   threads: Optional[int] = 1) -> Dict[str, Any]:
+def macs_vs_window(
+    arch: str = "stllr_shd_net",
+    T: int = 100,
+    windows: Sequence[int] = (1, 5, 10, 25, 50, 75, 90, 100),
+    batch_size: int = 4,
+    factors=(0.5, 1.0, 1.0, 1.0),
+    seed: int = 0,
+    threads: Optional[int] = 1,
+) -> Dict[str, Any]:
     """MACs of one training sequence against the learning window ``d = T - T_l`` (Eq. 20-23),
     counted by :class:`stllr.measure.MacCounter` on a registered S-TLLR model and its BPTT twin, beside
     the analytic counts. Also the same with ``alpha_post = 0`` (2 instead of 3 in Eq. 21).
@@ -140,31 +188,50 @@ def macs_vs_window(arch: str = "stllr_shd_net", T: int = 100, windows: Sequence[
         s0_model = build_model(arch, factors=f0)
         b_model = build_model(spec.twin)
         shapes = analytic.model_shapes(s_model)
-        inputs = sequence._random_inputs(shapes.input_shape, batch_size, seed, torch.float32, torch.device("cpu"))
+        inputs = sequence._random_inputs(
+            shapes.input_shape, batch_size, seed, torch.float32, torch.device("cpu")
+        )
         g = torch.Generator().manual_seed(seed)
         target = torch.randint(0, shapes.num_classes, (batch_size,), generator=g)
         mb = sequence.measure_sequence(b_model, inputs, target, steps=T, mode="bptt", saved=False)
         bk = mb.macs.by_kind()
-        bptt = {"macs": mb.macs.total(), "paper_terms": bk["forward"] + bk["grad_weight"],
-                "grad_input": bk["grad_input"], "analytic": analytic.paper_macs(shapes.weight_macs, T, "bptt") * batch_size}
+        bptt = {
+            "macs": mb.macs.total(),
+            "paper_terms": bk["forward"] + bk["grad_weight"],
+            "grad_input": bk["grad_input"],
+            "analytic": analytic.paper_macs(shapes.weight_macs, T, "bptt") * batch_size,
+        }
         rows = []
         for d in windows:
             d = int(d)
             row = {"T": T, "window": d, "T_l": T - d, "batch_size": batch_size}
             for suffix, model, a_post in (("", s_model, float(factors[2])), ("_a0", s0_model, 0.0)):
-                ms = sequence.measure_sequence(model, inputs, target, steps=T, mode="stllr", delay_ls=d, saved=False)
+                ms = sequence.measure_sequence(
+                    model, inputs, target, steps=T, mode="stllr", delay_ls=d, saved=False
+                )
                 c = ms.macs
                 row[f"stllr_macs{suffix}"] = c.total()
-                row[f"stllr_paper_terms{suffix}"] = c.total("window", "forward") + c.total("window", "grad_weight")
+                row[f"stllr_paper_terms{suffix}"] = c.total("window", "forward") + c.total(
+                    "window", "grad_weight"
+                )
                 row[f"stllr_pre_window{suffix}"] = c.total("pre_window")
                 row[f"stllr_grad_input{suffix}"] = c.total(kind="grad_input")
-                row[f"stllr_analytic{suffix}"] = analytic.paper_macs(shapes.weight_macs, T, "stllr", d, a_post) * batch_size
+                row[f"stllr_analytic{suffix}"] = (
+                    analytic.paper_macs(shapes.weight_macs, T, "stllr", d, a_post) * batch_size
+                )
             row["mac_ratio_analytic"] = analytic.paper_mac_ratio(T, d, float(factors[2]))
             row["mac_ratio_analytic_a0"] = analytic.paper_mac_ratio(T, d, 0.0)
             row["mac_ratio_paper_terms"] = bptt["paper_terms"] / row["stllr_paper_terms"]
             row["mac_ratio"] = bptt["macs"] / row["stllr_macs"]
             rows.append(row)
-    return {"arch": arch, "shapes": shapes, "T": T, "batch_size": batch_size, "bptt": bptt, "rows": rows}
+    return {
+        "arch": arch,
+        "shapes": shapes,
+        "T": T,
+        "batch_size": batch_size,
+        "bptt": bptt,
+        "rows": rows,
+    }
 
 
 def _paper_pairs():
@@ -178,9 +245,17 @@ def paper_mac_points() -> List[Dict[str, Any]]:
     out = []
     for s, b in _paper_pairs():
         d = s["T"] - s["T_l"]
-        out.append({"dataset": s["dataset"], "method": s["method"], "T": s["T"], "window": d,
-                    "alpha_post": s["alpha_post"], "ratio": b["mac_e9"] / s["mac_e9"],
-                    "formula": analytic.paper_mac_ratio(s["T"], d, s["alpha_post"])})
+        out.append(
+            {
+                "dataset": s["dataset"],
+                "method": s["method"],
+                "T": s["T"],
+                "window": d,
+                "alpha_post": s["alpha_post"],
+                "ratio": b["mac_e9"] / s["mac_e9"],
+                "formula": analytic.paper_mac_ratio(s["T"], d, s["alpha_post"]),
+            }
+        )
     return out
 
 
@@ -212,22 +287,35 @@ def table3_recomputed(half_resolution: bool = True) -> List[Dict[str, Any]]:
         d = T if is_bptt else T - r["T_l"]
         a_post = -1.0 if r["alpha_post"] is None else r["alpha_post"]
         b = bptt_rows[r["dataset"]]
-        row = {"dataset": r["dataset"], "method": r["method"], "T": T, "window": None if is_bptt else d,
-               "alpha_post": r["alpha_post"], "paper_acc": r["acc"], "paper_mac_e9": r["mac_e9"],
-               "paper_mem_mb": r["mem_mb"],
-               "paper_mem_ratio": None if is_bptt else b["mem_mb"] / r["mem_mb"],
-               "paper_mac_ratio": None if is_bptt else b["mac_e9"] / r["mac_e9"],
-               "mem_ratio": None if is_bptt else analytic.paper_memory_ratio(T),
-               "mac_ratio": None if is_bptt else analytic.paper_mac_ratio(T, d, a_post),
-               "model": None, "input_shape": None}
+        row = {
+            "dataset": r["dataset"],
+            "method": r["method"],
+            "T": T,
+            "window": None if is_bptt else d,
+            "alpha_post": r["alpha_post"],
+            "paper_acc": r["acc"],
+            "paper_mac_e9": r["mac_e9"],
+            "paper_mem_mb": r["mem_mb"],
+            "paper_mem_ratio": None if is_bptt else b["mem_mb"] / r["mem_mb"],
+            "paper_mac_ratio": None if is_bptt else b["mac_e9"] / r["mac_e9"],
+            "mem_ratio": None if is_bptt else analytic.paper_memory_ratio(T),
+            "mac_ratio": None if is_bptt else analytic.paper_mac_ratio(T, d, a_post),
+            "model": None,
+            "input_shape": None,
+        }
         entry = TABLE3_MODELS.get(r["dataset"])
         if entry is not None:
             arch, shape = entry
             sh = shapes_of(arch, shape)
             ana = analytic.analytic_costs(sh, T, d, a_post, 1, 4)
             key = "bptt" if is_bptt else "stllr"
-            row.update(model=arch, input_shape=shape, macs_e9=ana[f"{key}_macs"] / 1e9,
-                       values_e6=ana[f"{key}_memory_values"] / 1e6, sum_neurons=sh.sum_neurons)
+            row.update(
+                model=arch,
+                input_shape=shape,
+                macs_e9=ana[f"{key}_macs"] / 1e9,
+                values_e6=ana[f"{key}_memory_values"] / 1e6,
+                sum_neurons=sh.sum_neurons,
+            )
             if not is_bptt:
                 row["mem_ratio"], row["mac_ratio"] = ana["memory_ratio"], ana["mac_ratio"]
             if half_resolution and len(shape) == 3:
@@ -241,8 +329,12 @@ def table3_recomputed(half_resolution: bool = True) -> List[Dict[str, Any]]:
     return rows
 
 
-def time_per_step(cases: Sequence[Tuple[str, nn.Module, str, int, int, int]], repeats: int = 3,
-                  threads: Optional[int] = 1, seed: int = 0) -> List[Dict[str, Any]]:
+def time_per_step(
+    cases: Sequence[Tuple[str, nn.Module, str, int, int, int]],
+    repeats: int = 3,
+    threads: Optional[int] = 1,
+    seed: int = 0,
+) -> List[Dict[str, Any]]:
     """Wall-clock training time per time step (best of ``repeats`` sequences, no measuring hooks).
 
     ``cases``: (label, model, mode, T, delay_ls, batch_size). Rows: label, mode, T, window, batch,
@@ -262,12 +354,30 @@ def time_per_step(cases: Sequence[Tuple[str, nn.Module, str, int, int, int]], re
                 loss = _mse_to_zero
             best = math.inf
             for _ in range(repeats):
-                m = sequence.measure_sequence(model, inputs, target, steps=T, mode=mode, delay_ls=d if mode == "stllr" else None,
-                                       loss_fn=loss, bptt_loss="last" if loss is not None else "sum",
-                                       saved=False, macs=False)
+                m = sequence.measure_sequence(
+                    model,
+                    inputs,
+                    target,
+                    steps=T,
+                    mode=mode,
+                    delay_ls=d if mode == "stllr" else None,
+                    loss_fn=loss,
+                    bptt_loss="last" if loss is not None else "sum",
+                    saved=False,
+                    macs=False,
+                )
                 best = min(best, m.seconds)
             model.zero_grad(set_to_none=True)
             model.reset_state()
-            rows.append({"label": label, "mode": mode, "T": T, "window": d if mode == "stllr" else T, "batch": bs,
-                         "seconds": best, "ms_per_step": 1e3 * best / T})
+            rows.append(
+                {
+                    "label": label,
+                    "mode": mode,
+                    "T": T,
+                    "window": d if mode == "stllr" else T,
+                    "batch": bs,
+                    "seconds": best,
+                    "ms_per_step": 1e3 * best / T,
+                }
+            )
     return rows

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
+
 import torch
+
 from stllr import measure as M
-from stllr.studies.common import Method, RANDMAN_TASK, RunResult, format_table, make_loaders, num_threads, train_method
+from stllr.studies.common import (
+    RANDMAN_TASK,
+    Method,
+    RunResult,
+    format_table,
+    make_loaders,
+    num_threads,
+    train_method,
+)
 
-__all__ = ['quickstart_config', 'compare_methods', 'training_memory', 'results_table', 'epoch_table', 'timing_table']
+__all__ = [
+    "quickstart_config",
+    "compare_methods",
+    "training_memory",
+    "results_table",
+    "epoch_table",
+    "timing_table",
+]
 
-def quickstart_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> Dict[str, Any]:
+
+def quickstart_config(
+    full: bool = False, epochs: Optional[int] = None, data_path=None
+) -> Dict[str, Any]:
     """The settings of notebook 00.
 
     ``full=False``: the procedural randman task (:data:`RANDMAN_TASK`, T = 50) with
@@ -23,46 +43,108 @@ def quickstart_config(full: bool = False, epochs: Optional[int] = None, data_pat
     """
     if full:
         if not data_path:
-            raise ValueError("FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
-                             "(python data_scripts/download.py shd --data-path DIR)")
-        cfg = dict(dataset="shd", data_path=data_path, data_options={}, epochs=200 if epochs is None else epochs,
-                   optimizer="Adam", lr=2e-4, batch_size=128, val_batch_size=128, T=100,
-                   methods=[Method("stllr", "S-TLLR", "stllr_shd_net", "stllr", (0.5, 1.0, 1.0, 1.0), 90, None),
-                            Method("bptt", "BPTT", "bptt_shd_net", "bptt", (0.5, 1.0, 1.0, 1.0), 90, None)])
+            raise ValueError(
+                "FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
+                "(python data_scripts/download.py shd --data-path DIR)"
+            )
+        cfg = dict(
+            dataset="shd",
+            data_path=data_path,
+            data_options={},
+            epochs=200 if epochs is None else epochs,
+            optimizer="Adam",
+            lr=2e-4,
+            batch_size=128,
+            val_batch_size=128,
+            T=100,
+            methods=[
+                Method("stllr", "S-TLLR", "stllr_shd_net", "stllr", (0.5, 1.0, 1.0, 1.0), 90, None),
+                Method("bptt", "BPTT", "bptt_shd_net", "bptt", (0.5, 1.0, 1.0, 1.0), 90, None),
+            ],
+        )
     else:
-        cfg = dict(dataset="randman", data_path=data_path, data_options=dict(RANDMAN_TASK),
-                   epochs=8 if epochs is None else epochs, optimizer="Adam", lr=2e-3, batch_size=32,
-                   val_batch_size=250, T=RANDMAN_TASK["n_steps"],
-                   methods=[Method("stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), 45,
-                                   "sigmoid"),
-                            Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", (0.5, 1.0, 1.0, 1.0), 45,
-                                   "sigmoid")])
+        cfg = dict(
+            dataset="randman",
+            data_path=data_path,
+            data_options=dict(RANDMAN_TASK),
+            epochs=8 if epochs is None else epochs,
+            optimizer="Adam",
+            lr=2e-3,
+            batch_size=32,
+            val_batch_size=250,
+            T=RANDMAN_TASK["n_steps"],
+            methods=[
+                Method(
+                    "stllr",
+                    "S-TLLR",
+                    "randman_rsnn_stllr",
+                    "stllr",
+                    (0.5, 1.0, 1.0, 1.0),
+                    45,
+                    "sigmoid",
+                ),
+                Method(
+                    "bptt", "BPTT", "randman_rsnn_bptt", "bptt", (0.5, 1.0, 1.0, 1.0), 45, "sigmoid"
+                ),
+            ],
+        )
     cfg["full"] = bool(full)
     return cfg
 
 
-def compare_methods(config: Dict[str, Any], *, seed: int = 0, device="cpu", threads: Optional[int] = 1,
-                    max_train: Optional[int] = None, max_test: Optional[int] = None,
-                    progress: bool = False, data=None) -> Tuple[Dict[str, RunResult], Dict[str, Any]]:
+def compare_methods(
+    config: Dict[str, Any],
+    *,
+    seed: int = 0,
+    device="cpu",
+    threads: Optional[int] = 1,
+    max_train: Optional[int] = None,
+    max_test: Optional[int] = None,
+    progress: bool = False,
+    data=None,
+) -> Tuple[Dict[str, RunResult], Dict[str, Any]]:
     """Train every method of ``config`` (:func:`quickstart_config`) with the same seed and batches.
     ``data``: ``(train_set, test_set, info)`` of :func:`make_loaders` (loaded here if None).
     Returns ``({key: RunResult}, data info)``."""
     if data is None:
-        data = make_loaders(config["dataset"], config["data_path"], config["batch_size"],
-                            config["val_batch_size"], seed, config["data_options"], max_train, max_test)
+        data = make_loaders(
+            config["dataset"],
+            config["data_path"],
+            config["batch_size"],
+            config["val_batch_size"],
+            seed,
+            config["data_options"],
+            max_train,
+            max_test,
+        )
     train_set, test_set, info = data
     info = dict(info)
     runs = {}
     for method in config["methods"]:
-        runs[method.key] = train_method(method, train_set, test_set, info, epochs=config["epochs"],
-                                        lr=config["lr"], optimizer=config["optimizer"], seed=seed, device=device,
-                                        threads=threads, progress=progress)
+        runs[method.key] = train_method(
+            method,
+            train_set,
+            test_set,
+            info,
+            epochs=config["epochs"],
+            lr=config["lr"],
+            optimizer=config["optimizer"],
+            seed=seed,
+            device=device,
+            threads=threads,
+            progress=progress,
+        )
     info["train_set"], info["test_set"] = train_set, test_set
     return runs, info
 
 
-def training_memory(runs: Dict[str, RunResult], info: Dict[str, Any], *, batch_size: Optional[int] = None,
-                    threads: Optional[int] = 1) -> Dict[str, Dict[str, Any]]:
+def training_memory(
+    runs: Dict[str, RunResult],
+    info: Dict[str, Any],
+    *,
+    batch_size: Optional[int] = None,
+    threads: Optional[int] = 1,
+) -> Dict[str, Dict[str, Any]]:
     """Bytes saved for backward during ONE training sequence of each trained model, measured with
     :class:`stllr.measure.SavedTensorTracker` on the first training batch (peak, activations only),
     beside the paper's Eq. 18-19 for the same model shapes and T.
@@ -86,45 +168,72 @@ def training_memory(runs: Dict[str, RunResult], info: Dict[str, Any], *, batch_s
             was_training = model.training
             model.train()
             d = min(int(m.delay_ls), T)
-            meas = M.measure_sequence(model, x, y, mode=m.mode, delay_ls=d if m.mode == "stllr" else None,
-                                      macs=False)
+            meas = M.measure_sequence(
+                model, x, y, mode=m.mode, delay_ls=d if m.mode == "stllr" else None, macs=False
+            )
             model.zero_grad(set_to_none=True)
             model.reset_state()
             model.train(was_training)
             ana = M.analytic_costs(model, T, d, batch_size=1)
             analytic = ana["stllr_memory_bytes"] if m.mode == "stllr" else ana["bptt_memory_bytes"]
-            out[key] = {"label": m.label, "mode": m.mode, "T": T, "delay_ls": d, "batch_size": bs,
-                        "saved_bytes": meas.saved.peak_activation_bytes,
-                        "saved_bytes_per_sample": meas.saved.peak_activation_bytes / bs,
-                        "saved_bytes_all": meas.saved.peak_bytes,
-                        "analytic_bytes_per_sample": analytic, "state_bytes": meas.state["total"],
-                        "sum_neurons": ana["sum_neurons"]}
+            out[key] = {
+                "label": m.label,
+                "mode": m.mode,
+                "T": T,
+                "delay_ls": d,
+                "batch_size": bs,
+                "saved_bytes": meas.saved.peak_activation_bytes,
+                "saved_bytes_per_sample": meas.saved.peak_activation_bytes / bs,
+                "saved_bytes_all": meas.saved.peak_bytes,
+                "analytic_bytes_per_sample": analytic,
+                "state_bytes": meas.state["total"],
+                "sum_neurons": ana["sum_neurons"],
+            }
     s = next((v for v in out.values() if v["mode"] == "stllr"), None)
     b = next((v for v in out.values() if v["mode"] == "bptt"), None)
     if s and b:
-        out["ratio"] = {"memory_ratio": b["saved_bytes"] / s["saved_bytes"],
-                        "memory_ratio_analytic": b["analytic_bytes_per_sample"] / s["analytic_bytes_per_sample"],
-                        "T": T}
+        out["ratio"] = {
+            "memory_ratio": b["saved_bytes"] / s["saved_bytes"],
+            "memory_ratio_analytic": b["analytic_bytes_per_sample"]
+            / s["analytic_bytes_per_sample"],
+            "T": T,
+        }
     return out
 
 
-def results_table(runs: Dict[str, RunResult], memory: Optional[Dict[str, Dict[str, Any]]] = None,
-                  paper: Optional[Dict[str, Tuple[float, float]]] = None) -> str:
+def results_table(
+    runs: Dict[str, RunResult],
+    memory: Optional[Dict[str, Dict[str, Any]]] = None,
+    paper: Optional[Dict[str, Tuple[float, float]]] = None,
+) -> str:
     """Accuracy and memory side by side (deterministic numbers only; times: :func:`timing_table`)."""
     rows = []
     for key, run in runs.items():
-        r = {"method": run.method.label, "params": run.num_parameters, "train": run.final["train_acc"],
-             "test": run.final["test_acc"], "best": run.best_test_acc}
+        r = {
+            "method": run.method.label,
+            "params": run.num_parameters,
+            "train": run.final["train_acc"],
+            "test": run.final["test_acc"],
+            "best": run.best_test_acc,
+        }
         if memory and key in memory:
             r["saved_kb"] = memory[key]["saved_bytes_per_sample"] / 1e3
             r["analytic_kb"] = memory[key]["analytic_bytes_per_sample"] / 1e3
         if paper and key in paper:
             r["paper"] = f"{paper[key][0]:.2f} +- {paper[key][1]:.2f}"
         rows.append(r)
-    cols = [("method", "method", ""), ("params", "params", "d"), ("train", "train acc %", ".2f"),
-            ("test", "test acc %", ".2f"), ("best", "best test %", ".2f")]
+    cols = [
+        ("method", "method", ""),
+        ("params", "params", "d"),
+        ("train", "train acc %", ".2f"),
+        ("test", "test acc %", ".2f"),
+        ("best", "best test %", ".2f"),
+    ]
     if memory:
-        cols += [("saved_kb", "saved kB/sample (measured)", ".1f"), ("analytic_kb", "Eq.18-19 kB/sample", ".1f")]
+        cols += [
+            ("saved_kb", "saved kB/sample (measured)", ".1f"),
+            ("analytic_kb", "Eq.18-19 kB/sample", ".1f"),
+        ]
     if paper:
         cols += [("paper", "paper SHD test %", "")]
     return format_table(rows, cols)
@@ -156,7 +265,20 @@ def timing_table(runs: Dict[str, RunResult]) -> str:
     for run in runs.values():
         tr = run.series("train_time")
         te = [h["test_time"] for h in run.history[1:]]
-        rows.append({"method": run.method.label, "train": sum(tr) / max(len(tr), 1),
-                     "test": sum(te) / max(len(te), 1), "total": sum(tr) + sum(te)})
-    return format_table(rows, [("method", "method", ""), ("train", "train s/epoch", ".2f"),
-                               ("test", "test s/epoch", ".2f"), ("total", "total s", ".1f")])
+        rows.append(
+            {
+                "method": run.method.label,
+                "train": sum(tr) / max(len(tr), 1),
+                "test": sum(te) / max(len(te), 1),
+                "total": sum(tr) + sum(te),
+            }
+        )
+    return format_table(
+        rows,
+        [
+            ("method", "method", ""),
+            ("train", "train s/epoch", ".2f"),
+            ("test", "test s/epoch", ".2f"),
+            ("total", "total s", ".1f"),
+        ],
+    )

@@ -32,15 +32,35 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
 import numpy as np
+
 from stllr.studies.common import Method, format_table, make_loaders, train_method
 
-__all__ = ['SMALL_RANDMAN', 'DataSpec', 'TrialResult', 'Sweep', 'run_trials', 'summary_rows', 'summary_table', 'learning_curve']
+__all__ = [
+    "SMALL_RANDMAN",
+    "DataSpec",
+    "TrialResult",
+    "Sweep",
+    "run_trials",
+    "summary_rows",
+    "summary_table",
+    "learning_curve",
+]
 
 #: A small randman task for sweeps on a laptop: 5 classes, 100 units, T = 30, 300 training and 200
 #: test samples. ``randman_rsnn_stllr`` trains one epoch of it in about 0.25 s on one thread.
-SMALL_RANDMAN = {"n_classes": 5, "n_units": 100, "n_steps": 30, "n_train_per_class": 60, "n_test_per_class": 40,
-                 "manifold_dim": 2, "alpha": 2.0, "jitter": 2.0, "seed": 0}
+SMALL_RANDMAN = {
+    "n_classes": 5,
+    "n_units": 100,
+    "n_steps": 30,
+    "n_train_per_class": 60,
+    "n_test_per_class": 40,
+    "manifold_dim": 2,
+    "alpha": 2.0,
+    "jitter": 2.0,
+    "seed": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +104,11 @@ class TrialResult:
 
     @property
     def best_test_acc(self) -> float:
-        return float(max(h["test_acc"] for h in self.history[1:])) if len(self.history) > 1 \
+        return (
+            float(max(h["test_acc"] for h in self.history[1:]))
+            if len(self.history) > 1
             else float(self.history[0]["test_acc"])
+        )
 
     def to_json(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +118,12 @@ class Sweep(dict):
     """``{method key: [TrialResult of trial 0, 1, ...]}`` in the order the methods were given, plus
     ``labels`` (key -> label) and ``settings`` (what was run)."""
 
-    def __init__(self, *args, labels: Optional[Dict[str, str]] = None, settings: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        *args,
+        labels: Optional[Dict[str, str]] = None,
+        settings: Optional[Dict[str, Any]] = None,
+    ):
         super().__init__(*args)
         self.labels = dict(labels or {})
         self.settings = dict(settings or {})
@@ -105,14 +133,19 @@ class Sweep(dict):
         missing = [k for k in keys if k not in self]
         if missing:
             raise KeyError(f"keys: not in this sweep: {missing}; it holds {list(self)}")
-        return Sweep({k: self[k] for k in keys}, labels={k: self.labels.get(k, k) for k in keys},
-                     settings=self.settings)
+        return Sweep(
+            {k: self[k] for k in keys},
+            labels={k: self.labels.get(k, k) for k in keys},
+            settings=self.settings,
+        )
 
     def accuracies(self, key: str, metric: str = "final") -> np.ndarray:
         """Test accuracies (%) of ``key``'s trials: ``metric`` 'final' (last epoch) or 'best'."""
         if metric not in ("final", "best"):
             raise ValueError(f"metric: expected 'final' or 'best', got {metric!r}")
-        return np.array([r.final_test_acc if metric == "final" else r.best_test_acc for r in self[key]])
+        return np.array(
+            [r.final_test_acc if metric == "final" else r.best_test_acc for r in self[key]]
+        )
 
 
 # ----------------------------------------------------------------------------------- running
@@ -128,10 +161,26 @@ def _method_dict(method: Method) -> Dict[str, Any]:
     return d
 
 
-def _job(method: Method, data: DataSpec, trial: int, seed: int, epochs: int, lr: float, optimizer: str,
-         device: str) -> Dict[str, Any]:
-    return {"method": _method_dict(method), "data": data.as_dict(), "trial": trial, "seed": seed + trial,
-            "epochs": epochs, "lr": lr, "optimizer": optimizer, "device": str(device)}
+def _job(
+    method: Method,
+    data: DataSpec,
+    trial: int,
+    seed: int,
+    epochs: int,
+    lr: float,
+    optimizer: str,
+    device: str,
+) -> Dict[str, Any]:
+    return {
+        "method": _method_dict(method),
+        "data": data.as_dict(),
+        "trial": trial,
+        "seed": seed + trial,
+        "epochs": epochs,
+        "lr": lr,
+        "optimizer": optimizer,
+        "device": str(device),
+    }
 
 
 def _job_id(job: Dict[str, Any]) -> str:
@@ -150,9 +199,16 @@ def _data_for(spec: Dict[str, Any]):
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one dataset per process is enough
-        _DATA_CACHE[key] = make_loaders(spec["dataset"], spec["data_path"], spec["batch_size"],
-                                        spec["val_batch_size"], spec["data_seed"], spec["data_options"],
-                                        spec["max_train"], spec["max_test"])
+        _DATA_CACHE[key] = make_loaders(
+            spec["dataset"],
+            spec["data_path"],
+            spec["batch_size"],
+            spec["val_batch_size"],
+            spec["data_seed"],
+            spec["data_options"],
+            spec["max_train"],
+            spec["max_test"],
+        )
     return _DATA_CACHE[key]
 
 
@@ -162,9 +218,21 @@ def _run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     method = Method(**{**m, "factors": tuple(m["factors"])})
     train_set, test_set, info = _data_for(job["data"])
     info = dict(info, seed=job["seed"])  # the trial's batch order
-    run = train_method(method, train_set, test_set, info, epochs=job["epochs"], lr=job["lr"],
-                       optimizer=job["optimizer"], seed=job["seed"], device=job["device"], threads=1)
-    return TrialResult(method.key, method.label, job["trial"], job["seed"], run.history, run.num_parameters).to_json()
+    run = train_method(
+        method,
+        train_set,
+        test_set,
+        info,
+        epochs=job["epochs"],
+        lr=job["lr"],
+        optimizer=job["optimizer"],
+        seed=job["seed"],
+        device=job["device"],
+        threads=1,
+    )
+    return TrialResult(
+        method.key, method.label, job["trial"], job["seed"], run.history, run.num_parameters
+    ).to_json()
 
 
 def _load_cached(path: Path) -> Optional[Dict[str, Any]]:
@@ -180,9 +248,20 @@ def _save_cached(path: Path, result: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_trials(methods: Sequence[Method], data: DataSpec, *, trials: int = 5, epochs: int, lr: float,
-               optimizer: str = "Adam", seed: int = 0, workers: Optional[int] = None, device: str = "cpu",
-               cache_dir=None, progress: bool = True) -> Sweep:
+def run_trials(
+    methods: Sequence[Method],
+    data: DataSpec,
+    *,
+    trials: int = 5,
+    epochs: int,
+    lr: float,
+    optimizer: str = "Adam",
+    seed: int = 0,
+    workers: Optional[int] = None,
+    device: str = "cpu",
+    cache_dir=None,
+    progress: bool = True,
+) -> Sweep:
     """Train every method ``trials`` times (trial k: seed ``seed + k``) and return a :class:`Sweep`.
 
     Args:
@@ -203,12 +282,16 @@ def run_trials(methods: Sequence[Method], data: DataSpec, *, trials: int = 5, ep
         raise ValueError("methods: expected at least one stllr.studies.common.Method, got none")
     for m in methods:
         if not isinstance(m, Method):
-            raise TypeError(f"methods: expected stllr.studies.common.Method objects, got {type(m).__name__}")
+            raise TypeError(
+                f"methods: expected stllr.studies.common.Method objects, got {type(m).__name__}"
+            )
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"methods: keys must be unique, got {keys}")
     if not isinstance(data, DataSpec):
-        raise TypeError(f"data: expected a stllr.studies.sweeps.DataSpec, got {type(data).__name__}")
+        raise TypeError(
+            f"data: expected a stllr.studies.sweeps.DataSpec, got {type(data).__name__}"
+        )
     trials = _check_positive_int("trials", trials)
     epochs = _check_positive_int("epochs", epochs, 0)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -217,7 +300,11 @@ def run_trials(methods: Sequence[Method], data: DataSpec, *, trials: int = 5, ep
         workers = 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
     workers = _check_positive_int("workers", workers)
 
-    jobs = [_job(m, data, t, seed, epochs, float(lr), optimizer, device) for m in methods for t in range(trials)]
+    jobs = [
+        _job(m, data, t, seed, epochs, float(lr), optimizer, device)
+        for m in methods
+        for t in range(trials)
+    ]
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -263,9 +350,18 @@ def run_trials(methods: Sequence[Method], data: DataSpec, *, trials: int = 5, ep
         if bar is not None:
             bar.close()
 
-    sweep = Sweep(labels={m.key: m.label for m in methods},
-                  settings={"data": data.as_dict(), "trials": trials, "epochs": epochs, "lr": lr,
-                            "optimizer": optimizer, "seed": seed, "device": str(device)})
+    sweep = Sweep(
+        labels={m.key: m.label for m in methods},
+        settings={
+            "data": data.as_dict(),
+            "trials": trials,
+            "epochs": epochs,
+            "lr": lr,
+            "optimizer": optimizer,
+            "seed": seed,
+            "device": str(device),
+        },
+    )
     for m in methods:
         sweep[m.key] = []
     for r in results:
@@ -280,27 +376,50 @@ def summary_rows(sweep: Sweep, metric: str = "final") -> List[Dict[str, Any]]:
     rows = []
     for key in sweep:
         acc = sweep.accuracies(key, metric)
-        rows.append({"key": key, "label": sweep.labels.get(key, key), "n": len(acc), "mean": float(acc.mean()),
-                     "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, "min": float(acc.min()),
-                     "max": float(acc.max())})
+        rows.append(
+            {
+                "key": key,
+                "label": sweep.labels.get(key, key),
+                "n": len(acc),
+                "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "min": float(acc.min()),
+                "max": float(acc.max()),
+            }
+        )
     return rows
 
 
-def summary_table(sweep: Sweep, metric: str = "final", paper: Optional[Mapping[str, Any]] = None,
-                  paper_title: str = "paper") -> str:
+def summary_table(
+    sweep: Sweep,
+    metric: str = "final",
+    paper: Optional[Mapping[str, Any]] = None,
+    paper_title: str = "paper",
+) -> str:
     """A text table of :func:`summary_rows`; ``paper``: ``{key: (mean, std)}`` or ``{key: mean}``
     printed in an extra column (``-`` where absent)."""
     rows = summary_rows(sweep, metric)
-    columns = [("label", "setting", ""), ("n", "trials", "d"), ("acc", f"test acc % ({metric})", ""),
-               ("range", "min - max", "")]
+    columns = [
+        ("label", "setting", ""),
+        ("n", "trials", "d"),
+        ("acc", f"test acc % ({metric})", ""),
+        ("range", "min - max", ""),
+    ]
     table = []
     for r in rows:
-        row = {"label": r["label"], "n": r["n"], "acc": f"{r['mean']:.2f} +- {r['std']:.2f}",
-               "range": f"{r['min']:.1f} - {r['max']:.1f}"}
+        row = {
+            "label": r["label"],
+            "n": r["n"],
+            "acc": f"{r['mean']:.2f} +- {r['std']:.2f}",
+            "range": f"{r['min']:.1f} - {r['max']:.1f}",
+        }
         if paper is not None:
             p = paper.get(r["key"])
-            row["paper"] = "-" if p is None else (f"{p[0]:.2f} +- {p[1]:.2f}" if isinstance(p, (tuple, list))
-                                                   else f"{p:.2f}")
+            row["paper"] = (
+                "-"
+                if p is None
+                else (f"{p[0]:.2f} +- {p[1]:.2f}" if isinstance(p, (tuple, list)) else f"{p:.2f}")
+            )
         table.append(row)
     if paper is not None:
         columns.append(("paper", paper_title, ""))
@@ -312,6 +431,12 @@ def learning_curve(sweep: Sweep, key: str, series: str = "test_acc") -> Dict[str
     Epoch 0 (before training) has no ``train_*`` values and is left out for those."""
     runs = sweep[key]
     epochs = [h["epoch"] for h in runs[0].history if h.get(series) is not None]
-    values = np.array([[h[series] for h in r.history if h.get(series) is not None] for r in runs], dtype=float)
-    return {"epoch": np.array(epochs), "mean": values.mean(0),
-            "std": values.std(0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1]), "values": values}
+    values = np.array(
+        [[h[series] for h in r.history if h.get(series) is not None] for r in runs], dtype=float
+    )
+    return {
+        "epoch": np.array(epochs),
+        "mean": values.mean(0),
+        "std": values.std(0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1]),
+        "values": values,
+    }

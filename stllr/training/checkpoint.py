@@ -8,13 +8,15 @@ import random
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
 import numpy as np
 import torch
 from torch import nn
+
 from stllr.models.registry import load_reference_weights
 from stllr.training.config import ConfigError
 
-__all__ = ['CheckpointError', 'load_checkpoint', 'load_model_weights', 'checkpoint_paths']
+__all__ = ["CheckpointError", "load_checkpoint", "load_model_weights", "checkpoint_paths"]
 
 CHECKPOINT_FORMAT = "stllr-checkpoint"
 
@@ -23,8 +25,10 @@ CHECKPOINT_VERSION = 1
 
 
 #: What :func:`load_checkpoint` accepts (said in every :class:`CheckpointError`).
-CHECKPOINT_EXPECTED = ("expected a torch.save file holding a dict with a 'state_dict' of tensors, as stllr train "
-                       "writes (trial_K_last.pth.tar, trial_K_model_best.pth.tar) or the reference's *.pth.tar")
+CHECKPOINT_EXPECTED = (
+    "expected a torch.save file holding a dict with a 'state_dict' of tensors, as stllr train "
+    "writes (trial_K_last.pth.tar, trial_K_model_best.pth.tar) or the reference's *.pth.tar"
+)
 
 
 class CheckpointError(ConfigError):
@@ -33,8 +37,10 @@ class CheckpointError(ConfigError):
 
     def __init__(self, path: os.PathLike, reason: str, option: Optional[str] = None):
         self.path, self.reason, self.option = os.fspath(path), reason, option
-        super().__init__(f"{option + ' ' if option else ''}{self.path} is not an stllr checkpoint ({reason}); "
-                         f"{CHECKPOINT_EXPECTED}")
+        super().__init__(
+            f"{option + ' ' if option else ''}{self.path} is not an stllr checkpoint ({reason}); "
+            f"{CHECKPOINT_EXPECTED}"
+        )
 
     def for_option(self, option: str) -> "CheckpointError":
         """The same error, naming the command-line option that gave the file (``--resume`` ...)."""
@@ -45,7 +51,13 @@ def _rng_state(loader_generator: Optional[torch.Generator]) -> Dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "numpy": (
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ),
         "python": random.getstate(),
         "loader": loader_generator.get_state() if loader_generator is not None else None,
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -74,7 +86,9 @@ def checkpoint_paths(save_path: os.PathLike, trial: int) -> Tuple[Path, Path]:
     return save / f"trial_{trial}_last.pth.tar", save / f"trial_{trial}_model_best.pth.tar"
 
 
-_LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pre-1.6 torch.save
+_LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(
+    10, "little"
+)  # pre-1.6 torch.save
 
 
 def _unreadable_reason(path: os.PathLike, exc: BaseException) -> str:
@@ -93,8 +107,10 @@ def _unreadable_reason(path: os.PathLike, exc: BaseException) -> str:
         return "the file is empty"
     is_torch_file = zipfile.is_zipfile(path) or head[2:14] == _LEGACY_TORCH_MAGIC
     if is_torch_file and isinstance(exc, pickle.UnpicklingError):
-        return ("it holds Python objects other than tensors, numbers, strings and containers, which are not "
-                "loaded since unpickling them can run arbitrary code")
+        return (
+            "it holds Python objects other than tensors, numbers, strings and containers, which are not "
+            "loaded since unpickling them can run arbitrary code"
+        )
     if zipfile.is_zipfile(path):
         return "it is a zip archive but not a readable torch.save file"
     if head[:1] == b"\x80":
@@ -114,7 +130,11 @@ def _checkpoint_content_reason(ckpt: Any) -> Optional[str]:
         if not any(isinstance(v, torch.Tensor) for v in sd.values()):
             return "its 'state_dict' holds no tensors"
         return None
-    if ckpt and all(isinstance(k, str) for k in ckpt) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+    if (
+        ckpt
+        and all(isinstance(k, str) for k in ckpt)
+        and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+    ):
         return None  # a bare state_dict
     keys = [repr(k) for k in list(ckpt)[:5]]
     more = ", ..." if len(ckpt) > 5 else ""
@@ -128,12 +148,18 @@ def load_checkpoint(path: os.PathLike, map_location="cpu") -> Dict[str, Any]:
     ``state_dict``), or a bare state_dict. Anything else raises :class:`CheckpointError` (one line:
     the file, why, what was expected); a missing file raises FileNotFoundError."""
     try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        with (
+            warnings.catch_warnings()
+        ):  # torch warns about the pickle protocol of files it then refuses
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # unpickling errors, not a torch file, unreadable: not a (safe) checkpoint
+    except (
+        Exception
+    ) as e:  # unpickling errors, not a torch file, unreadable: not a (safe) checkpoint
         raise CheckpointError(path, _unreadable_reason(path, e)) from None
     reason = _checkpoint_content_reason(ckpt)
     if reason is not None:

@@ -10,14 +10,30 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence
+
 import torch
 import torch.nn.functional as F
+
 from stllr.functional import CLI_DEFAULT_FACTORS, check_factors
-from stllr.models.registry import ARCH_ALIASES, get_model_spec
 from stllr.models.common import normalize_feedback_mode, normalize_pooling, resolve_activation
+from stllr.models.registry import ARCH_ALIASES, get_model_spec
+
 log = logging.getLogger("stllr.training")
 
-__all__ = ['TrainConfig', 'ConfigError', 'validate_config', 'make_optimizer', 'make_scheduler', 'make_loss', 'DATASETS', 'TRAINING_MODES', 'BPTT_MODES', 'OPTIMIZERS', 'LOSSES', 'normalize_dataset']
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "validate_config",
+    "make_optimizer",
+    "make_scheduler",
+    "make_loss",
+    "DATASETS",
+    "TRAINING_MODES",
+    "BPTT_MODES",
+    "OPTIMIZERS",
+    "LOSSES",
+    "normalize_dataset",
+]
 
 #: ``stllr``: the rule, one optimizer step per batch; ``stllr_online``: one step per learning step;
 #: ``bptt``: exact gradient of the loss of the logits summed over all T (the reference's BPTT);
@@ -51,17 +67,42 @@ DATASETS = {
 
 
 _DATASET_ALIASES = {
-    "shd": "shd", "dvsgesture": "dvsgesture", "gesture": "dvsgesture", "cifar10dvs": "cifar10dvs",
-    "dvscifar10": "cifar10dvs", "nmnist": "nmnist", "randman": "randman", "movingshapes": "moving_shapes",
+    "shd": "shd",
+    "dvsgesture": "dvsgesture",
+    "gesture": "dvsgesture",
+    "cifar10dvs": "cifar10dvs",
+    "dvscifar10": "cifar10dvs",
+    "nmnist": "nmnist",
+    "randman": "randman",
+    "movingshapes": "moving_shapes",
     "shapes": "moving_shapes",
 }
 
 
 #: Config fields that must be equal to resume a run (everything that changes the numbers).
-_RUN_IDENTITY = ("arch", "dataset", "training_mode", "feedback_mode", "factors", "optimizer", "loss", "lr",
-                 "batch_size", "label_encoding", "activation", "seed", "delay_ls", "scheduler", "pooling",
-                 "weight_decay", "reference_baseline", "data_options", "model_options", "pretrained_model",
-                 "max_batches")
+_RUN_IDENTITY = (
+    "arch",
+    "dataset",
+    "training_mode",
+    "feedback_mode",
+    "factors",
+    "optimizer",
+    "loss",
+    "lr",
+    "batch_size",
+    "label_encoding",
+    "activation",
+    "seed",
+    "delay_ls",
+    "scheduler",
+    "pooling",
+    "weight_decay",
+    "reference_baseline",
+    "data_options",
+    "model_options",
+    "pretrained_model",
+    "max_batches",
+)
 
 
 class ConfigError(ValueError):
@@ -93,7 +134,9 @@ class TrainConfig:
     training_mode: str = "stllr"
     feedback_mode: str = "BP"
     delay_ls: int = 5
-    scheduler: Any = 0  # int T_max of a cosine schedule (0: off), or "cosine" (T_max = epochs) / "off"
+    scheduler: Any = (
+        0  # int T_max of a cosine schedule (0: off), or "cosine" (T_max = epochs) / "off"
+    )
     print_freq: int = 200
     factors: Sequence[float] = CLI_DEFAULT_FACTORS
     pooling: str = "MAX"
@@ -118,8 +161,10 @@ class TrainConfig:
 def normalize_dataset(name: str) -> str:
     key = str(name).lower().replace("-", "").replace("_", "")
     if key not in _DATASET_ALIASES:
-        raise ConfigError(f"unknown dataset {name!r}; expected one of: SHD, DVSGesture, CIFAR10DVS, NMNIST, "
-                          "randman, moving_shapes")
+        raise ConfigError(
+            f"unknown dataset {name!r}; expected one of: SHD, DVSGesture, CIFAR10DVS, NMNIST, "
+            "randman, moving_shapes"
+        )
     return _DATASET_ALIASES[key]
 
 
@@ -133,7 +178,9 @@ def _resolve_scheduler(value, epochs: int) -> int:
         try:
             value = int(key)
         except ValueError:
-            raise ConfigError(f"--scheduler: expected an integer T_max (0 = off), 'cosine' or 'off', got {value!r}") from None
+            raise ConfigError(
+                f"--scheduler: expected an integer T_max (0 = off), 'cosine' or 'off', got {value!r}"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"--scheduler: expected an integer T_max >= 0 (0 = off), got {value!r}")
     return int(value)
@@ -150,10 +197,14 @@ def _positive_int(value, flag: str, allow_none: bool = False):
 def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     """Check and normalise ``cfg`` (returns a new config). Raises :class:`ConfigError` with a
     one-line message for anything that would fail later; costs no data loading."""
-    c = dataclasses.replace(cfg, data_options=dict(cfg.data_options), model_options=dict(cfg.model_options))
+    c = dataclasses.replace(
+        cfg, data_options=dict(cfg.data_options), model_options=dict(cfg.model_options)
+    )
     # architecture
     if c.arch in ARCH_ALIASES:
-        log.warning("arch %r (as printed in the reference README) is %r", c.arch, ARCH_ALIASES[c.arch])
+        log.warning(
+            "arch %r (as printed in the reference README) is %r", c.arch, ARCH_ALIASES[c.arch]
+        )
     try:
         spec = get_model_spec(c.arch)
     except ValueError as e:
@@ -163,9 +214,15 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     c.dataset = normalize_dataset(c.dataset)
     family, is_real = DATASETS[c.dataset]
     if family != spec.family:
-        shape = "(features,) sequences" if spec.family == "recurrent" else "(channels, height, width) frames"
-        raise ConfigError(f"arch {c.arch} expects {shape}; dataset {c.dataset} does not provide them "
-                          f"(use e.g. --arch {_suggest_arch(c.dataset)})")
+        shape = (
+            "(features,) sequences"
+            if spec.family == "recurrent"
+            else "(channels, height, width) frames"
+        )
+        raise ConfigError(
+            f"arch {c.arch} expects {shape}; dataset {c.dataset} does not provide them "
+            f"(use e.g. --arch {_suggest_arch(c.dataset)})"
+        )
     # numbers
     for name in ("trials", "epochs", "batch_size", "val_batch_size", "delay_ls", "print_freq"):
         _positive_int(getattr(c, name), "--" + name.replace("_", "-"))
@@ -177,7 +234,11 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
         raise ConfigError(f"--num-workers: expected an integer >= 0, got {c.num_workers!r}")
     if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
         raise ConfigError(f"--lr: expected a positive number, got {c.lr!r}")
-    if not (isinstance(c.weight_decay, (int, float)) and math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+    if not (
+        isinstance(c.weight_decay, (int, float))
+        and math.isfinite(c.weight_decay)
+        and c.weight_decay >= 0
+    ):
         raise ConfigError(f"--weight-decay: expected a number >= 0, got {c.weight_decay!r}")
     if not isinstance(c.seed, int) or isinstance(c.seed, bool):
         raise ConfigError(f"--seed: expected an integer, got {c.seed!r}")
@@ -193,23 +254,37 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
         raise ConfigError("--feedback-mode: " + str(e)) from None
     c.feedback_mode = {"bp": "BP", "dfa": "DFA", "sdfa": "sDFA"}[mode]
     if c.label_encoding not in LABEL_ENCODINGS:
-        raise ConfigError(f"--label-encoding: expected 'class' or 'one-hot', got {c.label_encoding!r}")
+        raise ConfigError(
+            f"--label-encoding: expected 'class' or 'one-hot', got {c.label_encoding!r}"
+        )
     if mode != "bp" and c.label_encoding != "one-hot":
-        raise ConfigError(f"--feedback-mode {c.feedback_mode} needs one-hot labels: add --label-encoding one-hot")
+        raise ConfigError(
+            f"--feedback-mode {c.feedback_mode} needs one-hot labels: add --label-encoding one-hot"
+        )
     if mode != "bp" and not spec.is_stllr:
-        raise ConfigError(f"--feedback-mode {c.feedback_mode} needs an S-TLLR arch; {c.arch} is trained by BPTT")
+        raise ConfigError(
+            f"--feedback-mode {c.feedback_mode} needs an S-TLLR arch; {c.arch} is trained by BPTT"
+        )
     if c.training_mode not in TRAINING_MODES:
-        raise ConfigError(f"--training-mode: expected one of {', '.join(TRAINING_MODES)}, got {c.training_mode!r}")
+        raise ConfigError(
+            f"--training-mode: expected one of {', '.join(TRAINING_MODES)}, got {c.training_mode!r}"
+        )
     if spec.is_stllr and c.training_mode in BPTT_MODES:
-        raise ConfigError(f"--training-mode {c.training_mode} needs a BPTT arch (e.g. {spec.twin}); "
-                          f"{c.arch} is an S-TLLR model")
+        raise ConfigError(
+            f"--training-mode {c.training_mode} needs a BPTT arch (e.g. {spec.twin}); "
+            f"{c.arch} is an S-TLLR model"
+        )
     if not spec.is_stllr and c.training_mode not in BPTT_MODES:
-        raise ConfigError(f"arch {c.arch} is a BPTT model: use --training-mode bptt or bptt_window "
-                          f"(or the S-TLLR arch {spec.twin})")
+        raise ConfigError(
+            f"arch {c.arch} is a BPTT model: use --training-mode bptt or bptt_window "
+            f"(or the S-TLLR arch {spec.twin})"
+        )
     # optimisation
     key = str(c.optimizer).lower()
     if key not in OPTIMIZERS:
-        raise ConfigError(f"--optimizer: expected one of SGD, NAG, Adam, RMSprop, Rprop, got {c.optimizer!r}")
+        raise ConfigError(
+            f"--optimizer: expected one of SGD, NAG, Adam, RMSprop, Rprop, got {c.optimizer!r}"
+        )
     c.optimizer = OPTIMIZERS[key]
     if c.optimizer == "Rprop" and c.weight_decay:
         raise ConfigError("--weight-decay: Rprop takes no weight decay")
@@ -220,7 +295,9 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
         c.pooling = normalize_pooling(c.pooling)
         resolve_activation(c.activation)
     except ValueError as e:
-        raise ConfigError(("--pooling: " if "pooling" in str(e) else "--activation: ") + str(e).split(": ", 1)[-1]) from None
+        raise ConfigError(
+            ("--pooling: " if "pooling" in str(e) else "--activation: ") + str(e).split(": ", 1)[-1]
+        ) from None
     # files
     if c.pretrained_model is not None and not os.path.isfile(c.pretrained_model):
         raise ConfigError(f"--pretrained-model: no such file {c.pretrained_model!r}")
@@ -235,29 +312,41 @@ def _check_data_options(name: str, options: Dict[str, Any]) -> None:
         return
     try:
         from stllr import data as sdata
+
         valid = sdata.dataset_options(name)
     except (ImportError, AttributeError):
         return
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(f"--data-option: unknown option(s) {', '.join(unknown)} for dataset {name}; "
-                          f"valid: {', '.join(sorted(valid))}")
+        raise ConfigError(
+            f"--data-option: unknown option(s) {', '.join(unknown)} for dataset {name}; "
+            f"valid: {', '.join(sorted(valid))}"
+        )
 
 
 def _suggest_arch(dataset: str) -> str:
-    return {"shd": "stllr_shd_net", "dvsgesture": "dvs_vgg_stllr", "cifar10dvs": "dvscifar10_vgg_stllr",
-            "nmnist": "nmnist_vgg_stllr", "randman": "randman_rsnn_stllr",
-            "moving_shapes": "shapes_cnn_stllr"}[dataset]
+    return {
+        "shd": "stllr_shd_net",
+        "dvsgesture": "dvs_vgg_stllr",
+        "cifar10dvs": "dvscifar10_vgg_stllr",
+        "nmnist": "nmnist_vgg_stllr",
+        "randman": "randman_rsnn_stllr",
+        "moving_shapes": "shapes_cnn_stllr",
+    }[dataset]
 
 
 def _check_real_dataset(name: str, data_path: Optional[str]) -> None:
     """Fail fast (no loading) when a recorded dataset is not where --data-path says."""
     if not data_path:
-        raise ConfigError(f"--data-path is required for dataset {name} (download it with: "
-                          f"python data_scripts/download.py {name} --data-path DIR)")
+        raise ConfigError(
+            f"--data-path is required for dataset {name} (download it with: "
+            f"python data_scripts/download.py {name} --data-path DIR)"
+        )
     if not os.path.isdir(data_path):
-        raise ConfigError(f"--data-path {data_path!r} is not a folder (download {name} with: "
-                          f"python data_scripts/download.py {name} --data-path {data_path})")
+        raise ConfigError(
+            f"--data-path {data_path!r} is not a folder (download {name} with: "
+            f"python data_scripts/download.py {name} --data-path {data_path})"
+        )
     try:
         from stllr import data as sdata
     except ImportError:
@@ -274,7 +363,9 @@ def _check_real_dataset(name: str, data_path: Optional[str]) -> None:
 # ======================================================================================
 # Optimisation pieces
 # ======================================================================================
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """Adam, SGD, NAG (SGD, nesterov momentum 0.9), RMSprop, Rprop. Weight decay (L2) applies to
     all five (the reference drops it for NAG, RMSprop and Rprop)."""
     key = OPTIMIZERS.get(str(name).lower())
@@ -284,7 +375,9 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     if key == "SGD":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if key == "NAG":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
     if key == "RMSprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     if key == "Rprop":
@@ -313,7 +406,9 @@ def make_loss(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tens
     if key == "MSE":
         return lambda out, y: F.mse_loss(out, F.one_hot(y, num_classes).to(out.dtype))
     if key == "BCE":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out, F.one_hot(y, num_classes).to(out.dtype))
+        return lambda out, y: F.binary_cross_entropy_with_logits(
+            out, F.one_hot(y, num_classes).to(out.dtype)
+        )
     raise ValueError(f"loss: unknown {name!r}")
 
 

@@ -21,11 +21,25 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence
+
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ['DistContext', 'init_distributed', 'cleanup_distributed', 'is_distributed_env', 'broadcast_module', 'allreduce_gradients', 'allreduce_sum', 'allreduce_max', 'ShardedShuffleSampler', 'EvalShardSampler', 'barrier']
+__all__ = [
+    "DistContext",
+    "init_distributed",
+    "cleanup_distributed",
+    "is_distributed_env",
+    "broadcast_module",
+    "allreduce_gradients",
+    "allreduce_sum",
+    "allreduce_max",
+    "ShardedShuffleSampler",
+    "EvalShardSampler",
+    "barrier",
+]
+
 
 @dataclass
 class DistContext:
@@ -74,8 +88,14 @@ def init_distributed(cpu: bool = False) -> DistContext:
         _import_modules_that_capture_world()
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
         owns = True
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend, device=device,
-                       owns_group=owns)
+    return DistContext(
+        rank=rank,
+        world_size=world,
+        local_rank=local_rank,
+        backend=backend,
+        device=device,
+        owns_group=owns,
+    )
 
 
 def _import_modules_that_capture_world() -> None:
@@ -129,7 +149,7 @@ def allreduce_gradients(params: Iterable[torch.nn.Parameter], ctx: DistContext) 
     offset = 0
     for g in grads:
         n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 
@@ -160,8 +180,14 @@ class ShardedShuffleSampler(Sampler[int]):
     the consecutive global batches of size W*b of a single process with the same seed.
     """
 
-    def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
-                 shuffle: bool = True):
+    def __init__(
+        self,
+        num_samples: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
         if num_samples <= 0:
             raise ValueError("ShardedShuffleSampler: the dataset is empty")
         self.n = int(num_samples)
@@ -188,7 +214,7 @@ class ShardedShuffleSampler(Sampler[int]):
         return idx
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.rank::self.num_replicas])
+        return iter(self.order()[self.rank :: self.num_replicas])
 
     def __len__(self) -> int:
         return self.per_rank

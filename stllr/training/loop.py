@@ -8,14 +8,17 @@ import random
 import sys
 import time
 from typing import Callable, Dict, Optional
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from stllr.training import distributed as D
 from stllr.training.config import BPTT_MODES, TRAINING_MODES
 
-__all__ = ['train_batch', 'run_epoch', 'evaluate', 'seed_everything']
+__all__ = ["train_batch", "run_epoch", "evaluate", "seed_everything"]
+
 
 # ======================================================================================
 # One batch, one epoch
@@ -25,10 +28,17 @@ def _time_major(frames: torch.Tensor) -> torch.Tensor:
     return frames.transpose(0, 1).contiguous()
 
 
-def train_batch(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-                loss_fn, mode: str = "stllr", delay_ls: int = 5,
-                grad_sync: Optional[Callable[[], None]] = None,
-                after_backward: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+def train_batch(
+    model: nn.Module,
+    frames: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_fn,
+    mode: str = "stllr",
+    delay_ls: int = 5,
+    grad_sync: Optional[Callable[[], None]] = None,
+    after_backward: Optional[Callable[[int], None]] = None,
+) -> torch.Tensor:
     """Train on one batch. frames: [B, T, ...] (batch-major, as the loaders give them), labels [B].
 
     Returns the detached prediction (logits summed over all T), [B, classes]. ``grad_sync`` is
@@ -112,6 +122,7 @@ class _MemoryMeter:
         else:
             try:
                 import psutil
+
                 self._proc = psutil.Process()
             except ImportError:  # pragma: no cover
                 self._proc = None
@@ -128,6 +139,7 @@ class _MemoryMeter:
             self.peak = max(self.peak, self._proc.memory_info().rss)
         else:  # pragma: no cover
             import resource
+
             self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
     def peak_mb(self) -> float:
@@ -139,7 +151,15 @@ class _MemoryMeter:
 
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
 
 
 def _num_batches(loader, max_batches: Optional[int]) -> int:
@@ -150,10 +170,22 @@ def _num_batches(loader, max_batches: Optional[int]) -> int:
     return min(n, max_batches) if max_batches else n
 
 
-def run_epoch(model: nn.Module, loader, *, optimizer=None, loss_fn, mode: str = "stllr", delay_ls: int = 5,
-              device: torch.device = torch.device("cpu"), max_batches: Optional[int] = None,
-              ctx: Optional[D.DistContext] = None, progress: bool = False, desc: str = "",
-              print_freq: int = 0, logger: Optional[logging.Logger] = None) -> Dict[str, float]:
+def run_epoch(
+    model: nn.Module,
+    loader,
+    *,
+    optimizer=None,
+    loss_fn,
+    mode: str = "stllr",
+    delay_ls: int = 5,
+    device: torch.device = torch.device("cpu"),
+    max_batches: Optional[int] = None,
+    ctx: Optional[D.DistContext] = None,
+    progress: bool = False,
+    desc: str = "",
+    print_freq: int = 0,
+    logger: Optional[logging.Logger] = None,
+) -> Dict[str, float]:
     """One pass over ``loader``: training when ``optimizer`` is given, else evaluation.
 
     Returns ``{"acc": %, "loss": mean loss of the summed logits, "samples": n, "time": s,
@@ -163,7 +195,11 @@ def run_epoch(model: nn.Module, loader, *, optimizer=None, loss_fn, mode: str = 
     ctx = ctx or D.DistContext(device=device)
     training = optimizer is not None
     model.train(training)
-    grad_sync = (lambda: D.allreduce_gradients(model.parameters(), ctx)) if (training and ctx.enabled) else None
+    grad_sync = (
+        (lambda: D.allreduce_gradients(model.parameters(), ctx))
+        if (training and ctx.enabled)
+        else None
+    )
     meter = _MemoryMeter(device)
     total = _num_batches(loader, max_batches)
     correct = 0.0
@@ -181,9 +217,13 @@ def run_epoch(model: nn.Module, loader, *, optimizer=None, loss_fn, mode: str = 
                 if ctx.enabled:  # every rank runs the same number of steps (zero-padded at the end)
                     steps = D.allreduce_max(frames.shape[1], ctx)
                     if steps > frames.shape[1]:
-                        pad = frames.new_zeros((frames.shape[0], steps - frames.shape[1]) + frames.shape[2:])
+                        pad = frames.new_zeros(
+                            (frames.shape[0], steps - frames.shape[1]) + frames.shape[2:]
+                        )
                         frames = torch.cat((frames, pad), dim=1)
-                pred = train_batch(model, frames, labels, optimizer, loss_fn, mode, delay_ls, grad_sync)
+                pred = train_batch(
+                    model, frames, labels, optimizer, loss_fn, mode, delay_ls, grad_sync
+                )
             else:
                 pred = predict(model, frames)
             with torch.no_grad():
@@ -197,25 +237,54 @@ def run_epoch(model: nn.Module, loader, *, optimizer=None, loss_fn, mode: str = 
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{100 * correct / count:.2f}")
             if logger is not None and print_freq and (i + 1) % print_freq == 0:
-                logger.info("%s [%d/%d] loss %.4f acc %.2f", desc, i + 1, total, loss_sum / count,
-                            100 * correct / count)
+                logger.info(
+                    "%s [%d/%d] loss %.4f acc %.2f",
+                    desc,
+                    i + 1,
+                    total,
+                    loss_sum / count,
+                    100 * correct / count,
+                )
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
     correct, loss_sum, count = D.allreduce_sum([correct, loss_sum, count], ctx)
     if count == 0:
         raise RuntimeError(f"{desc or 'epoch'}: the data loader produced no batch")
-    return {"acc": 100.0 * correct / count, "loss": loss_sum / count, "samples": int(count), "time": elapsed,
-            "peak_memory_mb": meter.peak_mb(), "memory_kind": meter.kind}
+    return {
+        "acc": 100.0 * correct / count,
+        "loss": loss_sum / count,
+        "samples": int(count),
+        "time": elapsed,
+        "peak_memory_mb": meter.peak_mb(),
+        "memory_kind": meter.kind,
+    }
 
 
-def evaluate(model: nn.Module, loader, loss_fn=None, device=torch.device("cpu"), max_batches=None,
-             ctx: Optional[D.DistContext] = None, progress: bool = False, desc: str = "test") -> Dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader,
+    loss_fn=None,
+    device=torch.device("cpu"),
+    max_batches=None,
+    ctx: Optional[D.DistContext] = None,
+    progress: bool = False,
+    desc: str = "test",
+) -> Dict[str, float]:
     """Accuracy (%) and mean loss of the summed logits over ``loader`` (no learning)."""
     if loss_fn is None:
         loss_fn = F.cross_entropy
-    return run_epoch(model, loader, optimizer=None, loss_fn=loss_fn, device=device, max_batches=max_batches,
-                     ctx=ctx, progress=progress, desc=desc)
+    return run_epoch(
+        model,
+        loader,
+        optimizer=None,
+        loss_fn=loss_fn,
+        device=device,
+        max_batches=max_batches,
+        ctx=ctx,
+        progress=progress,
+        desc=desc,
+    )
 
 
 # ======================================================================================

@@ -16,17 +16,41 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
+
 import numpy as np
 import torch
 from torch import nn
-from stllr.training import distributed as D
-from stllr.models.registry import build_model, get_model_spec, load_reference_weights, count_parameters
+
 from stllr._io import atomic_torch_save, atomic_write_text
-from stllr.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, _rng_state, _set_rng_state, checkpoint_paths, load_checkpoint, load_model_weights
-from stllr.training.config import ConfigError, TrainConfig, _RUN_IDENTITY, make_loss, make_optimizer, make_scheduler, validate_config
+from stllr.models.registry import (
+    build_model,
+    count_parameters,
+    get_model_spec,
+    load_reference_weights,
+)
+from stllr.training import distributed as D
+from stllr.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    _rng_state,
+    _set_rng_state,
+    checkpoint_paths,
+    load_checkpoint,
+    load_model_weights,
+)
+from stllr.training.config import (
+    _RUN_IDENTITY,
+    ConfigError,
+    TrainConfig,
+    make_loss,
+    make_optimizer,
+    make_scheduler,
+    validate_config,
+)
 from stllr.training.loop import evaluate, run_epoch, seed_everything
 
-__all__ = ['train', 'train_trial', 'evaluate_checkpoint']
+__all__ = ["train", "train_trial", "evaluate_checkpoint"]
 
 log = logging.getLogger("stllr.training")
 
@@ -59,15 +83,32 @@ def _summary(trials: Dict[int, List[Dict[str, Any]]]) -> Dict[str, Any]:
     }
 
 
-_CSV_FIELDS = ("trial", "seed", "epoch", "train_acc", "train_loss", "test_acc", "test_loss", "lr", "epoch_time",
-               "train_time", "test_time", "peak_memory_mb", "memory_kind")
+_CSV_FIELDS = (
+    "trial",
+    "seed",
+    "epoch",
+    "train_acc",
+    "train_loss",
+    "test_acc",
+    "test_loss",
+    "lr",
+    "epoch_time",
+    "train_time",
+    "test_time",
+    "peak_memory_mb",
+    "memory_kind",
+)
 
 
-def _write_results(save: Path, cfg: TrainConfig, meta: Dict[str, Any], trials: Dict[int, List[Dict[str, Any]]]):
+def _write_results(
+    save: Path, cfg: TrainConfig, meta: Dict[str, Any], trials: Dict[int, List[Dict[str, Any]]]
+):
     payload = {
         "config": cfg.to_dict(),
         **meta,
-        "trials": [{"trial": k, "seed": cfg.seed + k - 1, "epochs": h} for k, h in sorted(trials.items())],
+        "trials": [
+            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h} for k, h in sorted(trials.items())
+        ],
         "summary": _summary(trials),
     }
     atomic_write_text(save / RESULTS_FILE, json.dumps(payload, indent=2) + "\n")
@@ -84,6 +125,7 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record):
         try:
             from tqdm.auto import tqdm
+
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover
             self.handleError(record)
@@ -133,16 +175,30 @@ def _load_data(cfg: TrainConfig, ctx: D.DistContext, train: bool = True) -> _Dat
     are built here, with our samplers: :func:`stllr.data.get_loaders` would take the dataset option
     ``seed`` as its shuffling seed, so the datasets are requested directly)."""
     from stllr import data as sdata
+
     try:
-        train_set = sdata.get_dataset(cfg.dataset, cfg.data_path, True, **cfg.data_options) if train else None
+        train_set = (
+            sdata.get_dataset(cfg.dataset, cfg.data_path, True, **cfg.data_options)
+            if train
+            else None
+        )
         test_set = sdata.get_dataset(cfg.dataset, cfg.data_path, False, **cfg.data_options)
     except TypeError as e:
         raise ConfigError(f"--data-option: {e}") from None
     ref = test_set
-    info = {"num_classes": int(ref.num_classes), "input_shape": tuple(int(s) for s in ref.input_shape),
-            "T": getattr(ref, "T", None)}
-    return _Data(train_set, test_set, info, sdata.pad_collate,
-                 max(1, math.ceil(cfg.val_batch_size / ctx.world_size)), cfg.num_workers)
+    info = {
+        "num_classes": int(ref.num_classes),
+        "input_shape": tuple(int(s) for s in ref.input_shape),
+        "T": getattr(ref, "T", None),
+    }
+    return _Data(
+        train_set,
+        test_set,
+        info,
+        sdata.pad_collate,
+        max(1, math.ceil(cfg.val_batch_size / ctx.world_size)),
+        cfg.num_workers,
+    )
 
 
 def _info(info, key, default=None):
@@ -151,10 +207,18 @@ def _info(info, key, default=None):
     return getattr(info, key, default)
 
 
-def _make_loader(dataset, batch_size: int, sampler, generator: Optional[torch.Generator], collate, num_workers=0):
+def _make_loader(
+    dataset, batch_size: int, sampler, generator: Optional[torch.Generator], collate, num_workers=0
+):
     """A DataLoader over ``dataset`` with our sampler (padding collate of stllr.data)."""
-    kw = dict(batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=num_workers,
-              generator=generator, pin_memory=torch.cuda.is_available())
+    kw = dict(
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )
     if num_workers > 0:
         kw["persistent_workers"] = True
     return torch.utils.data.DataLoader(dataset, **kw)
@@ -169,21 +233,39 @@ def _identity(cfg_dict: Dict[str, Any]) -> Dict[str, Any]:
 
 def _check_resume_compatible(saved: Dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     a, b = _identity(saved), _identity(cfg.to_dict())
-    diffs = [k for k in _RUN_IDENTITY if json.dumps(a[k], sort_keys=True) != json.dumps(b[k], sort_keys=True)]
+    diffs = [
+        k
+        for k in _RUN_IDENTITY
+        if json.dumps(a[k], sort_keys=True) != json.dumps(b[k], sort_keys=True)
+    ]
     if diffs:
         k = diffs[0]
-        raise ConfigError(f"--resume: {path} was written with {k}={a[k]!r}, this run has {k}={b[k]!r}")
+        raise ConfigError(
+            f"--resume: {path} was written with {k}={a[k]!r}, this run has {k}={b[k]!r}"
+        )
 
 
 def _build(cfg: TrainConfig, info) -> nn.Module:
-    return build_model(cfg.arch, num_classes=int(_info(info, "num_classes")),
-                       input_shape=tuple(_info(info, "input_shape")), factors=cfg.factors,
-                       feedback_mode=cfg.feedback_mode, psi=cfg.activation, pooling=cfg.pooling,
-                       reference_baseline=cfg.reference_baseline, **cfg.model_options)
+    return build_model(
+        cfg.arch,
+        num_classes=int(_info(info, "num_classes")),
+        input_shape=tuple(_info(info, "input_shape")),
+        factors=cfg.factors,
+        feedback_mode=cfg.feedback_mode,
+        psi=cfg.activation,
+        pooling=cfg.pooling,
+        reference_baseline=cfg.reference_baseline,
+        **cfg.model_options,
+    )
 
 
-def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
-                on_epoch: Optional[Callable[[int, List[Dict[str, Any]]], None]] = None) -> List[Dict[str, Any]]:
+def train_trial(
+    cfg: TrainConfig,
+    trial: int,
+    data: "_Data",
+    ctx: D.DistContext,
+    on_epoch: Optional[Callable[[int, List[Dict[str, Any]]], None]] = None,
+) -> List[Dict[str, Any]]:
     """Train trial ``trial`` (1-based; seed ``cfg.seed + trial - 1``) for ``cfg.epochs`` epochs and
     return its per-epoch metrics. Writes (rank 0) the trial's last and best checkpoints in
     ``cfg.save_path`` after every epoch; with ``cfg.resume`` continues from the last one."""
@@ -199,9 +281,15 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
         except CheckpointError as e:
             raise e.for_option("--pretrained-model") from None
         except ValueError as e:
-            raise ConfigError(f"--pretrained-model {cfg.pretrained_model}: {str(e).split(': ', 1)[-1]}") from None
-        log.info("loaded %s (missing keys: %d, unexpected keys: %d)", cfg.pretrained_model, len(missing),
-                 len(unexpected))
+            raise ConfigError(
+                f"--pretrained-model {cfg.pretrained_model}: {str(e).split(': ', 1)[-1]}"
+            ) from None
+        log.info(
+            "loaded %s (missing keys: %d, unexpected keys: %d)",
+            cfg.pretrained_model,
+            len(missing),
+            len(unexpected),
+        )
     D.broadcast_module(model, ctx)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.scheduler)
@@ -210,10 +298,13 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
     sampler = D.ShardedShuffleSampler(len(data.train_set), ctx.world_size, ctx.rank, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed)
-    train_loader = _make_loader(data.train_set, local_bs, sampler, generator, data.collate, data.num_workers)
+    train_loader = _make_loader(
+        data.train_set, local_bs, sampler, generator, data.collate, data.num_workers
+    )
     test_sampler = D.EvalShardSampler(len(data.test_set), ctx.world_size, ctx.rank)
-    test_loader = _make_loader(data.test_set, data.val_batch_size, test_sampler, None, data.collate,
-                               data.num_workers)
+    test_loader = _make_loader(
+        data.test_set, data.val_batch_size, test_sampler, None, data.collate, data.num_workers
+    )
 
     history: List[Dict[str, Any]] = []
     best_acc = -1.0
@@ -238,7 +329,12 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
         else:  # other ranks: their own deterministic stream for the rest of the run
             seed_everything(seed + 7919 * ctx.rank + 104729 * start_epoch)
         if start_epoch > cfg.epochs:
-            log.info("trial %d: already trained for %d epochs (checkpoint %s)", trial, start_epoch - 1, last_path)
+            log.info(
+                "trial %d: already trained for %d epochs (checkpoint %s)",
+                trial,
+                start_epoch - 1,
+                last_path,
+            )
         else:
             log.info("trial %d: resuming at epoch %d from %s", trial, start_epoch, last_path)
     elif ctx.enabled and ctx.rank > 0:
@@ -248,41 +344,102 @@ def train_trial(cfg: TrainConfig, trial: int, data: "_Data", ctx: D.DistContext,
     for epoch in range(start_epoch, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        tr = run_epoch(model, train_loader, optimizer=optimizer, loss_fn=loss_fn, mode=cfg.training_mode,
-                       delay_ls=cfg.delay_ls, device=device, max_batches=cfg.max_batches, ctx=ctx,
-                       progress=bool(cfg.progress), desc=f"trial {trial} epoch {epoch} train",
-                       print_freq=cfg.print_freq, logger=log)
-        te = run_epoch(model, test_loader, optimizer=None, loss_fn=loss_fn, device=device,
-                       max_batches=cfg.max_batches, ctx=ctx, progress=bool(cfg.progress),
-                       desc=f"trial {trial} epoch {epoch} test")
+        tr = run_epoch(
+            model,
+            train_loader,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            mode=cfg.training_mode,
+            delay_ls=cfg.delay_ls,
+            device=device,
+            max_batches=cfg.max_batches,
+            ctx=ctx,
+            progress=bool(cfg.progress),
+            desc=f"trial {trial} epoch {epoch} train",
+            print_freq=cfg.print_freq,
+            logger=log,
+        )
+        te = run_epoch(
+            model,
+            test_loader,
+            optimizer=None,
+            loss_fn=loss_fn,
+            device=device,
+            max_batches=cfg.max_batches,
+            ctx=ctx,
+            progress=bool(cfg.progress),
+            desc=f"trial {trial} epoch {epoch} test",
+        )
         if scheduler is not None:
             scheduler.step()
         record = {
-            "epoch": epoch, "train_acc": tr["acc"], "train_loss": tr["loss"], "test_acc": te["acc"],
-            "test_loss": te["loss"], "lr": lr, "train_samples": tr["samples"], "test_samples": te["samples"],
-            "train_time": tr["time"], "test_time": te["time"], "epoch_time": tr["time"] + te["time"],
-            "peak_memory_mb": max(tr["peak_memory_mb"], te["peak_memory_mb"]), "memory_kind": tr["memory_kind"],
+            "epoch": epoch,
+            "train_acc": tr["acc"],
+            "train_loss": tr["loss"],
+            "test_acc": te["acc"],
+            "test_loss": te["loss"],
+            "lr": lr,
+            "train_samples": tr["samples"],
+            "test_samples": te["samples"],
+            "train_time": tr["time"],
+            "test_time": te["time"],
+            "epoch_time": tr["time"] + te["time"],
+            "peak_memory_mb": max(tr["peak_memory_mb"], te["peak_memory_mb"]),
+            "memory_kind": tr["memory_kind"],
         }
         history.append(record)
         is_best = te["acc"] > best_acc
         best_acc = max(best_acc, te["acc"])
-        log.info("trial %d epoch %d/%d: train acc %.2f loss %.4f | test acc %.2f loss %.4f | best %.2f | "
-                 "%.1f s | peak memory %.0f MB (%s)", trial, epoch, cfg.epochs, tr["acc"], tr["loss"], te["acc"],
-                 te["loss"], best_acc, record["epoch_time"], record["peak_memory_mb"], record["memory_kind"])
+        log.info(
+            "trial %d epoch %d/%d: train acc %.2f loss %.4f | test acc %.2f loss %.4f | best %.2f | "
+            "%.1f s | peak memory %.0f MB (%s)",
+            trial,
+            epoch,
+            cfg.epochs,
+            tr["acc"],
+            tr["loss"],
+            te["acc"],
+            te["loss"],
+            best_acc,
+            record["epoch_time"],
+            record["peak_memory_mb"],
+            record["memory_kind"],
+        )
         if ctx.is_main:
             cfg_dict = cfg.to_dict()
             if is_best:
-                atomic_torch_save({"epoch": epoch, "arch": cfg.arch, "state_dict": model.state_dict(),
-                                   "best_acc1": best_acc, "optimizer": optimizer.state_dict(), "config": cfg_dict,
-                                   "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "trial": trial},
-                                  best_path)
-            atomic_torch_save({
-                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "trial": trial, "seed": seed,
-                "epoch": epoch, "arch": cfg.arch, "config": cfg_dict, "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "best_acc1": best_acc, "history": history, "rng": _rng_state(generator),
-            }, last_path)
+                atomic_torch_save(
+                    {
+                        "epoch": epoch,
+                        "arch": cfg.arch,
+                        "state_dict": model.state_dict(),
+                        "best_acc1": best_acc,
+                        "optimizer": optimizer.state_dict(),
+                        "config": cfg_dict,
+                        "format": CHECKPOINT_FORMAT,
+                        "version": CHECKPOINT_VERSION,
+                        "trial": trial,
+                    },
+                    best_path,
+                )
+            atomic_torch_save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "version": CHECKPOINT_VERSION,
+                    "trial": trial,
+                    "seed": seed,
+                    "epoch": epoch,
+                    "arch": cfg.arch,
+                    "config": cfg_dict,
+                    "state_dict": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "best_acc1": best_acc,
+                    "history": history,
+                    "rng": _rng_state(generator),
+                },
+                last_path,
+            )
         if on_epoch is not None:
             on_epoch(trial, history)
     return history
@@ -313,8 +470,10 @@ def train(cfg: TrainConfig, validate: bool = True) -> Dict[str, Any]:
     ctx = D.init_distributed(cpu=cfg.cpu)
     try:
         if cfg.batch_size % ctx.world_size:
-            raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes "
-                              f"({ctx.world_size})")
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} must be divisible by the number of processes "
+                f"({ctx.world_size})"
+            )
         if cfg.progress is None:
             cfg = dataclasses.replace(cfg, progress=sys.stderr.isatty())
         save = Path(cfg.save_path)
@@ -334,22 +493,42 @@ def _note_delay_ls(cfg: TrainConfig, data: "_Data") -> None:
     steps = getattr(data.train_set, "T", None) if data.train_set is not None else None
     if steps is None:
         steps = _info(data.info, "T")
-    if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and cfg.delay_ls > steps:
-        log.info("note: --delay-ls %d is larger than T=%d of %s: every time step carries a learning signal "
-                 "(the same as --delay-ls %d)", cfg.delay_ls, steps, cfg.dataset, steps)
+    if (
+        isinstance(steps, (int, np.integer))
+        and not isinstance(steps, bool)
+        and cfg.delay_ls > steps
+    ):
+        log.info(
+            "note: --delay-ls %d is larger than T=%d of %s: every time step carries a learning signal "
+            "(the same as --delay-ls %d)",
+            cfg.delay_ls,
+            steps,
+            cfg.dataset,
+            steps,
+        )
 
 
 def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, Any]:
     log.info("stllr train: %s", json.dumps(cfg.to_dict(), sort_keys=True))
     log.info("=> everything will be saved to %s", save)
     if ctx.enabled:
-        log.info("data parallel: %d processes (%s), local batch %d", ctx.world_size, ctx.backend,
-                 cfg.batch_size // ctx.world_size)
+        log.info(
+            "data parallel: %d processes (%s), local batch %d",
+            ctx.world_size,
+            ctx.backend,
+            cfg.batch_size // ctx.world_size,
+        )
     data = _load_data(cfg, ctx)
     info = data.info
-    log.info("dataset %s: %d train / %d test samples, input %s, %d classes, T=%s", cfg.dataset,
-             len(data.train_set), len(data.test_set), tuple(_info(info, "input_shape")),
-             _info(info, "num_classes"), _info(info, "T"))
+    log.info(
+        "dataset %s: %d train / %d test samples, input %s, %d classes, T=%s",
+        cfg.dataset,
+        len(data.train_set),
+        len(data.test_set),
+        tuple(_info(info, "input_shape")),
+        _info(info, "num_classes"),
+        _info(info, "T"),
+    )
     _note_delay_ls(cfg, data)
     trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
     histories: Dict[int, List[Dict[str, Any]]] = {}
@@ -359,10 +538,17 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
                 h = _trial_history_from_checkpoint(cfg, k)
                 if h:
                     histories[k] = h
-    meta = {"world_size": ctx.world_size, "device": str(ctx.device), "torch": torch.__version__,
-            "num_parameters": None, "dataset_info": {"num_classes": _info(info, "num_classes"),
-                                                     "input_shape": list(_info(info, "input_shape")),
-                                                     "T": _info(info, "T")}}
+    meta = {
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "torch": torch.__version__,
+        "num_parameters": None,
+        "dataset_info": {
+            "num_classes": _info(info, "num_classes"),
+            "input_shape": list(_info(info, "input_shape")),
+            "T": _info(info, "T"),
+        },
+    }
 
     def on_epoch(trial, history):
         histories[trial] = list(history)
@@ -383,21 +569,39 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
         _write_results(save, cfg, meta, histories)
     summary = _summary(histories)
     if summary["trials_done"]:
-        log.info("final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)", summary["trials_done"],
-                 summary["final_test_acc_mean"], summary["final_test_acc_std"], summary["best_test_acc_mean"],
-                 summary["best_test_acc_std"])
-    return {"config": cfg.to_dict(), **meta,
-            "trials": [{"trial": k, "seed": cfg.seed + k - 1, "epochs": h} for k, h in sorted(histories.items())],
-            "summary": summary}
+        log.info(
+            "final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)",
+            summary["trials_done"],
+            summary["final_test_acc_mean"],
+            summary["final_test_acc_std"],
+            summary["best_test_acc_mean"],
+            summary["best_test_acc_std"],
+        )
+    return {
+        "config": cfg.to_dict(),
+        **meta,
+        "trials": [
+            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h}
+            for k, h in sorted(histories.items())
+        ],
+        "summary": summary,
+    }
 
 
 # ======================================================================================
 # Evaluation of a checkpoint
 # ======================================================================================
-def evaluate_checkpoint(checkpoint: os.PathLike, arch: Optional[str] = None, dataset: Optional[str] = None,
-                        data_path: Optional[str] = None, val_batch_size: Optional[int] = None,
-                        max_batches: Optional[int] = None, cpu: bool = False, progress: bool = False,
-                        overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: os.PathLike,
+    arch: Optional[str] = None,
+    dataset: Optional[str] = None,
+    data_path: Optional[str] = None,
+    val_batch_size: Optional[int] = None,
+    max_batches: Optional[int] = None,
+    cpu: bool = False,
+    progress: bool = False,
+    overrides: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """Test accuracy (%) and loss of the weights in ``checkpoint`` (ours or the reference's).
 
     Our checkpoints carry their config (arch, dataset, model options); a reference checkpoint needs
@@ -429,12 +633,23 @@ def evaluate_checkpoint(checkpoint: os.PathLike, arch: Optional[str] = None, dat
     base.setdefault("training_mode", "stllr" if spec.is_stllr else "bptt")
     if not spec.is_stllr:
         base["training_mode"] = "bptt"
-    base.update(cpu=cpu, resume=False, max_batches=max_batches, pretrained_model=None, progress=progress,
-                trials=1, only_trial=None)
+    base.update(
+        cpu=cpu,
+        resume=False,
+        max_batches=max_batches,
+        pretrained_model=None,
+        progress=progress,
+        trials=1,
+        only_trial=None,
+    )
     if base.get("feedback_mode", "BP") != "BP" and base.get("label_encoding") != "one-hot":
         base["label_encoding"] = "one-hot"
     cfg = validate_config(TrainConfig(**base))
-    ctx = D.DistContext(device=torch.device("cuda") if (torch.cuda.is_available() and not cpu) else torch.device("cpu"))
+    ctx = D.DistContext(
+        device=torch.device("cuda")
+        if (torch.cuda.is_available() and not cpu)
+        else torch.device("cpu")
+    )
     data = _load_data(cfg, ctx, train=False)
     model = _build(cfg, data.info).to(ctx.device)
     sd = ckpt.get("state_dict", ckpt)
@@ -444,12 +659,28 @@ def evaluate_checkpoint(checkpoint: os.PathLike, arch: Optional[str] = None, dat
         raise ConfigError(f"{checkpoint}: {str(e).split(': ', 1)[-1]}") from None
     trainable_missing = [k for k in missing if not k.endswith((".feedback", ".factors"))]
     if trainable_missing:
-        raise ConfigError(f"{checkpoint}: {len(trainable_missing)} model weights missing in the checkpoint "
-                          f"(e.g. {trainable_missing[0]}); wrong --arch?")
+        raise ConfigError(
+            f"{checkpoint}: {len(trainable_missing)} model weights missing in the checkpoint "
+            f"(e.g. {trainable_missing[0]}); wrong --arch?"
+        )
     loss_fn = make_loss(cfg.loss, model.num_classes)
-    test_loader = _make_loader(data.test_set, data.val_batch_size, D.EvalShardSampler(len(data.test_set)), None,
-                               data.collate, data.num_workers)
+    test_loader = _make_loader(
+        data.test_set,
+        data.val_batch_size,
+        D.EvalShardSampler(len(data.test_set)),
+        None,
+        data.collate,
+        data.num_workers,
+    )
     res = evaluate(model, test_loader, loss_fn, ctx.device, max_batches, ctx, progress=progress)
-    return {"checkpoint": str(checkpoint), "arch": cfg.arch, "dataset": cfg.dataset, "test_acc": res["acc"],
-            "test_loss": res["loss"], "samples": res["samples"], "time": res["time"],
-            "missing_keys": missing, "unexpected_keys": unexpected}
+    return {
+        "checkpoint": str(checkpoint),
+        "arch": cfg.arch,
+        "dataset": cfg.dataset,
+        "test_acc": res["acc"],
+        "test_loss": res["loss"],
+        "samples": res["samples"],
+        "time": res["time"],
+        "missing_keys": missing,
+        "unexpected_keys": unexpected,
+    }

@@ -9,6 +9,7 @@ the same breakage applied to ``stllr``. Each breakage is one a notebook's claims
 - ``zero_signal``: the learning signal of every hidden S-TLLR layer is zero (only the readout learns);
 - ``bptt_instead``: every S-TLLR model is replaced by its BPTT twin, trained (and measured) with BPTT.
 """
+
 import os
 
 _NAME = os.environ.get("STLLR_MUTATION", "")
@@ -18,6 +19,7 @@ MUTATIONS = ("alpha_pre_zero", "lambda_pre_swapped", "zero_signal", "bptt_instea
 def _replace_everywhere(old, new):
     """Rebind ``old`` to ``new`` in every loaded stllr module (``from x import f`` copies the name)."""
     import sys
+
     for name, mod in list(sys.modules.items()):
         if name == "stllr" or name.startswith("stllr."):
             for attr, value in list(vars(mod).items()):
