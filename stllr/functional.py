@@ -13,7 +13,7 @@ arrives at a layer's output.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,24 +30,41 @@ __all__ = [
     "lif_step",
     "trace_step",
     "standardize_weight",
-    "standardize_weight_backward",
     "StandardizationCache",
     "standardization_cache",
-    "standardize_weight_backward_cached",
+    "standardized_weight",
+    "standardize_weight_backward",
     "stllr_gemm_operands",
-    "stllr_linear_weight_grad",
+    "stllr_linear_weight_grads",
     "stllr_conv2d_weight_grad",
+    "readout_weight_grad",
     "beta_from_leak",
     "effective_threshold",
+    "Factors",
     "DEFAULT_FACTORS",
     "CLI_DEFAULT_FACTORS",
     "check_factors",
 ]
 
-#: Layer default ``[lambda_post, lambda_pre, alpha_post, alpha_pre]`` of the reference layers.
-DEFAULT_FACTORS = (0.5, 0.8, -0.2, 1.0)
+
+class Factors(NamedTuple):
+    """The rule's four factors, in the reference's order (rule.md "Factors"; paper Eq. 10-11).
+
+    A tuple: indexes, unpacks and compares like ``(lambda_post, lambda_pre, alpha_post,
+    alpha_pre)``; ``json.dumps`` writes it as a list. The code's alpha_post is the paper's
+    alpha_post * lambda_post (see :func:`stllr_linear_weight_grads`).
+    """
+
+    lambda_post: float  #: decay of the post-synaptic trace tr_out (Eq. 11)
+    lambda_pre: float  #: decay of the pre-synaptic trace tr_in (Eq. 10)
+    alpha_post: float  #: weight of the non-causal term (0 removes it: OTTT-like)
+    alpha_pre: float  #: weight of the causal term
+
+
+#: Layer default of the reference layers.
+DEFAULT_FACTORS = Factors(0.5, 0.8, -0.2, 1.0)
 #: Default of the reference's ``--factors-stdp`` command-line flag.
-CLI_DEFAULT_FACTORS = (0.2, 0.75, -1.0, 1.0)
+CLI_DEFAULT_FACTORS = Factors(0.2, 0.75, -1.0, 1.0)
 #: Lower bound of the firing threshold used by the reference (theta^ = max(threshold, 0.5)).
 MIN_THRESHOLD = 0.5
 #: Epsilon of the weight standardisation.
@@ -126,8 +143,10 @@ def effective_threshold(threshold: torch.Tensor) -> torch.Tensor:
     return torch.clamp(threshold, min=MIN_THRESHOLD)
 
 
-def check_factors(factors) -> tuple[float, float, float, float]:
-    """Validate ``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]``."""
+def check_factors(factors) -> Factors:
+    """Validate ``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]`` (a list, tuple,
+    :class:`Factors` or 1-D tensor of 4 finite numbers) and return them as a :class:`Factors` of
+    floats; anything else raises a one-line ``ValueError`` starting with ``factors:``."""
     if isinstance(factors, torch.Tensor):
         values = factors.detach().flatten().tolist()
     else:
@@ -145,7 +164,7 @@ def check_factors(factors) -> tuple[float, float, float, float]:
         )
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"factors: every factor must be finite, got {values}")
-    return tuple(float(v) for v in values)  # type: ignore[return-value]
+    return Factors(*(float(v) for v in values))
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,39 +240,20 @@ def standardize_weight(
     return gain * (weight - mean) / torch.sqrt(var * fan_in + eps)
 
 
-def standardize_weight_backward(
-    grad_w_tilde: torch.Tensor, weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vector-Jacobian product of :func:`standardize_weight`: (dL/dW, dL/dgain) from dL/dW~.
-
-    With ``c = W - mean(W)``, ``d = sqrt(fan_in * sum(c^2)/(K-1) + eps)`` per row (K elements):
-    ``dL/dgain = sum(G c) / d`` and ``dL/dc = gain/d * (G - c * fan_in * sum(G c) / ((K-1) d^2))``,
-    ``dL/dW = dL/dc - mean(dL/dc)``. Costs a few passes over W instead of an autograd graph
-    kept alive across the sequence.
-    """
-    dims = tuple(range(1, weight.dim()))
-    k = weight[0].numel()
-    c = weight - weight.mean(dim=dims, keepdim=True)
-    ss = (c * c).sum(dim=dims, keepdim=True)
-    d = torch.sqrt(ss * (k / (k - 1)) + eps)  # fan_in == k
-    gc = (grad_w_tilde * c).sum(dim=dims, keepdim=True)
-    grad_gain = gc / d
-    grad_c = (gain / d) * (grad_w_tilde - c * (gc * k / ((k - 1) * d * d)))
-    grad_w = grad_c - grad_c.mean(dim=dims, keepdim=True)
-    return grad_w, grad_gain.reshape(gain.shape)
-
-
 class StandardizationCache(NamedTuple):
-    """What the backward of the standardisation needs, computed once per sequence."""
+    """What the standardisation's forward and backward need, computed once per sequence."""
 
-    centered: torch.Tensor  #: c = W - mean(W) per row
-    inv_d: torch.Tensor  #: 1 / sqrt(fan_in * var(W) + eps), [N, 1, ...]
-    gain: torch.Tensor  #: the gain at forward time
+    centered: torch.Tensor  #: c = W - mean(W) per row, W's shape
+    inv_d: torch.Tensor  #: 1 / d = 1 / sqrt(fan_in * var(W) + eps), [N, 1] or [C_out, 1, 1, 1]
+    gain: torch.Tensor  #: the gain at forward time (a detached copy), gain's shape
 
 
 def standardization_cache(
     weight: torch.Tensor, gain: torch.Tensor, eps: float = WS_EPS
 ) -> StandardizationCache:
+    """The per-row quantities of :func:`standardize_weight`, without a graph: ``c = W - mean(W)``,
+    ``1/d`` with ``d = sqrt(fan_in * sum(c^2) / (K-1) + eps)`` (K = fan_in elements per row) and
+    the gain. weight: [N, M] or [C_out, C_in, kh, kw]; gain: [N, 1] or [C_out, 1, 1, 1]."""
     dims = tuple(range(1, weight.dim()))
     k = weight[0].numel()
     c = weight - weight.mean(dim=dims, keepdim=True)
@@ -261,12 +261,23 @@ def standardization_cache(
     return StandardizationCache(c, torch.rsqrt(ss * (k / (k - 1)) + eps), gain.detach().clone())
 
 
-def standardize_weight_backward_cached(
+def standardized_weight(cache: StandardizationCache) -> torch.Tensor:
+    """``W~ = gain * c / d`` from the cache (the S-TLLR layers' forward weight; equal to
+    :func:`standardize_weight` up to rounding). Shape of W."""
+    return cache.gain * cache.centered * cache.inv_d
+
+
+def standardize_weight_backward(
     grad_w_tilde: torch.Tensor, cache: StandardizationCache
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same result as :func:`standardize_weight_backward`, from a per-sequence cache, in a few
-    passes: ``dL/dW = a (G - mean(G)) - b c`` with ``a = gain/d`` and
-    ``b = gain fan_in sum(G c) / ((K-1) d^3)`` (per row; mean(c) = 0). Consumes ``grad_w_tilde``."""
+    """Vector-Jacobian product of :func:`standardize_weight`: (dL/dW, dL/dgain) from
+    G = dL/dW~ (not in the paper; rule.md "Weight standardisation").
+
+    Per row, with ``c = W - mean(W)``, ``a = gain/d`` and ``b = gain fan_in sum(G c) / ((K-1) d^3)``:
+    ``dL/dW = a (G - mean(G)) - b c`` and ``dL/dgain = sum(G c) / d`` (mean(c) = 0). A few passes
+    over W instead of an autograd graph kept alive across the sequence.
+    Shapes: grad_w_tilde as W (consumed: overwritten by dL/dW) -> (W's shape, gain's shape).
+    """
     c, inv_d, gain = cache
     n = c.shape[0]
     k = c[0].numel()
@@ -298,7 +309,8 @@ def stllr_gemm_operands(
     ``alpha_pre (delta * psi_t)^T tr_in_t`` are stacked along the batch, so ONE GEMM with inner
     dimension 2B computes their sum: ``left = [alpha_post delta tr_out_{t-1}; alpha_pre delta psi_t]``
     [2B, N], ``right = [x_t; tr_in_t]`` [2B, M]. With alpha_post = 0 only the causal half remains
-    (inner dimension B). ``tr_out_{t-1}`` is the post trace *before* psi_t is added.
+    (inner dimension B; post_trace_prev and x_t may then be None). ``tr_out_{t-1}`` is the post
+    trace *before* psi_t is added. Conv: the same along dim 0 of [B, C, H, W] tensors.
     """
     causal = delta * psi_t
     if alpha_pre != 1.0:
@@ -310,7 +322,7 @@ def stllr_gemm_operands(
     return left, right
 
 
-def stllr_linear_weight_grad(
+def stllr_linear_weight_grads(
     delta: torch.Tensor,
     psi_t: torch.Tensor,
     post_trace_prev: Optional[torch.Tensor],
@@ -318,25 +330,34 @@ def stllr_linear_weight_grad(
     pre_trace_t: torch.Tensor,
     alpha_post: float,
     alpha_pre: float,
-) -> torch.Tensor:
-    """dL/dW~ at one step (paper Eq. 10-13, the code's convention), as one GEMM:
+    widths: Optional[Sequence[int]] = None,
+) -> list[torch.Tensor]:
+    """dL/dW~ at one step (paper Eq. 10-13, the code's convention), one GEMM per weight matrix:
 
     ``alpha_post (delta * tr_out_{t-1})^T x_t + alpha_pre (delta * psi_t)^T tr_in_t``.
 
-    The code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10).
-    Shapes: delta, psi_t, post_trace_prev: [B, N]; x_t, pre_trace_t: [B, M] -> [N, M].
+    The code's alpha_post equals the paper's alpha_post * lambda_post (Eq. 10). ``widths`` splits
+    the input columns into weight matrices side by side (recurrent: ``(M, N)`` for ``[W~ | W~_rec]``
+    on ``z_t = [x_t, s_{t-1}]``); None: one matrix. Shapes: delta, psi_t, post_trace_prev: [B, N];
+    x_t, pre_trace_t: [B, M] -> one [N, width] per width.
     """
     left, right = stllr_gemm_operands(
         delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre
     )
-    return left.t() @ right
+    left_t = left.t()
+    grads = []
+    offset = 0
+    for width in (right.shape[1],) if widths is None else widths:
+        grads.append(left_t @ right[:, offset : offset + width])
+        offset += width
+    return grads
 
 
 def stllr_conv2d_weight_grad(
     delta: torch.Tensor,
     psi_t: torch.Tensor,
-    post_trace_prev: torch.Tensor,
-    x_t: torch.Tensor,
+    post_trace_prev: Optional[torch.Tensor],
+    x_t: Optional[torch.Tensor],
     pre_trace_t: torch.Tensor,
     alpha_post: float,
     alpha_pre: float,
@@ -346,13 +367,20 @@ def stllr_conv2d_weight_grad(
     dilation=1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """The conv form of :func:`stllr_linear_weight_grad`: one ``conv2d_weight`` call on the
-    batch-stacked non-causal and causal terms. delta, psi_t, post_trace_prev: [B, C_out, H', W'];
-    x_t, pre_trace_t: [B, C_in, H, W] -> weight_shape."""
+    """The conv form of :func:`stllr_linear_weight_grads` (Eq. 10-13): one ``conv2d_weight`` call
+    on the batch-stacked non-causal and causal terms. delta, psi_t, post_trace_prev:
+    [B, C_out, H', W']; x_t, pre_trace_t: [B, C_in, H, W] -> weight_shape."""
     left, right = stllr_gemm_operands(
         delta, psi_t, post_trace_prev, x_t, pre_trace_t, alpha_post, alpha_pre
     )
     return torch.nn.grad.conv2d_weight(right, weight_shape, left, stride, padding, dilation, groups)
+
+
+def readout_weight_grad(delta: torch.Tensor, pre_trace_t: torch.Tensor) -> torch.Tensor:
+    """dL/dW of the non-spiking leaky readout: ``delta^T tr_in_t`` (rule.md "Layer kinds",
+    Readout): the causal term of Eq. 10-13 with psi = 1 and alpha_pre = 1, no non-causal term,
+    whatever the layer's alpha factors. delta: [B, N]; pre_trace_t: [B, M] -> [N, M]."""
+    return delta.t() @ pre_trace_t
 
 
 def conv2d_input_grad(grad_out, weight, input_shape, stride, padding, dilation, groups):

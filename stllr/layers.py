@@ -152,13 +152,13 @@ class _STLLRBase(StatefulLayer):
                 for w, g in self._weights():
                     if g is not None and self.weight_standardization and self._uses_standardization:
                         cache = SF.standardization_cache(w, g)
-                        parts.append(cache.gain * cache.centered * cache.inv_d)  # W~
+                        parts.append(SF.standardized_weight(cache))  # W~
                     else:
                         cache = None
                         parts.append(w.detach())
                     caches.append(cache)
                 w_tilde = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-                lp, lpre, ap, apre = (float(f) for f in self.factors.tolist())
+                lp, lpre, ap, apre = self.factors_tuple
                 beta = float(SF.beta_from_leak(self.leak))
                 theta = float(SF.effective_threshold(self.threshold))
             self._constants = _SequenceConstants(
@@ -194,9 +194,9 @@ class _STLLRBase(StatefulLayer):
         return None if self.state is None else self.state.spikes
 
     @property
-    def factors_tuple(self):
-        """``(lambda_post, lambda_pre, alpha_post, alpha_pre)`` as floats."""
-        return tuple(float(f) for f in self.factors.tolist())
+    def factors_tuple(self) -> SF.Factors:
+        """The ``factors`` buffer as a :class:`~stllr.functional.Factors` of floats."""
+        return SF.Factors(*(float(f) for f in self.factors.tolist()))
 
     def extra_repr(self) -> str:
         lp, lpre, ap, apre = self.factors_tuple
@@ -247,7 +247,7 @@ class _STLLRBase(StatefulLayer):
         """Carry dL/dW~ through the standardisation: [dL/dW, dL/dgain] (gain grad None if raw)."""
         if cache is None:
             return [grad_w_tilde, None]
-        return list(SF.standardize_weight_backward_cached(grad_w_tilde, cache))
+        return list(SF.standardize_weight_backward(grad_w_tilde, cache))
 
 
 class LinearSTLLR(_STLLRBase):
@@ -304,17 +304,19 @@ class LinearSTLLR(_STLLRBase):
         x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t  # learning signal x psi
         grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None  # one-step spatial BP
-        # dL/dW~ = left^T right: causal and non-causal terms in one GEMM per weight matrix
-        left, right = SF.stllr_gemm_operands(
-            delta, psi_t, post_prev, x_in, pre_trace, c.alpha_post, c.alpha_pre
+        # dL/dW~: causal and non-causal terms in one GEMM per weight matrix ([W | W_rec] columns)
+        grads_w_tilde = SF.stllr_linear_weight_grads(
+            delta,
+            psi_t,
+            post_prev,
+            x_in,
+            pre_trace,
+            c.alpha_post,
+            c.alpha_pre,
+            [w.shape[1] for w, _ in self._weights()],
         )
-        left_t = left.t()
         param_grads = []
-        offset = 0
-        for (w, _), cache in zip(self._weights(), c.ws_caches):  # recurrent: [W | W_rec] columns
-            width = w.shape[1]
-            grad_w_tilde = left_t @ right[:, offset : offset + width]
-            offset += width
+        for grad_w_tilde, cache in zip(grads_w_tilde, c.ws_caches):
             param_grads += self._standardization_backward(grad_w_tilde, cache)
         grad_b = g.sum(0) if self.bias is not None else None
         return self._pack(grad_x, param_grads, grad_b)
@@ -588,6 +590,6 @@ class LeakyReadout(_STLLRBase):
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         (pre_trace,) = saved
         grad_x = delta @ c.w_tilde if needs[4] else None
-        grad_w = delta.t() @ pre_trace
+        grad_w = SF.readout_weight_grad(delta, pre_trace)
         grad_b = delta.sum(0) if self.bias is not None else None
         return (grad_x, grad_w, None, grad_b)
