@@ -21,6 +21,8 @@ from stllr.training import run as training_run
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: appended to every paper command: one epoch, two batches, one trial, tiny batches for the VGGs
 SMOKE = "--epochs 1 --max-batches 2 --trials 1 --no-progress"
 SMALL_BATCH = "--batch-size 2 --val-batch-size 2"
@@ -51,14 +53,6 @@ PAPER_COMMANDS = {
     "--factors-stdp 0.5 1 1 1 --delay-ls 90 --save-path {save} --print-freq 10 --data-path {data} "
     "--trials 5 --epochs 200 --lr 0.0002 --label-encoding one-hot --feedback-mode DFA",
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -191,29 +185,26 @@ def test_missing_real_dataset_names_the_download_command(capsys, tmp_path):
     assert "python data_scripts/download.py shd --data-path" in err[0]
 
 
-def test_module_entry_point_exit_codes(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    bad = subprocess.run(
-        [sys.executable, "-m", "stllr", "train", "--arch", "nope", "--dataset", "randman"],
+def _python_m_stllr(*args, cwd=REPO):
+    """``python -m stllr ARGS`` in a fresh process on one thread, run in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "stllr", *map(str, args)],
         capture_output=True,
         text=True,
-        cwd=REPO,
-        env=env,
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
         timeout=120,
     )
+
+
+def test_module_entry_point_exit_codes(tmp_path):
+    bad = _python_m_stllr("train", "--arch", "nope", "--dataset", "randman")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "stllr train: error: unknown arch 'nope'; expected one of: "
         + ", ".join(__import__("stllr.models").models.list_models())
     ]
-    ok = subprocess.run(
-        [sys.executable, "-m", "stllr", "models", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
+    ok = _python_m_stllr("models", "--json")
     assert ok.returncode == 0
     assert {r["arch"] for r in json.loads(ok.stdout)} >= {
         "stllr_shd_net",
@@ -277,33 +268,20 @@ def test_parser_structure():
 RANDMAN_SMALL = ["-o", "n_train_per_class=4", "-o", "n_test_per_class=2", "-o", "n_steps=12"]
 
 
+def _train_randman(data, save, options: str, pretrained=None):
+    """``stllr train`` of randman_rsnn_stllr on the small randman (RANDMAN_SMALL) with ``options``
+    (and ``--pretrained-model pretrained``); the exit status."""
+    argv = ["train", "--arch", "randman_rsnn_stllr", "--dataset", "randman", "--data-path", data]
+    argv += ["--save-path", save] + shlex.split(options)
+    argv += ["--pretrained-model", pretrained] if pretrained is not None else []
+    return _run(argv + ["--no-progress"] + RANDMAN_SMALL)
+
+
 def test_train_then_eval_checkpoint_and_reference_format(tmp_path, capsys):
     data = tmp_path / "data"
     save = tmp_path / "run"
-    rc = _run(
-        [
-            "train",
-            "--arch",
-            "randman_rsnn_stllr",
-            "--dataset",
-            "randman",
-            "--data-path",
-            data,
-            "--save-path",
-            save,
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--val-batch-size",
-            "7",
-            "--delay-ls",
-            "6",
-            "--lr",
-            "0.01",
-            "--no-progress",
-        ]
-        + RANDMAN_SMALL
+    rc = _train_randman(
+        data, save, "--epochs 2 --batch-size 8 --val-batch-size 7 --delay-ls 6 --lr 0.01"
     )
     assert rc == 0
     results = json.loads((save / "results.json").read_text())
@@ -357,30 +335,11 @@ def test_train_then_eval_checkpoint_and_reference_format(tmp_path, capsys):
     res2 = json.loads(capsys.readouterr().out)
     assert res2["test_acc"] == pytest.approx(last["test_acc"])
     # and as --pretrained-model of a new run: the first epoch starts from these weights
-    rc = _run(
-        [
-            "train",
-            "--arch",
-            "randman_rsnn_stllr",
-            "--dataset",
-            "randman",
-            "--data-path",
-            data,
-            "--save-path",
-            tmp_path / "ft",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--val-batch-size",
-            "7",
-            "--lr",
-            "1e-12",
-            "--pretrained-model",
-            tmp_path / "model_best.pth.tar",
-            "--no-progress",
-        ]
-        + RANDMAN_SMALL
+    rc = _train_randman(
+        data,
+        tmp_path / "ft",
+        "--epochs 1 --batch-size 8 --val-batch-size 7 --lr 1e-12",
+        pretrained=tmp_path / "model_best.pth.tar",
     )
     assert rc == 0
     ft = json.loads((tmp_path / "ft" / "results.json").read_text())["trials"][0]["epochs"][0]
@@ -413,52 +372,27 @@ def test_eval_missing_checkpoint(capsys, tmp_path):
     assert "no such file" in capsys.readouterr().err
 
 
-def _write_non_checkpoints(tmp_path):
-    import argparse
-
-    (tmp_path / "notes.txt").write_text("epoch 3: 91.2%\n")
-    (tmp_path / "noise.pth.tar").write_bytes(bytes(range(256)) * 4)
-    torch.save(argparse.Namespace(epoch=3), tmp_path / "object.pth.tar")
-    torch.save({"epoch": 3}, tmp_path / "other.pth.tar")
-    return ["notes.txt", "noise.pth.tar", "object.pth.tar", "other.pth.tar"]
-
-
-def test_eval_and_pretrained_model_refuse_non_checkpoints_in_one_line(capsys, tmp_path):
-    for name in _write_non_checkpoints(tmp_path):
-        path = tmp_path / name
+def test_eval_and_pretrained_model_refuse_non_checkpoints_in_one_line(
+    capsys, tmp_path, non_checkpoints
+):
+    for path, why in non_checkpoints.items():
         assert _run(["eval", "--checkpoint", path]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(
-            f"stllr eval: error: {path} is not an stllr checkpoint ("
+            f"stllr eval: error: {path} is not an stllr checkpoint ({why}"
         ), err
         assert "a dict with a 'state_dict' of tensors" in err[0] and "weights_only" not in err[0]
-    rc = _run(
-        [
-            "train",
-            "--arch",
-            "randman_rsnn_stllr",
-            "--dataset",
-            "randman",
-            "--data-path",
-            tmp_path / "data",
-            "--save-path",
-            tmp_path / "ft",
-            "--epochs",
-            "1",
-            "--max-batches",
-            "1",
-            "--batch-size",
-            "8",
-            "--pretrained-model",
-            tmp_path / "object.pth.tar",
-            "--no-progress",
-        ]
-        + RANDMAN_SMALL
+    (pickled,) = [p for p in non_checkpoints if p.name == "object.pth.tar"]
+    rc = _train_randman(
+        tmp_path / "data",
+        tmp_path / "ft",
+        "--epochs 1 --max-batches 1 --batch-size 8",
+        pretrained=pickled,
     )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(
-        f"stllr train: error: --pretrained-model {tmp_path / 'object.pth.tar'} is not an "
+        f"stllr train: error: --pretrained-model {pickled} is not an "
         "stllr checkpoint (it holds Python objects other than tensors"
     )
     assert "weights_only" not in err[-1]
@@ -466,13 +400,7 @@ def test_eval_and_pretrained_model_refuse_non_checkpoints_in_one_line(capsys, tm
 
 def test_eval_non_checkpoint_from_the_shell_no_traceback(tmp_path):
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "stllr", "eval", "--checkpoint", str(tmp_path / "notes.txt")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    proc = _python_m_stllr("eval", "--checkpoint", tmp_path / "notes.txt", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         f"stllr eval: error: {tmp_path / 'notes.txt'} is not an stllr checkpoint (it is not a torch.save file); "

@@ -30,14 +30,7 @@ from stllr.models.registry import (
 from stllr.training.config import make_optimizer
 from stllr.training.loop import train_batch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run fastest (and steadiest on a shared machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 #: small inputs for the heavy VGGs (one batch must stay cheap on two CPU cores)

@@ -1,9 +1,11 @@
-"""A clone is self-contained: no tracked file points at a file outside the repository."""
+"""A clone is self-contained (no tracked file points outside the repository) and its code is
+formatted and linted as pyproject.toml configures ruff."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,24 @@ def test_no_tracked_file_points_outside_the_repository():
 
 def test_the_rule_specification_is_in_the_repository():
     assert (ROOT / "docs" / "rule.md").is_file() and (ROOT / "docs" / "paper-results.md").is_file()
+
+
+RUFF = Path(sys.executable).parent / "ruff"
+RUFF_FIX = ".venv/bin/ruff format . && .venv/bin/ruff check --fix ."
+
+
+@pytest.mark.parametrize("command", [["format", "--check"], ["check"]], ids=["format", "lint"])
+def test_the_code_is_formatted_and_linted(command):
+    """ruff, as configured in pyproject.toml, finds nothing to change (notebooks are not checked)."""
+    assert RUFF.is_file(), f"no ruff beside {sys.executable}: it is in the test extra (make venv)"
+    proc = subprocess.run(
+        [str(RUFF), *command, "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (
+        f"ruff {' '.join(command)} . found something to change:\n{proc.stdout}{proc.stderr}\n"
+        f"fix: {RUFF_FIX} (what --fix cannot change, ruff check names: fix that by hand)"
+    )
