@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import stllr
 from stllr import measure
+from stllr.training.loop import bptt_through_time, stllr_window
 
 # Network widths (SHD-sized): inputs, hidden recurrent neurons, classes.
 N_INPUTS, N_HIDDEN, N_CLASSES = 700, 450, 20
@@ -73,7 +74,7 @@ def build(kind: str, seed: int = 0):
         readout = stllr.LeakyIntegrator(N_HIDDEN, N_CLASSES, leak=5.0)
     torch.nn.init.kaiming_normal_(hidden.weight)
     torch.nn.init.kaiming_normal_(readout.weight)
-    return torch.nn.ModuleList([hidden, readout])
+    return torch.nn.Sequential(hidden, readout)
 
 
 def make_data(batch: int, steps: int, seed: int = 1):
@@ -84,23 +85,13 @@ def make_data(batch: int, steps: int, seed: int = 1):
 
 
 def run_sequence(kind: str, net, opt, x, y, window: int) -> None:
-    hidden, readout = net
-    T = x.shape[0]
-    hidden.reset_state()
-    readout.reset_state()
+    """One training sequence by the library's loops (:mod:`stllr.training.loop`), x [T, B, M],
+    then one optimizer step."""
     opt.zero_grad(set_to_none=True)
     if kind == "bptt":
-        total = 0
-        for t in range(T):
-            total = total + readout(hidden(x[t]))
-        F.cross_entropy(total, y).backward()
+        bptt_through_time(net, x, y, F.cross_entropy)
     else:
-        for t in range(T):
-            if t < T - window:
-                with torch.no_grad():
-                    readout(hidden(x[t]))
-            else:
-                F.cross_entropy(readout(hidden(x[t])), y).backward()
+        stllr_window(net, x, y, F.cross_entropy, window)
     opt.step()
 
 

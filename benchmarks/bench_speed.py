@@ -34,6 +34,7 @@ from torch import nn
 import stllr
 from stllr import functional as SF
 from stllr import measure as M
+from stllr.training.loop import bptt_through_time, stllr_window
 
 
 # ======================================================================================
@@ -196,23 +197,13 @@ def make_inputs(cfg, shape, seed=0):
 
 
 def sequence(model, opt, x, y, mode, window):
-    """One training sequence (as stllr.measure.run_sequence) + one optimizer step."""
+    """One training sequence by the library's loops (:mod:`stllr.training.loop`, as
+    stllr.measure.run_sequence), x [T, B, ...], then one optimizer step."""
     opt.zero_grad(set_to_none=True)
-    model.reset_state()
-    T = x.shape[0]
     if mode == "bptt":
-        acc = None
-        for t in range(T):
-            out = model(x[t])
-            acc = out if acc is None else acc + out
-        F.cross_entropy(acc, y).backward()
+        bptt_through_time(model, x, y, F.cross_entropy)
     else:
-        for t in range(T):
-            if t < T - window:
-                with torch.no_grad():
-                    model(x[t])
-            else:
-                F.cross_entropy(model(x[t]), y).backward()
+        stllr_window(model, x, y, F.cross_entropy, window)
     opt.step()
 
 
@@ -238,14 +229,7 @@ def grad_agreement(cfg, x, y):
     for kind in ("stllr", "outer"):
         model = build(cfg, kind)
         model.zero_grad(set_to_none=True)
-        model.reset_state()
-        T = x.shape[0]
-        for t in range(T):
-            if t < T - cfg["window"]:
-                with torch.no_grad():
-                    model(x[t])
-            else:
-                F.cross_entropy(model(x[t]), y).backward()
+        stllr_window(model, x, y, F.cross_entropy, cfg["window"])
         grads[kind] = {
             n.replace(".layer.", "."): p.grad.clone()
             for n, p in model.named_parameters()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from stllr import functional as SF
 from stllr.models.registry import build_model
 from stllr.studies import gradient_alignment as A
-from stllr.training.loop import predict
+from stllr.training.loop import predict, time_major
 
 DT = torch.float64
 T, B, M, H, C = 6, 4, 6, 5, 3
@@ -157,8 +157,8 @@ def test_cosine_similarity_and_relative_norm_against_numpy():
 def test_time_major_and_first_batches():
     g = torch.Generator().manual_seed(5)
     frames = torch.randn(3, 4, M, generator=g)  # [B, T, M]
-    tm = A.time_major(frames)
-    assert tm.shape == (4, 3, M)
+    tm = time_major(frames)
+    assert tm.shape == (4, 3, M) and tm.is_contiguous()
     assert torch.equal(tm[2, 1], frames[1, 2])
     loader = [
         (torch.ones(2, 4, M), torch.tensor([0, 1])),

@@ -58,12 +58,16 @@ class PeakMemoryMeter:
     ``reset_peak_memory_stats``). CPU: the process's peak resident set size (``VmHWM``, reset
     by writing ``5`` to ``/proc/self/clear_refs``); falls back to ``ru_maxrss`` (the peak over the
     whole process life) where that is not possible. CPU numbers include the allocator's caching,
-    Python and everything else in the process: approximate (``approximate=True``).
+    Python and everything else in the process: approximate (``approximate=True``); entering a
+    meter on CPU resets the peak that an enclosing meter reads.
     """
 
     def __init__(self, device: Union[str, torch.device, None] = None):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.result: Optional[PeakMemory] = None
+        #: short name of the method (set on entering): ``cuda_max_memory_allocated``,
+        #: ``cpu_peak_rss_approximate`` (VmHWM) or ``cpu_process_max_rss_approximate`` (ru_maxrss)
+        self.kind: Optional[str] = None
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -71,13 +75,16 @@ class PeakMemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             self._method = "torch.cuda.max_memory_allocated"
+            self.kind = "cuda_max_memory_allocated"
         else:
             self._method = "VmHWM (peak RSS, reset via /proc/self/clear_refs)"
+            self.kind = "cpu_peak_rss_approximate"
             try:
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")
             except OSError:
                 self._method = "ru_maxrss (peak RSS of the whole process life)"
+                self.kind = "cpu_process_max_rss_approximate"
             self._start = _current_rss()
         return self
 

@@ -24,6 +24,7 @@ from stllr.measure.analytic import (
 from stllr.measure.macs import MacCounter, MacCounts
 from stllr.measure.peak import PeakMemory, PeakMemoryMeter
 from stllr.measure.saved import SavedTensorStats, SavedTensorTracker, state_bytes
+from stllr.training.loop import bptt_through_time, stllr_window
 
 __all__ = ["SequenceMeasurement", "run_sequence", "measure_sequence", "compare"]
 
@@ -52,6 +53,20 @@ def _step_input(inputs: InputsLike, t: int, clone: bool) -> torch.Tensor:
     return x.clone() if clone and isinstance(inputs, torch.Tensor) else x
 
 
+class _Steps:
+    """The T step inputs of ``inputs`` as a sequence (what the loops of
+    :mod:`stllr.training.loop` index)."""
+
+    def __init__(self, inputs: InputsLike, steps: int, clone: bool):
+        self.inputs, self.steps, self.clone = inputs, steps, clone
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        return _step_input(self.inputs, t, self.clone)
+
+
 def _cross_entropy(out, target):
     return nn.functional.cross_entropy(out, target)
 
@@ -73,10 +88,12 @@ def run_sequence(
 
     - ``mode='stllr'`` (default for S-TLLR models): the first ``T - delay_ls`` steps under
       ``no_grad``; each of the last ``delay_ls`` steps calls ``loss_fn(out_t, target).backward()``
-      (rule.md "Training modes"), so one step's graph is alive at a time.
+      (rule.md "Training modes"), so one step's graph is alive at a time
+      (:func:`stllr.training.loop.stllr_window`; MAC sections ``pre_window`` and ``window``).
     - ``mode='bptt'``: every step with the graph; ``loss_fn(sum_t out_t, target)``
       (``bptt_loss='sum'``, the reference) or ``loss_fn(out_T, target)`` (``'last'``, the paper's
-      Fig. 3 setup), one backward.
+      Fig. 3 setup), one backward (:func:`stllr.training.loop.bptt_through_time`; MAC section
+      ``bptt``).
 
     ``inputs``: a tensor [T, B, ...] (each step is cloned into its own storage), a sequence of
     per-step tensors, or a callable ``t -> x_t`` (then pass ``steps``). ``loss_fn`` defaults to
@@ -95,33 +112,19 @@ def run_sequence(
     loss_fn = loss_fn or _cross_entropy
     section = mac_counter.section if mac_counter is not None else (lambda name: _nullcontext())
     model.zero_grad(set_to_none=True)
-    _reset(model)
+    x = _Steps(inputs, T, clone_steps)
     if mode == "stllr":
-        first = T - d
-        for t in range(T):
-            x_t = _step_input(inputs, t, clone_steps)
-            if t < first:
-                with section("pre_window"), torch.no_grad():
-                    model(x_t)
-            else:
-                with section("window"):
-                    out = model(x_t)
-                    loss = loss_fn(out, target)
-                    loss.backward()
-                del out, loss
+        stllr_window(
+            model,
+            x,
+            target,
+            loss_fn,
+            d,
+            step_context=lambda t, learning: section("window" if learning else "pre_window"),
+        )
     else:
-        acc = None
         with section("bptt"):
-            for t in range(T):
-                out = model(_step_input(inputs, t, clone_steps))
-                if bptt_loss == "last":
-                    acc = out
-                else:
-                    acc = out if acc is None else acc + out
-            loss = loss_fn(acc, target)
-            del acc, out
-            loss.backward()
-            del loss
+            bptt_through_time(model, x, target, loss_fn, loss=bptt_loss)
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from torch import nn
 from stllr import functional as SF
 from stllr.analysis.metrics import cosine_similarity, relative_norm
 from stllr.layers import LeakyReadout, _STLLRBase
+from stllr.training.loop import bptt_through_time, run_epoch, stllr_window, time_major
 
 __all__ = [
     "RECURRENT_LAYERS",
@@ -55,7 +56,6 @@ __all__ = [
     "rule_components",
     "AlignmentSweep",
     "alignment_sweep",
-    "time_major",
     "train_briefly",
     "test_accuracy",
     "plot_alignment_heatmaps",
@@ -72,11 +72,6 @@ RECURRENT_LAYERS: Dict[str, str] = {
     "recurrent W_rec": "linear1.weight_rec",
     "readout W": "last_layer.weight",
 }
-
-
-def time_major(frames: torch.Tensor) -> torch.Tensor:
-    """Loader batches ``[B, T, ...]`` -> ``[T, B, ...]`` (the layers run one step at a time)."""
-    return frames.transpose(0, 1)
 
 
 def fair_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor, window: int) -> torch.Tensor:
@@ -191,18 +186,11 @@ def stllr_update(
     """
     names = list(names or RECURRENT_LAYERS.values())
     params = _params(model, names)
-    steps = x.shape[0]
-    start = steps - _check_window(window, steps)
+    window = _check_window(window, x.shape[0])
     ctx = set_factors(model, factors) if factors is not None else contextlib.nullcontext()
     with ctx:
         model.zero_grad(set_to_none=True)
-        model.reset_state()
-        for t in range(steps):
-            if t < start:
-                with torch.no_grad():
-                    model(x[t])
-            else:
-                F.cross_entropy(model(x[t]), labels).backward()
+        stllr_window(model, x, labels, F.cross_entropy, window)
         grads = _grads(params)
         model.zero_grad(set_to_none=True)
         model.reset_state()
@@ -224,9 +212,8 @@ def bptt_gradients(
     steps = x.shape[0]
     windows = sorted({_check_window(w, steps) for w in windows})
     twin.zero_grad(set_to_none=True)
-    twin.reset_state()
     with torch.enable_grad():
-        outputs = [twin(x[t]) for t in range(steps)]
+        outputs = bptt_through_time(twin, x, loss=None, keep_outputs=True).outputs
         out = {}
         for i, w in enumerate(windows):
             twin.zero_grad(set_to_none=True)
@@ -245,20 +232,18 @@ def _window_parts(model, x, labels, windows, factors, names) -> Dict[int, Dict[s
     windows = sorted({_check_window(w, steps) for w in windows})
     boundaries = sorted({steps - w for w in windows})  # steps where a window starts
     parts: Dict[int, Dict[str, torch.Tensor]] = {}
+    seg_start = boundaries[0]
+
+    def new_segment(t: int) -> None:  # before step t's forward: store the segment that ends
+        nonlocal seg_start
+        if t in boundaries and t > seg_start:
+            parts[seg_start] = _grads(params)
+            model.zero_grad(set_to_none=True)
+            seg_start = t
+
     with set_factors(model, factors):
         model.zero_grad(set_to_none=True)
-        model.reset_state()
-        seg_start = boundaries[0]
-        for t in range(steps):
-            if t < seg_start:
-                with torch.no_grad():
-                    model(x[t])
-                continue
-            if t in boundaries and t > seg_start:  # a new segment starts: store the last one
-                parts[seg_start] = _grads(params)
-                model.zero_grad(set_to_none=True)
-                seg_start = t
-            F.cross_entropy(model(x[t]), labels).backward()
+        stllr_window(model, x, labels, F.cross_entropy, windows[-1], before_forward=new_segment)
         parts[seg_start] = _grads(params)
         model.zero_grad(set_to_none=True)
         model.reset_state()
@@ -510,43 +495,36 @@ def train_briefly(
 ) -> list:
     """Train ``model`` with S-TLLR (``train_batch(mode="stllr")``, Adam, cross-entropy) for
     ``epochs`` passes over ``loader``, in the model's dtype and on its device; the hidden factors
-    are ``factors`` during training (None: the model's). Returns the mean training loss per epoch."""
-    from stllr.training.loop import train_batch
-
+    are ``factors`` during training (None: the model's). Returns the mean training loss per epoch
+    (:func:`stllr.training.loop.run_epoch`)."""
     dtype, device = _model_dtype_device(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     ctx = set_factors(model, factors) if factors is not None else contextlib.nullcontext()
     with ctx:
-        model.train()
         for _ in range(int(epochs)):
-            total, n = 0.0, 0
-            for frames, labels in loader:
-                frames, labels = frames.to(device=device, dtype=dtype), labels.to(device)
-                pred = train_batch(
-                    model, frames, labels, opt, F.cross_entropy, mode="stllr", delay_ls=window
-                )
-                total += float(F.cross_entropy(pred, labels)) * len(labels)
-                n += len(labels)
-            losses.append(total / max(n, 1))
+            epoch = run_epoch(
+                model,
+                loader,
+                optimizer=opt,
+                loss_fn=F.cross_entropy,
+                mode="stllr",
+                delay_ls=window,
+                device=device,
+                dtype=dtype,
+            )
+            losses.append(epoch["loss"])
     model.zero_grad(set_to_none=True)
     return losses
 
 
-@torch.no_grad()
 def test_accuracy(model: nn.Module, loader) -> float:
-    """Accuracy (%) of the logits summed over all steps (as ``stllr.training.loop.evaluate``), in the
+    """Accuracy (%) of the logits summed over all steps (``stllr.training.loop.evaluate``), in the
     model's dtype."""
-    from stllr.training.loop import predict
-
     dtype, device = _model_dtype_device(model)
-    model.eval()
-    correct, n = 0, 0
-    for frames, labels in loader:
-        pred = predict(model, frames.to(device=device, dtype=dtype))
-        correct += int((pred.argmax(1).cpu() == labels).sum())
-        n += len(labels)
-    return 100.0 * correct / max(n, 1)
+    return run_epoch(
+        model, loader, optimizer=None, loss_fn=F.cross_entropy, device=device, dtype=dtype
+    )["acc"]
 
 
 def _argmax_finite(values: np.ndarray) -> int:

@@ -1,33 +1,192 @@
-"""THE training loops: one batch trained with S-TLLR (learning signal on the last ``delay_ls``
-steps), S-TLLR online, BPTT or BPTT on the window; an epoch of batches; evaluation."""
+"""THE loops over time, written once: :func:`stllr_window` (S-TLLR: a learning signal on the last
+``window`` steps), :func:`bptt_through_time` (BPTT: every step with the graph) and
+:func:`forward_through_time` (no learning). Inputs are time-major ``[T, B, ...]``
+(:func:`time_major`). Built on them: one training batch (:func:`train_batch`, S-TLLR, S-TLLR
+online, BPTT or BPTT on the window), an epoch of batches (:func:`run_epoch`), evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, ContextManager, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stllr._base import reset_states
 from stllr.training import distributed as D
 from stllr.training.config import BPTT_MODES, TRAINING_MODES
 
-__all__ = ["train_batch", "run_epoch", "evaluate", "seed_everything"]
+__all__ = [
+    "time_major",
+    "LoopOutputs",
+    "stllr_window",
+    "bptt_through_time",
+    "forward_through_time",
+    "train_batch",
+    "predict",
+    "run_epoch",
+    "evaluate",
+    "seed_everything",
+]
+
+#: The inputs the loops take: a ``[T, B, ...]`` tensor or any sequence of T step inputs ``[B, ...]``.
+StepInputs = Sequence[torch.Tensor]
+
+
+# ======================================================================================
+# The loops over time
+# ======================================================================================
+def time_major(frames: torch.Tensor) -> torch.Tensor:
+    """Loader batches ``[B, T, ...]`` -> contiguous ``[T, B, ...]`` (the loops run one step at a
+    time)."""
+    return frames.transpose(0, 1).contiguous()
+
+
+class LoopOutputs(NamedTuple):
+    """What a loop over time returns.
+
+    ``pred``: the logits summed over all T steps, detached, ``[B, C]``; ``outputs``: the T
+    per-step logits ``[B, C]`` (with ``keep_outputs``, else None): detached for S-TLLR and the
+    forward-only pass, with their graph for BPTT."""
+
+    pred: torch.Tensor
+    outputs: Optional[List[torch.Tensor]]
+
+
+def _reset(model: nn.Module) -> None:
+    """Start a new sequence: ``model.reset_state()`` where it has one, and every stateful layer
+    inside (a bare stack of layers has no ``reset_state``)."""
+    if callable(getattr(model, "reset_state", None)):
+        model.reset_state()
+    reset_states(model)
+
+
+def stllr_window(
+    model: nn.Module,
+    x: StepInputs,
+    labels: torch.Tensor,
+    loss_fn: Callable,
+    window: int,
+    *,
+    before_forward: Optional[Callable[[int], None]] = None,
+    after_backward: Optional[Callable[[int], None]] = None,
+    step_context: Optional[Callable[[int, bool], ContextManager]] = None,
+    keep_outputs: bool = False,
+) -> LoopOutputs:
+    """One S-TLLR sequence, no optimizer step: the state is reset; the steps ``t < T - window``
+    run under ``no_grad``; each later step calls ``loss_fn(out_t, labels).backward()``, so the
+    rule's per-step gradients add up in ``.grad`` (not zeroed here).
+
+    x: ``[T, B, ...]`` (or a sequence of T inputs ``[B, ...]``); labels ``[B]``; ``window``: the
+    learning steps (more than T: all). At each learning step ``t``, ``before_forward(t)`` runs
+    before its forward (e.g. ``optimizer.zero_grad``) and ``after_backward(t)`` after its backward
+    (e.g. read a recorded signal, or an optimizer step). ``step_context(t, learning)`` gives a
+    context manager around step ``t``'s forward and backward (e.g. a MAC-counter section).
+    Returns :class:`LoopOutputs` (outputs detached).
+    """
+    steps = len(x)
+    start = max(0, steps - int(window))  # first step with a learning signal
+    _reset(model)
+    pred = None
+    outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
+    for t in range(steps):
+        learning = t >= start
+        if learning and before_forward is not None:
+            before_forward(t)
+        with step_context(t, learning) if step_context is not None else contextlib.nullcontext():
+            if not learning:
+                with torch.no_grad():
+                    out = model(x[t])
+            else:
+                out = model(x[t])
+                loss_fn(out, labels).backward()
+        if learning and after_backward is not None:
+            after_backward(t)
+        out = out.detach()
+        pred = out if pred is None else pred + out
+        if outputs is not None:
+            outputs.append(out)
+    return LoopOutputs(pred, outputs)
+
+
+BPTT_LOSSES = ("sum", "window", "last")
+
+
+def bptt_through_time(
+    model: nn.Module,
+    x: StepInputs,
+    labels: Optional[torch.Tensor] = None,
+    loss_fn: Optional[Callable] = None,
+    *,
+    loss: Optional[str] = "sum",
+    window: Optional[int] = None,
+    keep_outputs: bool = False,
+) -> LoopOutputs:
+    """One BPTT sequence, no optimizer step: the state is reset, every step runs with the graph,
+    then one ``backward()`` of ``loss`` (gradients add up in ``.grad``, not zeroed here):
+
+    - ``"sum"``: ``loss_fn(sum_t out_t, labels)`` (the BPTT training mode);
+    - ``"window"``: ``sum_{t >= T - window} loss_fn(out_t, labels)``, each term added as its step
+      runs (``bptt_window``: the loss S-TLLR descends, by exact gradients);
+    - ``"last"``: ``loss_fn(out_{T-1}, labels)``;
+    - None: no loss, no backward (take the losses of ``outputs`` yourself).
+
+    x: ``[T, B, ...]`` (or a sequence of T inputs ``[B, ...]``); labels ``[B]``. Returns
+    :class:`LoopOutputs`; its ``outputs`` keep their graph.
+    """
+    if loss is not None and loss not in BPTT_LOSSES:
+        raise ValueError(f"loss: expected one of {BPTT_LOSSES} or None, got {loss!r}")
+    if loss == "window" and window is None:
+        raise ValueError("loss='window' needs window (the number of learning steps)")
+    steps = len(x)
+    start = max(0, steps - int(window)) if loss == "window" else steps
+    _reset(model)
+    total = None
+    value = 0.0
+    outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
+    for t in range(steps):
+        out = model(x[t])
+        total = out if total is None else total + out
+        if outputs is not None:
+            outputs.append(out)
+        if t >= start:
+            value = value + loss_fn(out, labels)
+    if loss == "sum":
+        value = loss_fn(total, labels)
+    elif loss == "last":
+        value = loss_fn(out, labels)
+    del out
+    if loss is not None:
+        value.backward()
+    return LoopOutputs(total.detach(), outputs)
+
+
+@torch.no_grad()
+def forward_through_time(
+    model: nn.Module, x: StepInputs, *, keep_outputs: bool = False
+) -> LoopOutputs:
+    """One sequence without learning (``no_grad``), the state reset first. x: ``[T, B, ...]`` (or
+    a sequence of T inputs ``[B, ...]``). Returns :class:`LoopOutputs`."""
+    _reset(model)
+    pred = None
+    outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
+    for t in range(len(x)):
+        out = model(x[t])
+        pred = out if pred is None else pred + out
+        if outputs is not None:
+            outputs.append(out)
+    return LoopOutputs(pred, outputs)
 
 
 # ======================================================================================
 # One batch, one epoch
 # ======================================================================================
-def _time_major(frames: torch.Tensor) -> torch.Tensor:
-    """[B, T, ...] -> contiguous [T, B, ...]."""
-    return frames.transpose(0, 1).contiguous()
-
-
 def train_batch(
     model: nn.Module,
     frames: torch.Tensor,
@@ -46,107 +205,43 @@ def train_batch(
     ``after_backward(t)`` (S-TLLR modes) is called after the backward of each learning step ``t``,
     e.g. to read the learning signals a hook recorded (:mod:`stllr.studies.learning_signals`).
     """
-    x = _time_major(frames)
-    steps = x.shape[0]
-    start = max(0, steps - int(delay_ls))  # first step with a learning signal (t >= T - delay_ls)
-    model.reset_state()
-    pred = None
+    x = time_major(frames)
     if mode in BPTT_MODES:
         optimizer.zero_grad(set_to_none=True)
-        total = None
-        loss = 0.0
-        for t in range(steps):
-            out = model(x[t])
-            total = out if total is None else total + out
-            if mode == "bptt_window" and t >= start:
-                loss = loss + loss_fn(out, labels)
-        if mode == "bptt":
-            loss = loss_fn(total, labels)
-        loss.backward()
-        if grad_sync is not None:
-            grad_sync()
-        optimizer.step()
-        return total.detach()
-    if mode not in ("stllr", "stllr_online"):
-        raise ValueError(f"mode: expected one of {TRAINING_MODES}, got {mode!r}")
-    online = mode == "stllr_online"
-    if not online:
+        loss = "window" if mode == "bptt_window" else "sum"
+        pred = bptt_through_time(model, x, labels, loss_fn, loss=loss, window=delay_ls).pred
+    elif mode == "stllr":
         optimizer.zero_grad(set_to_none=True)
-    for t in range(steps):
-        if t < start:
-            with torch.no_grad():
-                out = model(x[t])
-        else:
-            if online:
-                optimizer.zero_grad(set_to_none=True)
-            out = model(x[t])
-            loss_fn(out, labels).backward()
+        pred = stllr_window(model, x, labels, loss_fn, delay_ls, after_backward=after_backward).pred
+    elif mode == "stllr_online":
+
+        def step(t: int) -> None:  # an optimizer step after every learning step
             if after_backward is not None:
                 after_backward(t)
-            if online:
-                if grad_sync is not None:
-                    grad_sync()
-                optimizer.step()
-        out = out.detach()
-        pred = out if pred is None else pred + out
-    if not online:
-        if grad_sync is not None:
-            grad_sync()
-        optimizer.step()
+            if grad_sync is not None:
+                grad_sync()
+            optimizer.step()
+
+        return stllr_window(
+            model,
+            x,
+            labels,
+            loss_fn,
+            delay_ls,
+            before_forward=lambda t: optimizer.zero_grad(set_to_none=True),
+            after_backward=step,
+        ).pred
+    else:
+        raise ValueError(f"mode: expected one of {TRAINING_MODES}, got {mode!r}")
+    if grad_sync is not None:
+        grad_sync()
+    optimizer.step()
     return pred
 
 
-@torch.no_grad()
 def predict(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
     """Logits summed over all T for one batch (no learning). frames [B, T, ...] -> [B, classes]."""
-    x = _time_major(frames)
-    model.reset_state()
-    pred = None
-    for t in range(x.shape[0]):
-        out = model(x[t])
-        pred = out if pred is None else pred + out
-    return pred
-
-
-class _MemoryMeter:
-    """Peak memory over an epoch: CUDA max_memory_allocated, or process RSS sampled per batch
-    (approximate: peaks between two samples are missed)."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.peak = 0
-        self._proc = None
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-            self.device = device
-        else:
-            try:
-                import psutil
-
-                self._proc = psutil.Process()
-            except ImportError:  # pragma: no cover
-                self._proc = None
-        self.sample()
-
-    @property
-    def kind(self) -> str:
-        return "cuda_max_memory_allocated" if self.cuda else "cpu_rss_sampled_approximate"
-
-    def sample(self) -> None:
-        if self.cuda:
-            return
-        if self._proc is not None:
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-        else:  # pragma: no cover
-            import resource
-
-            self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-
-    def peak_mb(self) -> float:
-        if self.cuda:
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        self.sample()
-        return self.peak / 2**20
+    return forward_through_time(model, time_major(frames)).pred
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -179,19 +274,28 @@ def run_epoch(
     mode: str = "stllr",
     delay_ls: int = 5,
     device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
     max_batches: Optional[int] = None,
     ctx: Optional[D.DistContext] = None,
     progress: bool = False,
     desc: str = "",
     print_freq: int = 0,
     logger: Optional[logging.Logger] = None,
+    train_step: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> Dict[str, float]:
     """One pass over ``loader``: training when ``optimizer`` is given, else evaluation.
 
+    Frames are cast to ``dtype`` (the model's), labels to int64. ``train_step(frames, labels) ->
+    pred [B, C]`` (training only) replaces :func:`train_batch` for each batch, e.g. to record
+    something while training; it gets no ``grad_sync``.
+
     Returns ``{"acc": %, "loss": mean loss of the summed logits, "samples": n, "time": s,
-    "peak_memory_mb": ..., "memory_kind": ...}``; with several ranks, acc/loss/samples are totals
-    over all ranks.
+    "peak_memory_mb": ..., "memory_kind": ...}`` (peak memory:
+    :class:`stllr.measure.PeakMemoryMeter`); with several ranks, acc/loss/samples are totals over
+    all ranks.
     """
+    from stllr.measure.peak import PeakMemoryMeter  # here: stllr.measure imports this module
+
     ctx = ctx or D.DistContext(device=device)
     training = optimizer is not None
     model.train(training)
@@ -200,54 +304,56 @@ def run_epoch(
         if (training and ctx.enabled)
         else None
     )
-    meter = _MemoryMeter(device)
     total = _num_batches(loader, max_batches)
     correct = 0.0
     loss_sum = 0.0
     count = 0.0
-    start = time.perf_counter()
     bar = _progress_bar(total, desc, progress and ctx.is_main)
+    meter = PeakMemoryMeter(device)
     try:
-        for i, (frames, labels) in enumerate(loader):
-            if max_batches and i >= max_batches:
-                break
-            frames = frames.to(device, dtype=torch.float32, non_blocking=True)
-            labels = labels.to(device, dtype=torch.int64, non_blocking=True).view(-1)
-            if training:
-                if ctx.enabled:  # every rank runs the same number of steps (zero-padded at the end)
-                    steps = D.allreduce_max(frames.shape[1], ctx)
-                    if steps > frames.shape[1]:
-                        pad = frames.new_zeros(
-                            (frames.shape[0], steps - frames.shape[1]) + frames.shape[2:]
-                        )
-                        frames = torch.cat((frames, pad), dim=1)
-                pred = train_batch(
-                    model, frames, labels, optimizer, loss_fn, mode, delay_ls, grad_sync
-                )
-            else:
-                pred = predict(model, frames)
-            with torch.no_grad():
-                batch_loss = float(loss_fn(pred, labels))
-                batch_correct = float((pred.argmax(1) == labels).sum())
-            n = labels.shape[0]
-            correct += batch_correct
-            loss_sum += batch_loss * n
-            count += n
-            meter.sample()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{100 * correct / count:.2f}")
-            if logger is not None and print_freq and (i + 1) % print_freq == 0:
-                logger.info(
-                    "%s [%d/%d] loss %.4f acc %.2f",
-                    desc,
-                    i + 1,
-                    total,
-                    loss_sum / count,
-                    100 * correct / count,
-                )
+        with meter:
+            start = time.perf_counter()
+            for i, (frames, labels) in enumerate(loader):
+                if max_batches and i >= max_batches:
+                    break
+                frames = frames.to(device, dtype=dtype, non_blocking=True)
+                labels = labels.to(device, dtype=torch.int64, non_blocking=True).view(-1)
+                if not training:
+                    pred = predict(model, frames)
+                elif train_step is not None:
+                    pred = train_step(frames, labels)
+                else:
+                    if ctx.enabled:  # every rank runs the same number of steps (zero-padded)
+                        steps = D.allreduce_max(frames.shape[1], ctx)
+                        if steps > frames.shape[1]:
+                            pad = frames.new_zeros(
+                                (frames.shape[0], steps - frames.shape[1]) + frames.shape[2:]
+                            )
+                            frames = torch.cat((frames, pad), dim=1)
+                    pred = train_batch(
+                        model, frames, labels, optimizer, loss_fn, mode, delay_ls, grad_sync
+                    )
+                with torch.no_grad():
+                    batch_loss = float(loss_fn(pred, labels))
+                    batch_correct = float((pred.argmax(1) == labels).sum())
+                n = labels.shape[0]
+                correct += batch_correct
+                loss_sum += batch_loss * n
+                count += n
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{100 * correct / count:.2f}")
+                if logger is not None and print_freq and (i + 1) % print_freq == 0:
+                    logger.info(
+                        "%s [%d/%d] loss %.4f acc %.2f",
+                        desc,
+                        i + 1,
+                        total,
+                        loss_sum / count,
+                        100 * correct / count,
+                    )
+            elapsed = time.perf_counter() - start
     finally:
         bar.close()
-    elapsed = time.perf_counter() - start
     correct, loss_sum, count = D.allreduce_sum([correct, loss_sum, count], ctx)
     if count == 0:
         raise RuntimeError(f"{desc or 'epoch'}: the data loader produced no batch")
@@ -256,7 +362,7 @@ def run_epoch(
         "loss": loss_sum / count,
         "samples": int(count),
         "time": elapsed,
-        "peak_memory_mb": meter.peak_mb(),
+        "peak_memory_mb": meter.result.peak_bytes / 2**20,
         "memory_kind": meter.kind,
     }
 
