@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 _CHECK_FINITE = False
@@ -32,10 +33,26 @@ def input_checks(enabled: bool = True):
         _CHECK_FINITE = previous
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
+def check_positive_int(
+    value,
+    name: str,
+    *,
+    minimum: int = 1,
+    allow_none: bool = False,
+    allow_numpy: bool = False,
+    error: type[Exception] = ValueError,
+):
+    """``value`` if it is an integer >= ``minimum`` (never a bool), else raise ``error``:
+    ``"{name}: expected a positive integer, got {value!r}"`` (``minimum`` other than 1:
+    ``"expected an integer >= {minimum}"``). ``allow_none``: None passes (returned as is);
+    ``allow_numpy``: numpy integers pass too, returned as ``int``."""
+    if value is None and allow_none:
+        return None
+    types = (int, np.integer) if allow_numpy else int
+    if isinstance(value, bool) or not isinstance(value, types) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise error(f"{name}: expected {expected}, got {value!r}")
+    return int(value) if allow_numpy else value
 
 
 def check_finite_number(value, name: str, minimum: float | None = None) -> float:

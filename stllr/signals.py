@@ -5,6 +5,9 @@
   ``e_t = dL/dlogits_t`` of the same step and B a fixed random matrix [classes, *layer_shape].
 - ``sdfa``: sign-DFA, ``sign(e_t) B / batch``.
 
+The DFA / sDFA formula is one pure function, :func:`feedback_signal`; the hooks apply it, and
+analyses that form the signals themselves (:mod:`stllr.studies.learning_signals`) call it too.
+
 A model shares one :class:`FeedbackContext` between an :class:`OutputErrorTap` on its logits and
 the :class:`LearningSignal` hooks after its hidden layers. During ``loss.backward()`` the tap runs
 first (it is nearest the loss) and records ``e_t``; each hook then reads it. For cross-entropy with
@@ -21,9 +24,28 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-__all__ = ["FeedbackContext", "OutputErrorTap", "LearningSignal", "FEEDBACK_MODES"]
+__all__ = [
+    "FeedbackContext",
+    "OutputErrorTap",
+    "LearningSignal",
+    "FEEDBACK_MODES",
+    "feedback_signal",
+]
 
 FEEDBACK_MODES = ("bp", "dfa", "sdfa")
+
+
+def feedback_signal(
+    error: torch.Tensor, feedback: torch.Tensor, sign: bool = False
+) -> torch.Tensor:
+    """The DFA learning signal ``e_t B`` (``sign=True``: sDFA's ``sign(e_t) B / batch``): the
+    formula :class:`LearningSignal` applies, for analyses that form the signals themselves.
+
+    ``error`` [B, C] (cast to B's dtype), ``feedback`` B [C, *shape] -> [B, N], N = prod(shape).
+    """
+    if sign:
+        error = torch.sign(error) / error.shape[0]
+    return error.to(feedback.dtype) @ feedback.reshape(feedback.shape[0], -1)
 
 
 class FeedbackContext:
@@ -155,11 +177,7 @@ class LearningSignal(nn.Module):
                     "LearningSignal: no output error recorded; put an OutputErrorTap with the same "
                     "FeedbackContext on the logits of the same step"
                 )
-            if self.mode == "sdfa":
-                error = torch.sign(error) / error.shape[0]
-            signal = (
-                error.to(self.feedback.dtype) @ self.feedback.reshape(self.num_classes, -1)
-            ).reshape(grad.shape)
+            signal = feedback_signal(error, self.feedback, self.mode == "sdfa").reshape(grad.shape)
         if spikes is not None:
             signal = signal + self.rate_reg * (spikes - self.rate_target) / spikes.shape[0]
         if self.record:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stllr.studies import accuracy_vs_bptt as S
+from stllr.studies import common
 from stllr.studies.sweeps import Sweep, TrialResult
 
 
@@ -44,7 +45,7 @@ def test_methods():
     c = S.study_config()
     bp, dfa, bptt = S.comparison_methods(c)
     assert (bp.feedback_mode, dfa.feedback_mode, bptt.mode) == ("bp", "dfa", "bptt")
-    assert dfa.options == S.DFA_RATE_REG and bp.options == {}
+    assert dfa.options == common.DFA_RATE_PENALTY and bp.options == {}
     assert S.comparison_methods(c, dfa_rate_reg=False)[1].options == {}
     assert (
         S.comparison_methods(S.study_config(True, "/d"))[1].options == {}

@@ -1,12 +1,16 @@
-"""The STDP window: the closed form against pairs simulated through a real LinearSTLLR."""
+"""The STDP window: the closed form against pairs simulated through a real LinearSTLLR; the metrics
+(cosine, angle, relative norm, mean +- std) against their textbook formulas."""
 
 from __future__ import annotations
+
+import math
+import statistics
 
 import numpy as np
 import pytest
 import torch
 
-from stllr.analysis.metrics import cosine_similarity, relative_norm
+from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std, relative_norm
 from stllr.analysis.stdp import classic_stdp_window, stdp_window_analytic, stdp_window_simulated
 
 
@@ -41,3 +45,33 @@ def test_classic_window_and_gradient_metrics():
     b = torch.tensor([1.0, 1.0])
     assert cosine_similarity(a, b) == pytest.approx(2**-0.5)
     assert relative_norm(a, b) == pytest.approx(2**-0.5)
+
+
+def test_cosine_and_angle_of_flattened_tensors():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 7, generator=g)
+    b = torch.randn(3, 5, 7, generator=g, requires_grad=True)  # detached inside
+    a64, b64 = a.double().flatten(), b.detach().double().flatten()
+    assert cosine_similarity(a, b) == float(a64 @ b64 / (a64.norm() * b64.norm()))
+    assert angle_degrees(a, b) == math.degrees(math.acos(cosine_similarity(a, b)))
+    assert angle_degrees(a, -3.0 * a) == pytest.approx(180.0, abs=1e-5)
+    assert angle_degrees(a, 2.0 * a) == pytest.approx(0.0, abs=1e-5)  # clipped to [-1, 1]
+    assert math.isnan(cosine_similarity(a, torch.zeros_like(a)))
+    assert math.isnan(angle_degrees(torch.zeros(4), torch.ones(4)))
+
+
+def test_mean_std_exact_and_numpy_are_the_two_textbook_computations():
+    values = [61.25, 66.5, 64.0, 70.125]
+    assert mean_std(values) == (statistics.fmean(values), statistics.stdev(values))
+    a = np.array(values)
+    assert mean_std(a, exact=False) == (float(a.mean()), float(a.std(ddof=1)))
+    assert mean_std([4.0]) == mean_std(np.array([4.0]), exact=False) == (4.0, 0.0)
+    # the two differ in the last bit for some inputs: that is why both are kept
+    rng = np.random.default_rng(0)
+    differ = 0
+    for _ in range(200):
+        v = rng.uniform(0, 100, 5)
+        (m1, s1), (m2, s2) = mean_std(list(v)), mean_std(v, exact=False)
+        assert m1 == pytest.approx(m2, rel=1e-15) and s1 == pytest.approx(s2, rel=1e-13)
+        differ += (m1, s1) != (m2, s2)
+    assert differ > 0

@@ -14,6 +14,7 @@ import pytest
 import tonic
 import torch
 
+import stllr._io as _io
 import stllr.data._cache as cache_mod
 import stllr.data.moving_shapes as ms_mod
 import stllr.data.randman as rm_mod
@@ -518,6 +519,30 @@ def test_sample_cache_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         cache.save(4, np.ones(3))
     assert cache.load(4) is None and sorted(p.name for p in cache.folder.iterdir()) == ["3.npy"]
+    assert (cache.folder / "3.npy").stat().st_mode & 0o777 == _io.OPEN_FILE_MODE
+
+
+def test_atomic_open_moves_into_place_only_on_success(tmp_path, monkeypatch):
+    target = tmp_path / "sub" / "f.bin"
+    with _io.atomic_open(target, "wb") as f:  # parent folder created
+        (tmp,) = target.parent.iterdir()
+        assert tmp.name.startswith("f.bin.") and tmp.name.endswith(".tmp")
+        f.write(b"one")
+    assert target.read_bytes() == b"one" and target.stat().st_mode & 0o777 == 0o600  # mkstemp's
+    synced = []
+    monkeypatch.setattr(_io.os, "fsync", lambda fd: synced.append(fd))
+    with _io.atomic_open(target, "wb", hidden=True, open_permissions=True, fsync=True) as f:
+        assert sorted(p.name[:7] for p in target.parent.iterdir()) == [".f.bin.", "f.bin"]
+        f.write(b"two")
+    assert target.read_bytes() == b"two" and len(synced) == 1
+    assert target.stat().st_mode & 0o777 == _io.OPEN_FILE_MODE
+    with pytest.raises(KeyboardInterrupt):
+        with _io.atomic_open(target, "w", encoding="utf-8") as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"two" and [p.name for p in target.parent.iterdir()] == ["f.bin"]
+    _io.atomic_write_text(target, "a\r\nb\n")  # newlines kept as given
+    assert target.read_bytes() == b"a\r\nb\n"
 
 
 # ============================================================================ loaders and API

@@ -4,6 +4,7 @@ equal the published tables, the helpers compute what they say, the plots draw wh
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -14,63 +15,84 @@ matplotlib.use("Agg")
 from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
 from stllr.plotting.style import plt  # noqa: E402
 from stllr.studies import factor_choices as FC  # noqa: E402
-from stllr.studies import sweeps  # noqa: E402
-from stllr.studies.common import Method  # noqa: E402
+from stllr.studies import paper, sweeps  # noqa: E402
+from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method  # noqa: E402
 
-# The paper's Tables 2 and 5 exactly as docs/paper-results.md prints them (arXiv 2306.15220v4).
-SPEC_TABLE2 = """
-| DVS Gesture | VGG9 | 20 | 15 | (0.2, 0.75, 1) | 94.61+-0.73 | 94.01+-1.10 | 95.07+-0.48 |
-| DVS CIFAR10 | VGG9 | 10 | 5 | (0.2, 0.5, 1) | 72.93+-0.94 | 73.42+-0.50 | 73.93+-0.62 |
-| N-CALTECH101 | VGG9 | 10 | 5 | (0.2, 0.5, 1) | 62.24+-1.22 | 53.42+-1.50 | 66.33+-0.86 |
-| SHD | RSNN | 100 | 10 | (0.5, 1, 1) | 77.09+-0.33 | 78.23+-1.84 | 74.69+-0.47 |
-"""
-SPEC_TABLE5 = """
-| Gesture | 25 | 73.61 | 81.89 | 65.45 |
-| Gesture | 26 | 94.61 | 94.01 | 95.07 |
-| Gesture | 27 | 94.46 | 94.46 | 95.85 |
-| NCALTECH101 | 25 | 35.11 | 37.19 | 28.53 |
-| NCALTECH101 | 26 | 63.34 | 54.07 | 66.05 |
-| NCALTECH101 | 27 | 62.24 | 53.42 | 66.33 |
-| SHD | 25 | 77.09 | 78.23 | 74.69 |
-| SHD | 26 | 76.25 | 76.28 | 74.40 |
-| SHD | 27 | 75.22 | 76.29 | 74.46 |
-"""
+ROOT = Path(__file__).resolve().parents[1]
 SPEC_ORDER = (0.0, 1.0, -1.0)  # the spec's column order: a_post = 0, +1, -1
 SPEC_NAMES = {"Gesture": "DVS Gesture", "NCALTECH101": "N-CALTECH101", "SHD": "SHD"}
 
 
-def _rows(text):
-    return [
-        [c.strip() for c in line.strip().strip("|").split("|")]
-        for line in text.strip().splitlines()
-    ]
+def _spec_table(heading):
+    """The body rows (cells stripped) of the first table under the ``## heading...`` line of
+    docs/paper-results.md (the paper's results as the paper prints them)."""
+    lines = (ROOT / "docs" / "paper-results.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## " + heading))
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return [r for r in rows[1:] if not set("".join(r)) <= set("-")]  # no header, no |---|
+
+
+def _mean_std(cell):
+    mean, std = (float(v) for v in cell.split("+-"))
+    return mean, std
 
 
 def test_paper_table2_equals_the_spec():
-    rows = _rows(SPEC_TABLE2)
-    assert [r[0] for r in rows] == list(FC.PAPER_TABLE2)
+    rows = _spec_table("alpha_post ablation (paper Table 2")
+    assert len(rows) == 4 and [r[0] for r in rows] == list(paper.PAPER_TABLE2)
     for ds, model, T, T_l, factors, *accs in rows:
-        got = FC.PAPER_TABLE2[ds]
+        got = paper.PAPER_TABLE2[ds]
         assert (got["model"], got["T"], got["T_l"]) == (model, int(T), int(T_l))
         assert got["factors"] == tuple(float(f) for f in factors.strip("()").split(","))
         for a, cell in zip(SPEC_ORDER, accs):
-            mean, std = (float(v) for v in cell.split("+-"))
-            assert got["acc"][a] == (mean, std)
+            assert got["acc"][a] == _mean_std(cell)
+    assert paper.TABLE2_SHD_FACTORS == paper.PAPER_TABLE2["SHD"]["factors"] == (0.5, 1.0, 1.0)
 
 
 def test_paper_table5_equals_the_spec():
-    rows = _rows(SPEC_TABLE5)
-    assert sum(len(v) for v in FC.PAPER_TABLE5.values()) == len(rows) == 9
+    rows = _spec_table("psi ablation (paper Table 5)")
+    assert sum(len(v) for v in paper.PAPER_TABLE5.values()) == len(rows) == 9
     for ds, eq, *accs in rows:
-        got = FC.PAPER_TABLE5[SPEC_NAMES[ds]][int(eq)]
+        got = paper.PAPER_TABLE5[SPEC_NAMES[ds]][int(eq)]
         assert got == {a: float(v) for a, v in zip(SPEC_ORDER, accs)}
     # Table 2 repeats Table 5 where the psi matches (SHD: rational, Gesture: triangle)
-    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["SHD"]["acc"].items()} == FC.PAPER_TABLE5["SHD"][
-        25
+    t2, t5 = paper.PAPER_TABLE2, paper.PAPER_TABLE5
+    assert {a: m for a, (m, _) in t2["SHD"]["acc"].items()} == t5["SHD"][25]
+    assert {a: m for a, (m, _) in t2["DVS Gesture"]["acc"].items()} == t5["DVS Gesture"][26]
+
+
+def test_paper_table3_equals_the_spec():
+    rows = _spec_table("Main results (paper Table 3")
+    assert len(rows) == len(paper.PAPER_TABLE3) == 11
+    for (ds, method, _, T, _, acc, mac, mem), got in zip(rows, paper.PAPER_TABLE3):
+        assert (got["dataset"], got["T"]) == (ds, int(T))
+        assert method.startswith(got["method"].split(" (")[0])
+        assert (got["acc"], got["acc_std"]) == _mean_std(acc)
+        assert (got["mac_e9"], got["mem_mb"]) == (float(mac), float(mem))
+    # the SHD rows as the notebooks use them (00, 04, 06)
+    shd = {r[1]: _mean_std(r[5]) for r in rows if r[0] == "SHD"}
+    assert paper.PAPER_SHD_ACCURACY == {
+        "bptt": shd["BPTT"],
+        "stllr": shd["S-TLLR (BP)"],
+        "stllr_dfa": shd["S-TLLR (DFA)"],
+    }
+    assert [(r["key"], r["method"], r["acc"], r["T"], r["T_l"]) for r in paper.PAPER_SHD_ROWS] == [
+        ("stllr", "S-TLLR (BP)", shd["S-TLLR (BP)"], 100, 10),
+        ("stllr_dfa", "S-TLLR (DFA)", shd["S-TLLR (DFA)"], 100, 10),
+        ("bptt", "BPTT", shd["BPTT"], 100, None),
     ]
-    assert {a: m for a, (m, _) in FC.PAPER_TABLE2["DVS Gesture"]["acc"].items()} == FC.PAPER_TABLE5[
-        "DVS Gesture"
-    ][26]
+    assert paper.PAPER_SHD_SIGNALS == {"bp": shd["S-TLLR (BP)"], "dfa": shd["S-TLLR (DFA)"]}
+
+
+def test_paper_fig5_factors_equal_the_spec():
+    text = (ROOT / "docs" / "paper-results.md").read_text(encoding="utf-8")
+    assert "5: box plots, accuracy vs lambda_pre (BP; l_post 0.2, a_post -1, a_pre 1)" in text
+    assert paper.FIG5_FACTORS == {"lambda_post": 0.2, "alpha_post": -1.0, "alpha_pre": 1.0}
 
 
 def test_default_grid_has_the_papers_factors():
@@ -82,7 +104,8 @@ def test_default_grid_has_the_papers_factors():
     assert [m.factors for m in g["dfa"]] == [m.factors for m in g["bp"]]
     assert all(m.feedback_mode == "bp" and m.options == {} for m in g["bp"] + g["lambda_pre"])
     assert all(
-        m.feedback_mode == "dfa" and m.options == {"rate_reg": 0.3, "rate_target": 0.03}
+        m.feedback_mode == "dfa"
+        and m.options == DFA_RATE_PENALTY == {"rate_reg": 0.3, "rate_target": 0.03}
         for m in g["dfa"]
     )
     assert [(m.feedback_mode, m.options, m.factors[2]) for m in g["dfa_plain"]] == [
@@ -99,7 +122,7 @@ def test_default_grid_has_the_papers_factors():
     assert all(0 < m.delay_ls <= s["T"] for m in s["methods"])
     keys = [m.key for m in s["methods"]]
     assert len(set(keys)) == len(keys) == 12
-    assert s["data"].dataset == "randman" and dict(s["data"].data_options) == sweeps.SMALL_RANDMAN
+    assert s["data"].dataset == "randman" and dict(s["data"].data_options) == SMALL_RANDMAN
     assert s["chance"] == 20.0 and s["epochs"] == 5
     assert FC.sweep_settings(epochs=3)["epochs"] == 3
 
@@ -219,7 +242,7 @@ def test_subsweep_values_and_paired_differences():
 
 def test_plot_alpha_post_effects_draws_the_expected_bars():
     groups = [
-        dict(label="SHD (paper)", values=FC.PAPER_TABLE2["SHD"]["acc"], source="paper"),
+        dict(label="SHD (paper)", values=paper.PAPER_TABLE2["SHD"]["acc"], source="paper"),
         dict(
             label="ours",
             values={-1.0: (60.0, 3.0), 0.0: (65.0, 4.0), 1.0: (66.0, 0.0)},
@@ -296,7 +319,7 @@ def test_factor_windows_plot_the_analytic_windows():
 def test_grid_methods_train(tmp_path):
     """Every kind of method in the grid builds and trains (BP, DFA with the rate penalty, plain DFA)."""
     tiny = dict(
-        sweeps.SMALL_RANDMAN,
+        SMALL_RANDMAN,
         n_classes=3,
         n_steps=10,
         n_units=30,

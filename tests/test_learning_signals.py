@@ -17,9 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
 from stllr.models.registry import build_model
 from stllr.studies import common as E
 from stllr.studies import learning_signals as LS
+from stllr.studies import paper
 from stllr.training.config import make_optimizer
 from stllr.training.loop import train_batch
 
@@ -76,15 +78,15 @@ def _reference_logits(model, frames):
 def test_angle_of_identical_opposite_orthogonal_and_zero_signals():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(3, 5, 7, generator=g, dtype=DT)
-    assert LS.angle_degrees(a, a) == pytest.approx(0.0, abs=1e-5)
-    assert LS.angle_degrees(a, 3.5 * a) == pytest.approx(0.0, abs=1e-5)  # scale does not matter
-    assert LS.angle_degrees(a, -a) == pytest.approx(180.0, abs=1e-5)
+    assert angle_degrees(a, a) == pytest.approx(0.0, abs=1e-5)
+    assert angle_degrees(a, 3.5 * a) == pytest.approx(0.0, abs=1e-5)  # scale does not matter
+    assert angle_degrees(a, -a) == pytest.approx(180.0, abs=1e-5)
     e1, e2 = torch.zeros(4), torch.zeros(4)
     e1[0], e2[1] = 2.0, -1.0
-    assert LS.angle_degrees(e1, e2) == pytest.approx(90.0)
-    assert LS.angle_degrees(e1, e1 + e2.abs() * 2) == pytest.approx(45.0)
-    assert math.isnan(LS.angle_degrees(torch.zeros(4), e1))
-    assert LS.cosine(e1, e1 + e2.abs() * 2) == pytest.approx(math.sqrt(0.5))
+    assert angle_degrees(e1, e2) == pytest.approx(90.0)
+    assert angle_degrees(e1, e1 + e2.abs() * 2) == pytest.approx(45.0)
+    assert math.isnan(angle_degrees(torch.zeros(4), e1))
+    assert cosine_similarity(e1, e1 + e2.abs() * 2) == pytest.approx(math.sqrt(0.5))
 
 
 def test_stepwise_angles_flatten_each_step_over_batch_and_neurons():
@@ -275,7 +277,7 @@ def test_recording_batch_angles_match_the_one_batch_signals():
 def _tiny_config(tmp_path):
     cfg = LS.signal_config(epochs=2, data_path=str(tmp_path / "data"))
     cfg["data_options"] = dict(
-        LS.SMALL_RANDMAN,
+        E.SMALL_RANDMAN,
         n_classes=3,
         n_units=20,
         n_steps=10,
@@ -324,7 +326,7 @@ def test_run_trials_summary_and_table(tmp_path):
     assert rows[1]["angle_start"] == pytest.approx(
         np.mean([r.records[0]["angle_feedback"] for r in runs["dfa"]])
     )
-    table = LS.summary_table(rows, LS.PAPER_SHD_SIGNALS, kind="accuracy")
+    table = LS.summary_table(rows, paper.PAPER_SHD_SIGNALS, kind="accuracy")
     assert "78.24 +- 1.84" in table and "74.60 +- 0.52" in table and "angle" not in table
     assert table.splitlines()[0].startswith("learning signal")
     table = LS.summary_table(rows, kind="alignment")
@@ -335,8 +337,8 @@ def test_run_trials_summary_and_table(tmp_path):
 
 
 def test_mean_std_and_configs():
-    assert LS.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
-    assert LS.mean_std([4.0]) == (4.0, 0.0)
+    assert mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert mean_std([4.0]) == (4.0, 0.0)
     with pytest.raises(ValueError, match="DATA_PATH"):
         LS.signal_config(full=True)
     full = LS.signal_config(full=True, data_path="/nonexistent")
@@ -351,7 +353,7 @@ def test_mean_std_and_configs():
     small = LS.signal_config()
     assert small["data_options"]["n_classes"] == 5 and small["delay_ls"] <= small["T"]
     assert [m.key for m in small["methods"]] == ["bp", "dfa", "dfa_rate"]
-    assert LS.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
+    assert paper.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
     info = {"num_classes": 3, "input_shape": (7,)}
     model = LS.build_signal_model(
         LS.SIGNAL_METHODS[2], dict(small, model_options={"hidden": 16}), info
@@ -377,7 +379,7 @@ def test_plots_draw(tmp_path):
 
     for fig in (
         LS.plot_signals(sig),
-        LS.plot_accuracy(runs, LS.PAPER_SHD_SIGNALS, chance=100 / 3),
+        LS.plot_accuracy(runs, paper.PAPER_SHD_SIGNALS, chance=100 / 3),
         LS.plot_alignment(runs),
     ):
         assert len(fig.axes) >= 2

@@ -20,6 +20,7 @@ from stllr import (
     LinearSTLLR,
     OutputErrorTap,
 )
+from stllr.signals import feedback_signal
 
 DT = torch.float64
 B, M, H, C, T = 5, 9, 12, 4, 5
@@ -102,6 +103,36 @@ def test_bp_mode_passes_gradient_unchanged(conv):
         assert g_plain.keys() == g_hook.keys() and g_plain["weight"].abs().max() > 0
         for n in g_plain:
             assert torch.equal(g_plain[n], g_hook[n]), n
+
+
+@pytest.mark.parametrize("mode", ["dfa", "sdfa"])
+@pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv"])
+def test_feedback_signal_is_the_hooks_formula(mode, conv):
+    """stllr.signals.feedback_signal (used by analyses) gives the hook's signal bit for bit."""
+    xs, y = make_data(conv)
+    model = make_model(mode, record=True, conv=conv)
+    ctx, signal = model[0], model[2]
+    steps = []
+
+    def on_step(t, s, logits):
+        e = onehot_error(logits, y)
+        err = e if mode == "dfa" else torch.sign(e) / B
+        flat = feedback_signal(ctx.error, signal.feedback, sign=mode == "sdfa")
+        assert flat.shape == (B, signal.feedback[0].numel())
+        assert torch.equal(flat.reshape(s.shape), signal.last_signal)
+        expected = err @ signal.feedback.reshape(C, -1)
+        torch.testing.assert_close(flat, expected, rtol=1e-10, atol=1e-14)
+        steps.append(t)
+
+    run(model, xs, y, on_step)
+    assert steps == list(range(T))
+    # the error is cast to B's dtype first
+    e32 = torch.randn(3, C)
+    fb = torch.randn(C, 2, 3, dtype=DT)
+    assert torch.equal(feedback_signal(e32, fb), e32.to(DT) @ fb.reshape(C, -1))
+    assert torch.equal(
+        feedback_signal(e32, fb, sign=True), (torch.sign(e32) / 3).to(DT) @ fb.reshape(C, -1)
+    )
 
 
 @pytest.mark.parametrize("mode", ["dfa", "sdfa"])

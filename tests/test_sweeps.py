@@ -4,15 +4,18 @@ are the textbook statistics."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
+from stllr._checks import check_positive_int
+from stllr._io import OPEN_FILE_MODE
 from stllr.studies import common as E
 from stllr.studies import sweeps
 
 TINY = dict(
-    sweeps.SMALL_RANDMAN,
+    E.SMALL_RANDMAN,
     n_classes=3,
     n_steps=12,
     n_units=40,
@@ -91,6 +94,9 @@ def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
     )
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 2 and json.loads(files[0].read_text())["key"] == "a0"
+    # written atomically (no temporary file left), readable as a plain open() would make them
+    assert sorted(tmp_path.iterdir()) == files
+    assert all(f.stat().st_mode & 0o777 == OPEN_FILE_MODE for f in files)
 
     def boom(job):
         raise AssertionError("trained again although cached")
@@ -154,6 +160,25 @@ def test_bad_arguments_are_named(data, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         sweeps.run_trials(_methods(), data, **args)
+
+
+def test_check_positive_int_options():
+    """The one integer check behind sweeps (numpy integers, epochs >= 0), the layers, the train
+    config (ConfigError, None allowed) and the memory CLI."""
+    assert check_positive_int(3, "n") == 3
+    assert check_positive_int(np.int64(3), "n", allow_numpy=True) == 3
+    assert type(check_positive_int(np.int64(3), "n", allow_numpy=True)) is int
+    assert check_positive_int(0, "epochs", minimum=0) == 0
+    assert check_positive_int(None, "--max-batches", allow_none=True) is None
+    for bad in (0, -1, True, 2.0, "3", None, np.int64(3)):
+        with pytest.raises(
+            ValueError, match=re.escape(f"n: expected a positive integer, got {bad!r}")
+        ):
+            check_positive_int(bad, "n")
+    with pytest.raises(ValueError, match="^epochs: expected an integer >= 0, got -1$"):
+        check_positive_int(-1, "epochs", minimum=0, allow_numpy=True)
+    with pytest.raises(KeyError, match="--trials: expected a positive integer, got 0"):
+        check_positive_int(0, "--trials", error=KeyError)
 
 
 def test_bad_methods_and_data(data):

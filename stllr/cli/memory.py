@@ -20,6 +20,8 @@ import math
 import sys
 from typing import Optional, Sequence
 
+from stllr._checks import check_positive_int
+
 __all__ = [
     "add_memory_subcommand",
     "run_memory",
@@ -51,13 +53,11 @@ def _fail(msg: str) -> None:
 
 
 def _positive_int(text, name: str) -> int:
+    """``text`` (a command-line word) as a positive integer, else a usage error quoting it."""
     try:
-        value = int(str(text), 10)
+        return check_positive_int(int(str(text), 10), name)
     except ValueError:
         raise _UsageError(f"{name}: expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise _UsageError(f"{name}: expected a positive integer, got {text!r}")
-    return value
 
 
 def twin_arch(arch: str) -> str:

@@ -1,9 +1,10 @@
 """Atomic on-disk caching shared by the real and the procedural datasets.
 
-Every cache file is written to a temporary file in the same folder and moved into place with
-``os.replace``, so an interrupted write (Ctrl-C, a killed worker, a full disk) never leaves a
-half-written file under the final name. Readers only ever open final names, so a leftover
-temporary file is ignored (and a later write simply creates a fresh one).
+Every cache file is written with :func:`stllr._io.atomic_open` (a hidden temporary file in the same
+folder, moved into place with ``os.replace``, the mode ``open`` would give), so an interrupted
+write (Ctrl-C, a killed worker, a full disk) never leaves a half-written file under the final
+name. Readers only ever open final names, so a leftover temporary file is ignored (and a later
+write simply creates a fresh one).
 """
 
 from __future__ import annotations
@@ -12,29 +13,18 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+
+from stllr._io import atomic_open
 
 #: Bump when a change to the preprocessing / generation code changes cached content.
 CACHE_VERSION = 1
 
 #: Environment variable naming the default data folder.
 DATA_ENV_VAR = "STLLR_DATA"
-
-TMP_SUFFIX = ".tmp"
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: Mode of finished cache files (``mkstemp`` creates 0600 files; use the umask like ``open``).
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 def default_data_path() -> Path:
@@ -63,42 +53,16 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot hash parameter of type {type(value).__name__}: {value!r}")
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is moved onto ``path`` atomically.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _FILE_MODE)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_open(path, "wb", hidden=True, open_permissions=True) as f:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` atomically (uncompressed: fast to write and to read)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_open(path, "wb", hidden=True, open_permissions=True) as f:
         np.savez(f, **arrays)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
 
 
 class SampleCache:

@@ -9,7 +9,8 @@ Two studies, each a :func:`stllr.studies.sweeps.run_trials` sweep over seeds:
    and may cost accuracy.
 
 :func:`study_config` gives the defaults (the small procedural randman task of
-:data:`stllr.studies.sweeps.SMALL_RANDMAN`, seconds per run) and the paper-scale version (SHD, 200 epochs)."""
+:data:`stllr.studies.common.SMALL_RANDMAN`, seconds per run) and the paper-scale version (SHD,
+200 epochs)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from stllr.analysis.metrics import mean_std
 from stllr.measure.analytic import paper_mac_ratio
 from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
-from stllr.studies.common import Method, format_table
-from stllr.studies.paper import PAPER_SHD_ACCURACY
-from stllr.studies.sweeps import SMALL_RANDMAN, DataSpec, Sweep
+from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, format_table
+from stllr.studies.paper import PAPER_SHD_ROWS
+from stllr.studies.sweeps import DataSpec, Sweep
 
 __all__ = [
-    "DFA_RATE_REG",
-    "PAPER_SHD_ROWS",
     "study_config",
     "comparison_methods",
     "window_methods",
@@ -35,30 +35,6 @@ __all__ = [
     "table3_rows",
     "table3_beside",
     "plot_accuracy_vs_window",
-]
-
-#: The firing-rate penalty that keeps a DFA-trained recurrent layer from running away on randman
-#: (docs/experiments.md): ``rate_reg * (s_t - rate_target) / batch`` added at the hook.
-DFA_RATE_REG = {"rate_reg": 0.3, "rate_target": 0.03}
-
-
-#: Paper Table 3, SHD rows (LIF-RSNN, T = 100, T_l = 10, 200 epochs, 5 trials).
-PAPER_SHD_ROWS = [
-    {
-        "key": "stllr",
-        "method": "S-TLLR (BP)",
-        "acc": PAPER_SHD_ACCURACY["stllr"],
-        "T": 100,
-        "T_l": 10,
-    },
-    {
-        "key": "stllr_dfa",
-        "method": "S-TLLR (DFA)",
-        "acc": PAPER_SHD_ACCURACY["stllr_dfa"],
-        "T": 100,
-        "T_l": 10,
-    },
-    {"key": "bptt", "method": "BPTT", "acc": PAPER_SHD_ACCURACY["bptt"], "T": 100, "T_l": None},
 ]
 
 
@@ -115,10 +91,11 @@ def study_config(
 
 
 def comparison_methods(config: Mapping[str, Any], dfa_rate_reg: bool = True) -> List[Method]:
-    """S-TLLR (BP), S-TLLR (DFA; with :data:`DFA_RATE_REG` unless ``dfa_rate_reg=False`` or FULL,
-    where the paper's plain DFA is used) and BPTT, keys ``stllr``, ``stllr_dfa``, ``bptt``."""
+    """S-TLLR (BP), S-TLLR (DFA; with :data:`stllr.studies.common.DFA_RATE_PENALTY` unless
+    ``dfa_rate_reg=False`` or FULL, where the paper's plain DFA is used) and BPTT, keys ``stllr``,
+    ``stllr_dfa``, ``bptt``."""
     c = config
-    dfa_opts = dict(DFA_RATE_REG) if (dfa_rate_reg and not c["full"]) else {}
+    dfa_opts = dict(DFA_RATE_PENALTY) if (dfa_rate_reg and not c["full"]) else {}
     return [
         Method(
             "stllr", "S-TLLR (BP)", c["arch"], "stllr", c["factors"], c["window"], c["psi"], "bp"
@@ -197,12 +174,13 @@ def window_rows(
     for key in sweep:
         d = int(key[1:])
         acc = sweep.accuracies(key)
+        mean, std = mean_std(acc, exact=False)
         row = {
             "window": d,
             "T_l": T - d,
             "n": len(acc),
-            "mean": float(acc.mean()),
-            "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "mean": mean,
+            "std": std,
             "mac_saving": paper_mac_ratio(T, d, float(config["factors"][2])),
         }
         if bptt is not None:
@@ -227,18 +205,18 @@ def window_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def table3_rows(sweep: Sweep, config: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """Our mean +- std per method beside the paper's SHD rows of Table 3."""
+    """Our mean +- std per method beside the paper's SHD rows of Table 3
+    (:data:`stllr.studies.paper.PAPER_SHD_ROWS`)."""
     T = int(config["T"])
     rows = []
     for paper in PAPER_SHD_ROWS:
         key = paper["key"]
-        acc = sweep.accuracies(key)
+        mean, std = mean_std(sweep.accuracies(key), exact=False)
         ours_tl = None if key == "bptt" else T - int(config["window"])
-        std = acc.std(ddof=1) if len(acc) > 1 else 0.0
         rows.append(
             {
                 "method": paper["method"],
-                "ours": f"{acc.mean():.2f} +- {std:.2f}",
+                "ours": f"{mean:.2f} +- {std:.2f}",
                 "ours_T": f"{T} (T_l {ours_tl})" if ours_tl is not None else str(T),
                 "paper": f"{paper['acc'][0]:.2f} +- {paper['acc'][1]:.2f}",
                 "paper_T": f"{paper['T']} (T_l {paper['T_l']})"
@@ -300,7 +278,7 @@ def plot_accuracy_vs_window(
     d = np.array([r["window"] for r in rows])
     c = method_color("stllr")
     if bptt is not None:
-        m, s = float(np.mean(bptt)), float(np.std(bptt, ddof=1)) if len(bptt) > 1 else 0.0
+        m, s = mean_std(bptt, exact=False)
         ax.axhspan(m - s, m + s, color=method_color("bptt"), alpha=0.15, lw=0)
         ax.axhline(
             m,

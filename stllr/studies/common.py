@@ -1,5 +1,6 @@
 """What the notebook studies share: a :class:`Method` (how to train), a :class:`RunResult`
-(what one run gave), the procedural tasks' settings, datasets and loaders, and
+(what one run gave), the procedural tasks' settings (:data:`RANDMAN_TASK`, :data:`SMALL_RANDMAN`),
+the DFA firing-rate penalty (:data:`DFA_RATE_PENALTY`), datasets and loaders, and
 :func:`train_method` (the code of ``stllr train``) for one run."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from stllr.training.loop import run_epoch, seed_everything
 
 __all__ = [
     "RANDMAN_TASK",
+    "SMALL_RANDMAN",
+    "DFA_RATE_PENALTY",
     "Method",
     "RunResult",
     "num_threads",
@@ -41,6 +44,20 @@ RANDMAN_TASK = {
     "jitter": 2.0,
     "seed": 0,
 }
+
+
+#: A small randman task for sweeps on a laptop (notebooks 03, 04, 06): :data:`RANDMAN_TASK` with 5
+#: classes, T = 30, 300 training and 200 test samples. ``randman_rsnn_stllr`` trains one epoch of it
+#: in about 0.25 s on one thread.
+SMALL_RANDMAN = dict(
+    RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40
+)
+
+
+#: The firing-rate penalty that lets DFA train the recurrent randman network (docs/experiments.md):
+#: ``rate_reg * (s_t - rate_target) / batch`` added at the hook (keyword arguments of
+#: :func:`stllr.models.build_model`, see :class:`stllr.signals.LearningSignal`).
+DFA_RATE_PENALTY = {"rate_reg": 0.3, "rate_target": 0.03}
 
 
 # ======================================================================================

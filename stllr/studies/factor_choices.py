@@ -11,16 +11,17 @@ lambda_pre, alpha_post, alpha_pre]``. The paper studies two of the four factors:
 
 This module holds what notebook 03 reuses: the method grids of those sweeps
 (:func:`alpha_post_methods`, :func:`lambda_pre_methods`, :func:`sweep_settings`), the paper's
-published numbers as data (:data:`PAPER_TABLE2`, :data:`PAPER_TABLE5`, :func:`paper_values`) and the
-plots (:func:`plot_factor_windows`, :func:`plot_alpha_post_boxes`, :func:`plot_lambda_pre_boxes`,
+numbers for them (:func:`paper_values`, :func:`paper_table`; the tables themselves are
+:data:`stllr.studies.paper.PAPER_TABLE2` and ``PAPER_TABLE5``) and the plots
+(:func:`plot_factor_windows`, :func:`plot_alpha_post_boxes`, :func:`plot_lambda_pre_boxes`,
 :func:`plot_alpha_post_effects`). Training itself is :func:`stllr.studies.sweeps.run_trials`.
 
 Example::
 
-    from stllr import factor_choices as FC, sweeps
-    s = FC.sweep_settings()                       # the small randman setting of the notebook
+    from stllr.studies import factor_choices, sweeps
+    s = factor_choices.sweep_settings()           # the small randman setting of the notebook
     sweep = sweeps.run_trials(s["methods"], s["data"], trials=5, epochs=s["epochs"], lr=s["lr"])
-    print(sweeps.summary_table(sweep, paper=FC.paper_values(s["groups"]["bp"])))"""
+    print(sweeps.summary_table(sweep, paper=factor_choices.paper_values(s["groups"]["bp"])))"""
 
 from __future__ import annotations
 
@@ -30,19 +31,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from stllr.analysis.metrics import mean_std
 from stllr.plotting.style import PAPER_STYLE, _clean, plt
-from stllr.studies.common import Method, format_table
+from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, format_table
+from stllr.studies.paper import FIG5_FACTORS, PAPER_TABLE2, PAPER_TABLE5, TABLE2_SHD_FACTORS
 
 __all__ = [
     "ALPHA_POSTS",
     "LAMBDA_PRES",
     "ALPHA_COLORS",
-    "DFA_RATE_PENALTY",
-    "TABLE2_SHD_FACTORS",
-    "FIG5_FACTORS",
     "PSI_EQUATION",
-    "PAPER_TABLE2",
-    "PAPER_TABLE5",
     "alpha_post_methods",
     "lambda_pre_methods",
     "sweep_settings",
@@ -72,75 +70,8 @@ LAMBDA_PRES = (0.0, 0.25, 0.5, 0.75, 1.0)
 ALPHA_COLORS = {-1.0: "#d62728", 0.0: "#7b6fb0", 1.0: "#17a589"}
 
 
-#: The firing-rate penalty that lets DFA train the recurrent randman network (docs/experiments.md).
-DFA_RATE_PENALTY = {"rate_reg": 0.3, "rate_target": 0.03}
-
-
-#: (lambda_post, lambda_pre, alpha_pre) of the paper's SHD row of Table 2 (alpha_post is swept).
-TABLE2_SHD_FACTORS = (0.5, 1.0, 1.0)
-
-
-#: The fixed factors of the paper's Fig. 5 (lambda_pre is swept).
-FIG5_FACTORS = {"lambda_post": 0.2, "alpha_post": -1.0, "alpha_pre": 1.0}
-
-
 #: Paper equation number of each psi name (Eq. 25-28).
 PSI_EQUATION = {"rational": 25, "triangle": 26, "sigmoid": 27, "fast_sigmoid": 28}
-
-
-#: Paper Table 2 (BP learning signal): test accuracy %, mean and std over 5 trials, per alpha_post.
-#: ``factors``: (lambda_post, lambda_pre, alpha_pre); ``T_l``: first step with a learning signal.
-PAPER_TABLE2: Dict[str, Dict[str, Any]] = {
-    "DVS Gesture": {
-        "model": "VGG9",
-        "T": 20,
-        "T_l": 15,
-        "factors": (0.2, 0.75, 1.0),
-        "acc": {0.0: (94.61, 0.73), 1.0: (94.01, 1.10), -1.0: (95.07, 0.48)},
-    },
-    "DVS CIFAR10": {
-        "model": "VGG9",
-        "T": 10,
-        "T_l": 5,
-        "factors": (0.2, 0.5, 1.0),
-        "acc": {0.0: (72.93, 0.94), 1.0: (73.42, 0.50), -1.0: (73.93, 0.62)},
-    },
-    "N-CALTECH101": {
-        "model": "VGG9",
-        "T": 10,
-        "T_l": 5,
-        "factors": (0.2, 0.5, 1.0),
-        "acc": {0.0: (62.24, 1.22), 1.0: (53.42, 1.50), -1.0: (66.33, 0.86)},
-    },
-    "SHD": {
-        "model": "RSNN",
-        "T": 100,
-        "T_l": 10,
-        "factors": (0.5, 1.0, 1.0),
-        "acc": {0.0: (77.09, 0.33), 1.0: (78.23, 1.84), -1.0: (74.69, 0.47)},
-    },
-}
-
-
-#: Paper Table 5: test accuracy % (mean of 5 trials, no std published) per dataset, psi (equation
-#: number: 25 rational, 26 triangle, 27 sigmoid) and alpha_post.
-PAPER_TABLE5: Dict[str, Dict[int, Dict[float, float]]] = {
-    "DVS Gesture": {
-        25: {0.0: 73.61, 1.0: 81.89, -1.0: 65.45},
-        26: {0.0: 94.61, 1.0: 94.01, -1.0: 95.07},
-        27: {0.0: 94.46, 1.0: 94.46, -1.0: 95.85},
-    },
-    "N-CALTECH101": {
-        25: {0.0: 35.11, 1.0: 37.19, -1.0: 28.53},
-        26: {0.0: 63.34, 1.0: 54.07, -1.0: 66.05},
-        27: {0.0: 62.24, 1.0: 53.42, -1.0: 66.33},
-    },
-    "SHD": {
-        25: {0.0: 77.09, 1.0: 78.23, -1.0: 74.69},
-        26: {0.0: 76.25, 1.0: 76.28, -1.0: 74.40},
-        27: {0.0: 75.22, 1.0: 76.29, -1.0: 74.46},
-    },
-}
 
 
 # ----------------------------------------------------------------------------------- method grids
@@ -167,7 +98,8 @@ def alpha_post_methods(
 
     Keys are ``f"{tag}_a{alpha_post:+g}"`` (``_a0`` for 0) (``tag`` defaults to ``feedback_mode``), labels
     ``f"{name}, alpha_post {alpha_post:+g}"`` (``name`` defaults to ``feedback_mode.upper()``).
-    ``options`` go to :func:`stllr.models.build_model` (e.g. :data:`DFA_RATE_PENALTY`).
+    ``options`` go to :func:`stllr.models.build_model` (e.g.
+    :data:`stllr.studies.common.DFA_RATE_PENALTY`).
     """
     tag = tag or feedback_mode.lower()
     name = name or feedback_mode.upper()
@@ -222,12 +154,12 @@ def sweep_settings(
 ) -> Dict[str, Any]:
     """Everything notebook 03 trains, as data.
 
-    ``full=False``: the small randman task (:data:`stllr.studies.sweeps.SMALL_RANDMAN`: 5 classes, T = 30),
-    ``randman_rsnn_stllr`` with psi sigmoid (Eq. 27), learning signal on the last 20 of 30 steps
+    ``full=False``: the small randman task (:data:`stllr.studies.common.SMALL_RANDMAN`: 5 classes,
+    T = 30), ``randman_rsnn_stllr`` with psi sigmoid (Eq. 27), learning signal on the last 20 of 30 steps
     (T_l = 10, as in the paper's SHD runs), Adam lr 4e-3, batch 32, ``epochs`` default 5. The DFA
-    runs add the firing-rate penalty :data:`DFA_RATE_PENALTY` (without it DFA stays at chance on this
-    recurrent task, see docs/experiments.md); one extra group, ``dfa_plain``, is DFA without it at
-    alpha_post +1.
+    runs add the firing-rate penalty :data:`~stllr.studies.common.DFA_RATE_PENALTY` (without it
+    DFA stays at chance on this recurrent task, see docs/experiments.md); one extra group,
+    ``dfa_plain``, is DFA without it at alpha_post +1.
 
     ``full=True``: the paper's SHD setting (Table 2's SHD row): ``stllr_shd_net`` on real SHD from
     ``data_path`` (T = 100), psi rational (Eq. 25), learning signal on the last 90 steps (T_l = 10),
@@ -239,7 +171,7 @@ def sweep_settings(
     "epochs", "device", "groups" ({"bp", "dfa", "dfa_plain", "lambda_pre"}: lists of Methods),
     "methods" (all, in that order), "chance" (%), "task"}``.
     """
-    from stllr.studies.sweeps import SMALL_RANDMAN, DataSpec
+    from stllr.studies.sweeps import DataSpec
 
     if full:
         if not data_path:
@@ -425,11 +357,7 @@ def sweep_alpha_values(
     std, ddof 1), the form :func:`plot_alpha_post_effects` takes."""
     out = {}
     for m in methods:
-        acc = sweep.accuracies(m.key, metric)
-        out[float(m.factors[2])] = (
-            float(acc.mean()),
-            float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-        )
+        out[float(m.factors[2])] = mean_std(sweep.accuracies(m.key, metric), exact=False)
     return out
 
 
@@ -442,9 +370,10 @@ def paired_differences(sweep, key: str, ref: str, metric: str = "final") -> Dict
     if len(a) != len(b):
         raise ValueError(f"{key} has {len(a)} trials, {ref} has {len(b)}: cannot pair them")
     d = a - b
+    mean, std = mean_std(d, exact=False)
     return {
-        "mean": float(d.mean()),
-        "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+        "mean": mean,
+        "std": std,
         "values": d,
         "wins": int((d > 0).sum()),
         "n": len(d),

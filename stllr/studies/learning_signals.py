@@ -18,7 +18,7 @@ N = neurons of the hidden layer (its output flattened), C = classes.
 Three groups:
 
 - one batch: :func:`signals_for_batch` -> :class:`BatchSignals` (all three signals for the same batch,
-  the same weights and the same output errors), :func:`angle_degrees`, :func:`stepwise_angles`,
+  the same weights and the same output errors), :func:`stepwise_angles`,
   :func:`readout_angle`;
 - training: :func:`signal_config`, :func:`load_data`, :func:`build_signal_model`,
   :func:`train_batch_recording`, :func:`train_recording` (one run, per-epoch accuracy and the signal
@@ -31,7 +31,6 @@ wall-clock measurement."""
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -41,26 +40,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
 from stllr.models.registry import build_model
 from stllr.plotting.style import _clean
-from stllr.signals import LearningSignal
-from stllr.studies import common, paper, quickstart
+from stllr.signals import LearningSignal, feedback_signal
+from stllr.studies import common, quickstart
+from stllr.studies.common import SMALL_RANDMAN
 from stllr.training.config import make_optimizer
-from stllr.training.loop import run_epoch, seed_everything, train_batch
+from stllr.training.loop import run_epoch, seed_everything, stllr_window, time_major, train_batch
 
 __all__ = [
     "SignalMethod",
     "SIGNAL_METHODS",
     "SDFA_METHOD",
-    "SMALL_RANDMAN",
-    "PAPER_SHD_SIGNALS",
     "signal_config",
     "load_data",
     "build_signal_model",
     "signal_hook",
     "readout_weight",
-    "cosine",
-    "angle_degrees",
     "stepwise_angles",
     "readout_angle",
     "BatchSignals",
@@ -71,7 +68,6 @@ __all__ = [
     "run_trials",
     "summarise_trials",
     "summary_table",
-    "mean_std",
     "plot_signals",
     "plot_accuracy",
     "plot_alignment",
@@ -97,33 +93,19 @@ class SignalMethod:
     color: str = "#1f77b4"
 
 
-#: BP, plain DFA (the reference's) and DFA with the e-prop-style rate penalty of docs/experiments.md.
+#: BP, plain DFA (the reference's) and DFA with the e-prop-style rate penalty
+#: (:data:`stllr.studies.common.DFA_RATE_PENALTY`, docs/experiments.md).
 SIGNAL_METHODS = (
     SignalMethod("bp", "BP", "bp", color="#1f77b4"),
     SignalMethod("dfa", "DFA", "dfa", color="#ff7f0e"),
-    SignalMethod(
-        "dfa_rate", "DFA + rate_reg", "dfa", rate_reg=0.3, rate_target=0.03, color="#2ca02c"
-    ),
+    SignalMethod("dfa_rate", "DFA + rate_reg", "dfa", **common.DFA_RATE_PENALTY, color="#2ca02c"),
 )
 
 
 #: sign-DFA with the rate penalty (optional fourth method of notebook 06).
 SDFA_METHOD = SignalMethod(
-    "sdfa_rate", "sDFA + rate_reg", "sdfa", rate_reg=0.3, rate_target=0.03, color="#9467bd"
+    "sdfa_rate", "sDFA + rate_reg", "sdfa", **common.DFA_RATE_PENALTY, color="#9467bd"
 )
-
-
-#: The small procedural task of notebook 06: randman with 5 classes, T = 30, 300 train / 200 test samples.
-SMALL_RANDMAN = dict(
-    common.RANDMAN_TASK, n_classes=5, n_steps=30, n_train_per_class=60, n_test_per_class=40
-)
-
-
-#: Paper Table 3, SHD, S-TLLR with a BP and with a DFA learning signal: test accuracy %, (mean, std) over 5 trials.
-PAPER_SHD_SIGNALS = {
-    "bp": paper.PAPER_SHD_ACCURACY["stllr"],
-    "dfa": paper.PAPER_SHD_ACCURACY["stllr_dfa"],
-}
 
 
 def signal_config(
@@ -238,23 +220,6 @@ def readout_weight(
     return w
 
 
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Cosine similarity of two tensors flattened (float64); nan when either is zero."""
-    a = a.detach().reshape(-1).double()
-    b = b.detach().reshape(-1).double()
-    na, nb = a.norm(), b.norm()
-    if float(na) == 0.0 or float(nb) == 0.0:
-        return float("nan")
-    return float((a @ b) / (na * nb))
-
-
-def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Angle between two tensors flattened, in degrees: ``arccos(cosine(a, b))``; 0 = same direction,
-    90 = orthogonal, 180 = opposite; nan when either is zero."""
-    c = cosine(a, b)
-    return c if math.isnan(c) else math.degrees(math.acos(max(-1.0, min(1.0, c))))
-
-
 def _rowwise_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine of a[i] and b[i], each flattened, for every i: [W, ...] x [W, ...] -> [W] float64 (nan where a
     row is zero)."""
@@ -284,15 +249,10 @@ def readout_angle(model: nn.Module, hook: Optional[LearningSignal] = None) -> fl
     return angle_degrees(w, hook.feedback.reshape(hook.num_classes, -1))
 
 
-def _sdfa_error(error: torch.Tensor) -> torch.Tensor:
-    return torch.sign(error) / error.shape[0]
-
-
 def _feedback(error: torch.Tensor, hook: LearningSignal, sign: bool = False) -> torch.Tensor:
-    """``e B`` ([B, C] @ [C, N]), reshaped to the layer output [B, *shape]."""
-    e = _sdfa_error(error) if sign else error
-    fb = hook.feedback.reshape(hook.num_classes, -1)
-    return (e.to(fb.dtype) @ fb).reshape((e.shape[0],) + hook.shape)
+    """The hook's DFA signal ``e B`` (``sign``: sDFA, ``sign(e) B / batch``) for the output error
+    ``error`` [B, C] (:func:`stllr.signals.feedback_signal`), as the layer output [B, *shape]."""
+    return feedback_signal(error, hook.feedback, sign).reshape((error.shape[0],) + hook.shape)
 
 
 # ======================================================================================
@@ -363,28 +323,33 @@ def signals_for_batch(
         raise ValueError(
             "model has no feedback_context: learning signals need an S-TLLR model of stllr.models"
         )
-    x = frames.transpose(0, 1).contiguous()
-    steps = int(x.shape[0])
-    start = max(0, steps - int(delay_ls))
     was_recording = hook.record
     hook.record = True
     capture = _SpikeCapture(hook)
     out_steps, errors, bps, spikes = [], [], [], []
+    n_before = 0
+
+    def before_forward(_t):
+        nonlocal n_before
+        n_before = len(capture.values)
+
+    def after_backward(t):
+        out_steps.append(t)
+        errors.append(context.error.detach().clone())
+        bps.append(hook.last_bp_grad.clone())
+        spikes.append(capture.values[n_before])  # this step's layer output
+
     try:
-        model.reset_state()
         model.zero_grad(set_to_none=True)
-        for t in range(steps):
-            if t < start:
-                with torch.no_grad():
-                    model(x[t])
-                continue
-            n_before = len(capture.values)
-            out = model(x[t])
-            loss_fn(out, labels).backward()
-            out_steps.append(t)
-            errors.append(context.error.detach().clone())
-            bps.append(hook.last_bp_grad.clone())
-            spikes.append(capture.values[n_before])
+        stllr_window(
+            model,
+            time_major(frames),
+            labels,
+            loss_fn,
+            delay_ls,
+            before_forward=before_forward,
+            after_backward=after_backward,
+        )
     finally:
         capture.remove()
         hook.record = was_recording
@@ -548,35 +513,38 @@ def train_recording(
         ]
         records: List[Dict[str, float]] = []
         step = 0
+
+        def train_step(frames, labels):  # every ``every``-th batch recorded, counted over epochs
+            nonlocal step
+            if step % every == 0:
+                pred, rec = train_batch_recording(
+                    model, frames, labels, optimizer, F.cross_entropy, delay_ls
+                )
+                records.append({"batch": step, "epoch": step / per_epoch, **rec})
+            else:
+                pred = train_batch(
+                    model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls
+                )
+            step += 1
+            return pred
+
         for epoch in range(1, epochs + 1):
-            model.train()
-            correct = loss_sum = count = 0.0
-            for frames, labels in train_loader:
-                frames = frames.to(device, dtype=torch.float32)
-                labels = labels.to(device, dtype=torch.int64).view(-1)
-                if step % every == 0:
-                    pred, rec = train_batch_recording(
-                        model, frames, labels, optimizer, F.cross_entropy, delay_ls
-                    )
-                    records.append({"batch": step, "epoch": step / per_epoch, **rec})
-                else:
-                    pred = train_batch(
-                        model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls
-                    )
-                step += 1
-                with torch.no_grad():
-                    n = labels.shape[0]
-                    loss_sum += float(F.cross_entropy(pred, labels)) * n
-                    correct += float((pred.argmax(1) == labels).sum())
-                    count += n
+            tr = run_epoch(
+                model,
+                train_loader,
+                optimizer=optimizer,
+                loss_fn=F.cross_entropy,
+                device=device,
+                train_step=train_step,
+            )
             te = run_epoch(
                 model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device
             )
             history.append(
                 {
                     "epoch": epoch,
-                    "train_acc": 100.0 * correct / count,
-                    "train_loss": loss_sum / count,
+                    "train_acc": tr["acc"],
+                    "train_loss": tr["loss"],
                     "test_acc": te["acc"],
                     "test_loss": te["loss"],
                 }
@@ -610,12 +578,6 @@ def run_trials(
 # ======================================================================================
 # Summaries
 # ======================================================================================
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value), as the paper reports trials."""
-    values = [float(v) for v in values]
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def _window_mean(run: SignalRun, key: str, first: bool) -> float:
     """``key`` at the first recorded batch, or averaged over the recorded batches of the last epoch."""
     if first:
@@ -779,7 +741,10 @@ def plot_signals(
             color=colors[k],
             label=f"{name} vs BP, whole batch",
         )
-        one = [cosine(getattr(sig, k)[i, sample], sig.bp[i, sample]) for i in range(len(steps))]
+        one = [
+            cosine_similarity(getattr(sig, k)[i, sample], sig.bp[i, sample])
+            for i in range(len(steps))
+        ]
         ax.plot(steps, one, ":", color=colors[k], lw=1.5, label=f"{name} vs BP, sample {sample}")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1.05, 1.05)

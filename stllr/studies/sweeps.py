@@ -13,9 +13,10 @@ instead of training again: an interrupted sweep resumes where it stopped.
 
 Example::
 
-    from stllr import experiments as E, sweeps
-    data = sweeps.DataSpec("randman", data_options=sweeps.SMALL_RANDMAN)
-    methods = [E.Method("a0", "alpha_post 0", "randman_rsnn_stllr", "stllr", (0.5, 1, 0, 1), 25, "sigmoid")]
+    from stllr.studies import common, sweeps
+    data = sweeps.DataSpec("randman", data_options=common.SMALL_RANDMAN)
+    methods = [common.Method("a0", "alpha_post 0", "randman_rsnn_stllr", "stllr",
+                             (0.5, 1, 0, 1), 25, "sigmoid")]
     sweep = sweeps.run_trials(methods, data, trials=5, epochs=8, lr=2e-3)
     sweeps.summary_table(sweep)"""
 
@@ -35,10 +36,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from stllr._checks import check_positive_int
+from stllr._io import atomic_write_text
+from stllr.analysis.metrics import mean_std
 from stllr.studies.common import Method, format_table, make_loaders, train_method
 
 __all__ = [
-    "SMALL_RANDMAN",
     "DataSpec",
     "TrialResult",
     "Sweep",
@@ -47,20 +50,6 @@ __all__ = [
     "summary_table",
     "learning_curve",
 ]
-
-#: A small randman task for sweeps on a laptop: 5 classes, 100 units, T = 30, 300 training and 200
-#: test samples. ``randman_rsnn_stllr`` trains one epoch of it in about 0.25 s on one thread.
-SMALL_RANDMAN = {
-    "n_classes": 5,
-    "n_units": 100,
-    "n_steps": 30,
-    "n_train_per_class": 60,
-    "n_test_per_class": 40,
-    "manifold_dim": 2,
-    "alpha": 2.0,
-    "jitter": 2.0,
-    "seed": 0,
-}
 
 
 @dataclass(frozen=True)
@@ -149,12 +138,6 @@ class Sweep(dict):
 
 
 # ----------------------------------------------------------------------------------- running
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _method_dict(method: Method) -> Dict[str, Any]:
     d = dataclasses.asdict(method)
     d["factors"] = [float(f) for f in method.factors]
@@ -242,12 +225,6 @@ def _load_cached(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def _save_cached(path: Path, result: Dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
-
-
 def run_trials(
     methods: Sequence[Method],
     data: DataSpec,
@@ -292,13 +269,13 @@ def run_trials(
         raise TypeError(
             f"data: expected a stllr.studies.sweeps.DataSpec, got {type(data).__name__}"
         )
-    trials = _check_positive_int("trials", trials)
-    epochs = _check_positive_int("epochs", epochs, 0)
+    trials = check_positive_int(trials, "trials", allow_numpy=True)
+    epochs = check_positive_int(epochs, "epochs", minimum=0, allow_numpy=True)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr: expected a positive number, got {lr!r}")
     if workers is None:
         workers = 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
-    workers = _check_positive_int("workers", workers)
+    workers = check_positive_int(workers, "workers", allow_numpy=True)
 
     jobs = [
         _job(m, data, t, seed, epochs, float(lr), optimizer, device)
@@ -326,7 +303,9 @@ def run_trials(
     def finished(i, result):
         results[i] = result
         if cache is not None:
-            _save_cached(cache / f"{_job_id(jobs[i])}.json", result)
+            atomic_write_text(
+                cache / f"{_job_id(jobs[i])}.json", json.dumps(result), open_permissions=True
+            )
         if bar is not None:
             bar.update(1)
 
@@ -376,13 +355,14 @@ def summary_rows(sweep: Sweep, metric: str = "final") -> List[Dict[str, Any]]:
     rows = []
     for key in sweep:
         acc = sweep.accuracies(key, metric)
+        mean, std = mean_std(acc, exact=False)
         rows.append(
             {
                 "key": key,
                 "label": sweep.labels.get(key, key),
                 "n": len(acc),
-                "mean": float(acc.mean()),
-                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "mean": mean,
+                "std": std,
                 "min": float(acc.min()),
                 "max": float(acc.max()),
             }

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from stllr._checks import check_positive_int
 from stllr.functional import CLI_DEFAULT_FACTORS, check_factors
 from stllr.models.common import normalize_feedback_mode, normalize_pooling, resolve_activation
 from stllr.models.registry import ARCH_ALIASES, get_model_spec
@@ -186,14 +187,6 @@ def _resolve_scheduler(value, epochs: int) -> int:
     return int(value)
 
 
-def _positive_int(value, flag: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{flag}: expected a positive integer, got {value!r}")
-    return value
-
-
 def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     """Check and normalise ``cfg`` (returns a new config). Raises :class:`ConfigError` with a
     one-line message for anything that would fail later; costs no data loading."""
@@ -225,13 +218,12 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
         )
     # numbers
     for name in ("trials", "epochs", "batch_size", "val_batch_size", "delay_ls", "print_freq"):
-        _positive_int(getattr(c, name), "--" + name.replace("_", "-"))
-    _positive_int(c.max_batches, "--max-batches", allow_none=True)
-    _positive_int(c.only_trial, "--only-trial", allow_none=True)
+        check_positive_int(getattr(c, name), "--" + name.replace("_", "-"), error=ConfigError)
+    check_positive_int(c.max_batches, "--max-batches", allow_none=True, error=ConfigError)
+    check_positive_int(c.only_trial, "--only-trial", allow_none=True, error=ConfigError)
     if c.only_trial is not None and c.only_trial > c.trials:
         raise ConfigError(f"--only-trial {c.only_trial}: larger than --trials {c.trials}")
-    if isinstance(c.num_workers, bool) or not isinstance(c.num_workers, int) or c.num_workers < 0:
-        raise ConfigError(f"--num-workers: expected an integer >= 0, got {c.num_workers!r}")
+    check_positive_int(c.num_workers, "--num-workers", minimum=0, error=ConfigError)
     if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
         raise ConfigError(f"--lr: expected a positive number, got {c.lr!r}")
     if not (

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from stllr._io import atomic_torch_save, atomic_write_text
+from stllr.analysis.metrics import mean_std
 from stllr.models.registry import (
     build_model,
     count_parameters,
@@ -64,20 +64,18 @@ METRICS_FILE = "metrics.csv"
 LOG_FILE = "log.log"
 
 
-def _std(values: List[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _summary(trials: Dict[int, List[Dict[str, Any]]]) -> Dict[str, Any]:
     done = {k: h for k, h in trials.items() if h}
     final = [h[-1]["test_acc"] for h in done.values()]
     best = [max(e["test_acc"] for e in h) for h in done.values()]
+    final_mean, final_std = mean_std(final) if final else (None, None)
+    best_mean, best_std = mean_std(best) if best else (None, None)
     return {
         "trials_done": len(done),
-        "final_test_acc_mean": statistics.fmean(final) if final else None,
-        "final_test_acc_std": _std(final) if final else None,
-        "best_test_acc_mean": statistics.fmean(best) if best else None,
-        "best_test_acc_std": _std(best) if best else None,
+        "final_test_acc_mean": final_mean,
+        "final_test_acc_std": final_std,
+        "best_test_acc_mean": best_mean,
+        "best_test_acc_std": best_std,
         "final_test_acc": final,
         "best_test_acc": best,
     }
