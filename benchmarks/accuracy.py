@@ -17,8 +17,9 @@ only in the spike timing. Training (COMMON): Adam lr 2e-3, batch 32, 20 epochs, 
 schedule; psi = surrogate = the sigmoid of paper Eq. 27 for every method (with the rational psi of
 the SHD model S-TLLR training at this learning rate is unstable: some runs collapse mid-training).
 S-TLLR: the paper's SHD factors 0.5 1 1 1 and a learning signal on the last 45 of 50 steps. DFA also
-gets an activity regularisation at the hook (``DFA_RATE_REG``): without it the firing of the recurrent
-layer runs away and DFA stays at chance (method ``stllr_dfa_noreg``; docs/experiments.md).
+gets an activity regularisation at the hook (``stllr.studies.common.DFA_RATE_PENALTY``): without it
+the firing of the recurrent layer runs away and DFA stays at chance (method ``stllr_dfa_noreg``;
+docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from stllr.analysis.metrics import mean_std  # noqa: E402
+from stllr.studies.common import DFA_RATE_PENALTY  # noqa: E402
 
 #: The task: randman options passed to stllr.data.get_loaders (see stllr/data/randman.py).
 TASK = {
@@ -70,10 +73,6 @@ COMMON = {
 #: learning signal on the last 45 of 50 steps (SHD: 90 of 100).
 STLLR = {"factors": [0.5, 1.0, 1.0, 1.0], "delay_ls": 45}
 
-#: DFA: activity regularisation at the hook (rate_reg * (s_t - rate_target) / batch added to the
-#: DFA signal). Without it the recurrent weights learn a runaway excitation (docs/experiments.md).
-DFA_RATE_REG = {"rate_reg": 0.3, "rate_target": 0.03}
-
 METHODS = {
     "bptt": {"label": "BPTT", "arch": "randman_rsnn_bptt", "training_mode": "bptt"},
     "stllr_bp": {
@@ -89,7 +88,9 @@ METHODS = {
         "training_mode": "stllr",
         "feedback_mode": "DFA",
         "label_encoding": "one-hot",
-        "model_options": DFA_RATE_REG,
+        # rate_reg * (s_t - rate_target) / batch added to the DFA signal: without it the
+        # recurrent weights learn a runaway excitation (docs/experiments.md)
+        "model_options": dict(DFA_RATE_PENALTY),
         **STLLR,
     },
     # diagnostic, not run by default: DFA as in the reference (no activity regularisation): the
@@ -162,10 +163,6 @@ def _run_one(job):
     }
 
 
-def _mean_std(values):
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -226,9 +223,9 @@ def main(argv=None) -> int:
     summary = {}
     for m in args.methods:
         rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["trial"])
-        fm, fs = _mean_std([r["final_test_acc"] for r in rs])
-        bm, bs = _mean_std([r["best_test_acc"] for r in rs])
-        wm, _ = _mean_std([r["wall_time_s"] for r in rs])
+        fm, fs = mean_std([r["final_test_acc"] for r in rs])
+        bm, bs = mean_std([r["best_test_acc"] for r in rs])
+        wm, _ = mean_std([r["wall_time_s"] for r in rs])
         summary[m] = {
             "label": METHODS[m]["label"],
             "final_test_acc_mean": fm,

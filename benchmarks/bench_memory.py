@@ -65,7 +65,7 @@ def run(batch_size: int, device: torch.device, Ts, t_const: int, peak: bool = Tr
                 target,
                 steps=T,
                 mode=mode,
-                delay_ls=1,
+                window=1,
                 loss_fn=mse,
                 bptt_loss="last",
                 macs=False,

@@ -266,7 +266,7 @@ def run_workload(name, repeats):
     model = build(cfg, "stllr")
     counter = M.MacCounter(model, cfg["B"])
     with counter:
-        M.run_sequence(model, x, y, mode="stllr", delay_ls=cfg["window"])
+        M.run_sequence(model, x, y, mode="stllr", window=cfg["window"])
     res["stllr_macs"] = counter.counts.total()
     res["outer_over_stllr"] = res["outer_s"] / res["stllr_s"]
     res["bptt_over_stllr"] = res["bptt_s"] / res["stllr_s"]

@@ -255,7 +255,13 @@ def check_full_paths(device) -> list:
     rows += [{"notebook": "04", "key": k, "test_acc": v[0].final_test_acc} for k, v in sw.items()]
     cfg = LS.signal_config(True, epochs=1, data_path=shd)
     run = LS.train_recording(
-        cfg["methods"][1], LS.load_data(cfg), cfg, device=str(device), epochs=1, record_every=1
+        cfg["methods"][1],
+        *LS.load_data(cfg),
+        epochs=1,
+        lr=cfg["lr"],
+        optimizer=cfg["optimizer"],
+        device=str(device),
+        record_every=1,
     )
     rows.append(
         {

@@ -8,16 +8,16 @@ import pytest
 
 from stllr.studies import accuracy_vs_bptt as S
 from stllr.studies import common
-from stllr.studies.sweeps import Sweep, TrialResult
+from stllr.studies.common import Method, RunResult
+from stllr.studies.sweeps import Sweep
 
 
 def _fake_sweep(accs: dict) -> Sweep:
     sweep = Sweep(labels={k: k for k in accs})
     for key, values in accs.items():
+        m = Method(key, key, "randman_rsnn_stllr", "stllr")
         sweep[key] = [
-            TrialResult(
-                key, key, i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": float(v)}]
-            )
+            RunResult(m, i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": float(v)}])
             for i, v in enumerate(values)
         ]
     return sweep

@@ -88,7 +88,7 @@ def test_memory_vs_T_hand_counts():
     loss's saved (out - 0) [B, 1]: constant in T. BPTT: per step x_t 6, v 5, s 5, v 4, s 4 = 24 values,
     plus the loss's [B, 1] once: linear in T."""
     B = 3
-    rows = memory_and_compute.memory_vs_T(Ts=(3, 6, 9), batch_size=B, dims=DIMS, delay_ls=1)
+    rows = memory_and_compute.memory_vs_T(Ts=(3, 6, 9), batch_size=B, dims=DIMS, window=1)
     assert [r["T"] for r in rows] == [3, 6, 9]
     stllr = B * (22 + 18 + 4 + 1) * F32
     for r in rows:
@@ -109,7 +109,7 @@ def test_memory_vs_T_hand_counts():
 
 
 def test_memory_vs_T_window_larger_than_T_is_clipped():
-    rows = memory_and_compute.memory_vs_T(Ts=(2,), batch_size=3, dims=DIMS, delay_ls=5)
+    rows = memory_and_compute.memory_vs_T(Ts=(2,), batch_size=3, dims=DIMS, window=5)
     assert rows[0]["stllr_saved_bytes"] == 3 * 45 * F32  # one step's graph alive at a time
 
 
@@ -313,8 +313,8 @@ def _runs():
         {"epoch": 1, "train_acc": 40.0, "test_acc": 33.3333},
     ]
     return {
-        "stllr": common.RunResult(ms, hist_s, s, 123),
-        "bptt": common.RunResult(mb, hist_b, b, 45),
+        "stllr": common.RunResult(ms, 0, 0, hist_s, 123, s),
+        "bptt": common.RunResult(mb, 0, 0, hist_b, 45, b),
     }
 
 

@@ -16,7 +16,7 @@ from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
 from stllr.plotting.style import plt  # noqa: E402
 from stllr.studies import factor_choices as FC  # noqa: E402
 from stllr.studies import paper, sweeps  # noqa: E402
-from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method  # noqa: E402
+from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, RunResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_ORDER = (0.0, 1.0, -1.0)  # the spec's column order: a_post = 0, +1, -1
@@ -215,10 +215,9 @@ def _fake_sweep(accs):
     """A Sweep whose trials end at the given final test accuracies {key: [acc per trial]}."""
     sw = sweeps.Sweep(labels={k: f"label {k}" for k in accs})
     for k, values in accs.items():
+        m = Method(k, f"label {k}", "randman_rsnn_stllr", "stllr")
         sw[k] = [
-            sweeps.TrialResult(
-                k, f"label {k}", i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": v}]
-            )
+            RunResult(m, i, i, [{"epoch": 0, "test_acc": 20.0}, {"epoch": 1, "test_acc": v}])
             for i, v in enumerate(values)
         ]
     return sw

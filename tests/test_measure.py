@@ -160,7 +160,7 @@ def test_table3_shd_macs_do_not_follow_the_formula():
 def test_analytic_argument_errors():
     with pytest.raises(ValueError, match="T"):
         M.paper_memory(10, 0, "bptt")
-    with pytest.raises(ValueError, match="delay_ls"):
+    with pytest.raises(ValueError, match="window"):
         M.paper_macs(10, 10, "stllr", 11)
     with pytest.raises(ValueError, match="method"):
         M.paper_memory(10, 10, "rtrl")
@@ -289,7 +289,7 @@ def test_stllr_saved_bytes_hand_count_and_constant_in_T(alpha_post):
     net = MLP((12, 9, 7, 3), alpha_post=alpha_post)
     expected = stllr_step_bytes_mlp(alpha_post)
     for T, window in ((4, 1), (4, 4), (12, 3), (20, 20)):
-        m = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), delay_ls=window, macs=False)
+        m = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), window=window, macs=False)
         assert m.saved.peak_activation_bytes == expected
         assert m.saved.peak_bytes == expected + F32  # + nll_loss's scalar total_weight
         assert m.saved.total_activation_bytes == window * expected
@@ -300,10 +300,10 @@ def test_stllr_saved_bytes_recurrent_and_conv_hand_count():
     torch.manual_seed(0)
     # RecurrentSTLLR 11 -> 6: z_t = [x_t, s_{t-1}] [B, 17] and its trace [B, 17], tr_out_{t-1}, psi [B, 6];
     # readout tr_in [B, 6]; CE
-    m = M.measure_sequence(RecNet(11, 6, 3), spikes(6, B, (11,)), labels(B, 3), delay_ls=4)
+    m = M.measure_sequence(RecNet(11, 6, 3), spikes(6, B, (11,)), labels(B, 3), window=4)
     assert m.saved.peak_activation_bytes == B * (17 + 17 + 6 + 6 + 6) * F32 + CE_SAVED(3)
     # Conv2dSTLLR: x_t, tr_in (input shape), tr_out_{t-1}, psi (output shape); CE on 27 "classes"
-    m = M.measure_sequence(ConvNet(), spikes(5, B, (2, 6, 6)), labels(B, 27), delay_ls=2)
+    m = M.measure_sequence(ConvNet(), spikes(5, B, (2, 6, 6)), labels(B, 27), window=2)
     c1 = 2 * (2 * 36) + 2 * (4 * 36)
     c2 = 2 * (4 * 36) + 2 * (3 * 9)
     assert m.saved.peak_activation_bytes == B * (c1 + c2) * F32 + CE_SAVED(27)
@@ -338,7 +338,7 @@ def test_bptt_saved_bytes_hand_count_linear_in_T():
 def test_memory_ratio_grows_with_T_and_state_bytes():
     torch.manual_seed(0)
     s, b = MLP((12, 9, 7, 3)), MLP((12, 9, 7, 3), stllr_rule=False)
-    rows = M.compare(s, b, [4, 16], delay_ls=2, batch_size=B)
+    rows = M.compare(s, b, [4, 16], window=2, batch_size=B)
     assert (
         rows[0]["stllr_saved_bytes"] == rows[1]["stllr_saved_bytes"] == stllr_step_bytes_mlp(-0.5)
     )
@@ -364,7 +364,7 @@ def _relations(
     sh = M.model_shapes(net)
     S = sh.weight_macs
     x, y = spikes(T, B, shape), labels(B, loss_classes or classes)
-    ms = M.measure_sequence(net, x, y, delay_ls=window).macs
+    ms = M.measure_sequence(net, x, y, window=window).macs
     mb = M.measure_sequence(twin, x, y).macs
     # S-TLLR: the paper counts forward + weight-gradient MACs of the learning-window steps
     paper_terms = ms.total("window", "forward") + ms.total("window", "grad_weight")
@@ -410,7 +410,7 @@ def test_macs_with_readout_differ_by_its_missing_noncausal_term():
     torch.manual_seed(0)
     net = MLP((12, 9, 7, 3))
     T, window = 6, 2
-    ms = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), delay_ls=window).macs
+    ms = M.measure_sequence(net, spikes(T, B, (12,)), labels(B, 3), window=window).macs
     S = M.model_shapes(net).weight_macs
     paper = M.paper_macs(S, T, "stllr", window, -0.5) * B
     assert (
@@ -480,7 +480,7 @@ def test_memory_cli_json_and_table_agree():
     }
     for r in rows:
         assert keys <= set(r)
-        assert r["delay_ls"] == 2
+        assert r["window"] == 2
         assert r["memory_ratio"] == pytest.approx(r["bptt_saved_bytes"] / r["stllr_saved_bytes"])
         assert r["mac_ratio"] == pytest.approx(r["bptt_macs"] / r["stllr_macs"])
         assert r["memory_ratio_analytic"] == r["T"] / 2
@@ -537,9 +537,9 @@ def test_measuring_does_not_change_the_gradients():
     for rule in (True, False):
         torch.manual_seed(0)
         net = RecNet(11, 6, 3, stllr_rule=rule)
-        M.run_sequence(net, x, y, delay_ls=4)
+        M.run_sequence(net, x, y, window=4)
         plain = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
-        M.measure_sequence(net, x, y, delay_ls=4, peak=True)
+        M.measure_sequence(net, x, y, window=4, peak=True)
         for n, p in net.named_parameters():
             if n in plain:
                 assert torch.equal(p.grad, plain[n]), n

@@ -1,13 +1,16 @@
-"""stllr.studies.sweeps: trials run in worker processes equal trials run here, the cache resumes, summaries
-are the textbook statistics."""
+"""stllr.studies.sweeps: trials run in worker processes equal trials run here (with or without the
+models kept), the cache resumes, another ``train`` and a fixed batch order reach every run, results
+round-trip through JSON, summaries are the textbook statistics."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import numpy as np
 import pytest
+import torch
 
 from stllr._checks import check_positive_int
 from stllr._io import OPEN_FILE_MODE
@@ -60,6 +63,14 @@ def _acc(sweep):
     }
 
 
+def _numbers(run):
+    """A run's JSON without the wall-clock times."""
+    d = run.to_json()
+    d["history"] = [{k: v for k, v in h.items() if not k.endswith("_time")} for h in d["history"]]
+    del d["seconds"]
+    return d
+
+
 @pytest.fixture(scope="module")
 def serial(data):
     return sweeps.run_trials(
@@ -73,14 +84,30 @@ def test_workers_do_not_change_the_numbers(data, serial):
     )
     assert _acc(parallel) == _acc(serial)
     assert list(parallel) == ["a0", "bptt"] and [r.trial for r in parallel["a0"]] == [0, 1]
+    assert [r.seed for r in parallel["a0"]] == [0, 1]
+    assert all(r.model is None for v in parallel.values() for r in v)
+    assert all(r.model is None for v in serial.values() for r in v)
+
+
+def test_in_process_keeps_models_and_methods(data, serial):
+    methods = _methods()
+    here = sweeps.run_trials(methods, data, trials=2, epochs=2, lr=2e-3, workers=0, progress=False)
+    assert [[_numbers(r) for r in v] for v in here.values()] == [
+        [_numbers(r) for r in v] for v in serial.values()
+    ]
+    assert here["a0"][1].method is methods[0] and serial["a0"][1].method == methods[0]
+    assert all(isinstance(r.model, torch.nn.Module) for v in here.values() for r in v)
+    n = sum(p.numel() for p in here["bptt"][0].model.parameters() if p.requires_grad)
+    assert n == here["bptt"][0].num_parameters
 
 
 def test_trial_k_equals_train_method_with_seed_plus_k(data, serial):
-    train_set, test_set, info = E.make_loaders("randman", data.data_path, 8, 24, 0, TINY)
+    train_set, test_set, info = E.load_datasets("randman", data.data_path, 8, 24, 0, TINY)
     run = E.train_method(
         _methods()[0], train_set, test_set, dict(info, seed=1), epochs=2, lr=2e-3, seed=1
     )
     assert [h["test_acc"] for h in run.history] == [h["test_acc"] for h in serial["a0"][1].history]
+    assert (run.seed, run.trial, serial["a0"][1].seed, serial["a0"][1].trial) == (1, 0, 1, 1)
     # options reach build_model: the BPTT net has 24 hidden units
     assert serial["bptt"][0].num_parameters < serial["a0"][0].num_parameters
     # the trials differ (different seeds)
@@ -93,12 +120,12 @@ def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
         methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False, cache_dir=tmp_path
     )
     files = sorted(tmp_path.glob("*.json"))
-    assert len(files) == 2 and json.loads(files[0].read_text())["key"] == "a0"
+    assert len(files) == 2 and json.loads(files[0].read_text())["method"]["key"] == "a0"
     # written atomically (no temporary file left), readable as a plain open() would make them
     assert sorted(tmp_path.iterdir()) == files
     assert all(f.stat().st_mode & 0o777 == OPEN_FILE_MODE for f in files)
 
-    def boom(job):
+    def boom(*args, **kwargs):
         raise AssertionError("trained again although cached")
 
     monkeypatch.setattr(sweeps, "_run_job", boom)
@@ -106,6 +133,13 @@ def test_cache_resumes_without_training(data, serial, tmp_path, monkeypatch):
         methods, data, trials=2, epochs=2, lr=2e-3, workers=1, progress=False, cache_dir=tmp_path
     )
     assert _acc(again) == _acc(first) == {"a0": _acc(serial)["a0"]}
+    assert [r.to_json() for r in again["a0"]] == [r.to_json() for r in first["a0"]]
+    assert again["a0"][0].method == methods[0] and again["a0"][0].model is None
+    # in this process too (workers=0), cached runs come back without a model
+    here = sweeps.run_trials(
+        methods, data, trials=2, epochs=2, lr=2e-3, workers=0, progress=False, cache_dir=tmp_path
+    )
+    assert _acc(here) == _acc(first) and here["a0"][0].model is None
     # other settings are not served from the cache
     with pytest.raises(AssertionError, match="trained again"):
         sweeps.run_trials(
@@ -150,7 +184,7 @@ def test_summary_statistics(serial):
     "kwargs, match",
     [
         (dict(trials=0), "trials"),
-        (dict(workers=0), "workers"),
+        (dict(workers=-1), "workers"),
         (dict(lr=-1.0), "lr"),
         (dict(epochs=-1), "epochs"),
     ],
@@ -160,6 +194,66 @@ def test_bad_arguments_are_named(data, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         sweeps.run_trials(_methods(), data, **args)
+
+
+def _train_twice(method, train_set, test_set, info, *, factor, **kw):
+    """A ``train`` of run_trials: train_method, with each accuracy times ``factor``."""
+    run = E.train_method(method, train_set, test_set, info, **kw)
+    run.records = [{"batch_seed": info["seed"], "threads": kw["threads"]}]
+    run.history = [dict(h, test_acc=factor * h["test_acc"]) for h in run.history]
+    return run
+
+
+def test_train_and_batch_seed_reach_every_run(data, serial, tmp_path):
+    methods = _methods()[:1]
+    args = dict(trials=2, epochs=2, lr=2e-3, progress=False, cache_dir=tmp_path)
+    sw = sweeps.run_trials(
+        methods, data, train=_train_twice, train_options={"factor": 2.0}, workers=1, **args
+    )
+    assert [[h["test_acc"] for h in r.history] for r in sw["a0"]] == [
+        [2.0 * h["test_acc"] for h in r.history] for r in serial["a0"]
+    ]
+    assert [r.records for r in sw["a0"]] == [[{"batch_seed": k, "threads": 1}] for k in (0, 1)]
+    # train and its options are part of the cache key
+    other = sweeps.run_trials(
+        methods, data, train=_train_twice, train_options={"factor": 3.0}, workers=0, **args
+    )
+    assert other["a0"][0].history[0]["test_acc"] == 1.5 * sw["a0"][0].history[0]["test_acc"]
+    assert len(list(tmp_path.glob("*.json"))) == 4
+    # a fixed batch order: trial 1 keeps seed 1 for its weights but shuffles as batch_seed says
+    fixed = sweeps.run_trials(
+        methods, data, trials=2, epochs=2, lr=2e-3, workers=0, batch_seed=0, progress=False
+    )
+    train_set, test_set, info = data.load()
+    run = E.train_method(methods[0], train_set, test_set, info, epochs=2, lr=2e-3, seed=1)
+    run.trial = 1
+    assert info["seed"] == 0 and _numbers(fixed["a0"][1]) == _numbers(run)
+    assert _numbers(fixed["a0"][0]) == _numbers(serial["a0"][0])
+
+
+def test_run_result_json_round_trip(serial):
+    run = dataclasses.replace(serial["bptt"][1], records=[{"batch": 0, "rate": 0.25}])
+    back = E.RunResult.from_json(json.loads(json.dumps(run.to_json())))
+    assert back == run and back.method.options == {"hidden": 24} and back.model is None
+    assert back.final_test_acc == run.history[-1]["test_acc"] and back.trial == 1
+    assert back.best_test_acc == max(h["test_acc"] for h in run.history[1:])
+    assert back.series("test_acc").tolist() == [h["test_acc"] for h in run.history]
+    assert back.series("train_acc").shape == (2,) and back.series("rate").tolist() == [0.25]
+
+
+def test_data_spec_from_config_and_load(data):
+    config = dict(
+        dataset="randman",
+        data_path=data.data_path,
+        data_options=TINY,
+        batch_size=8,
+        val_batch_size=24,
+    )
+    spec = sweeps.DataSpec.from_config(config, seed=0)
+    assert spec == data
+    assert spec.load() is data.load()  # kept in this process
+    train_set, test_set, info = spec.load()
+    assert (info["n_train"], info["n_test"], info["seed"]) == (48, 24, 0)
 
 
 def test_check_positive_int_options():

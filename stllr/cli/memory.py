@@ -227,7 +227,7 @@ def run_memory(args) -> int:
             file=sys.stderr,
         )
     rows = measure.compare(
-        s_model, b_model, Ts, delay_ls=delay, batch_size=batch, seed=seed, peak=args.peak
+        s_model, b_model, Ts, window=delay, batch_size=batch, seed=seed, peak=args.peak
     )
     for r in rows:
         r["stllr_arch"], r["bptt_arch"] = stllr_arch, bptt_arch
@@ -282,7 +282,7 @@ def row_cells(r: dict) -> list:
     """The table cells of one JSON row (the table is built from exactly these)."""
     return [
         str(r["T"]),
-        str(r["delay_ls"]),
+        str(r["window"]),
         _bytes(r["bptt_analytic"]),
         _bytes(r["bptt_saved_bytes"]),
         _bytes(r["stllr_analytic"]),

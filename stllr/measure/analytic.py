@@ -201,16 +201,16 @@ def paper_memory(sum_neurons: int, T: int, method: str) -> int:
 
 
 def paper_macs(
-    weight_macs: int, T: int, method: str, delay_ls: Optional[int] = None, alpha_post: float = -1.0
+    weight_macs: int, T: int, method: str, window: Optional[int] = None, alpha_post: float = -1.0
 ) -> int:
     """Eq. 20-21, for one sample: BPTT ``2 T S``; S-TLLR ``3 (T - T_l) S`` with
-    ``T - T_l = delay_ls`` (``2`` instead of ``3`` when ``alpha_post == 0``), where
+    ``T - T_l = window`` (``2`` instead of ``3`` when ``alpha_post == 0``), where
     ``S = sum_{l>=1} N^(l) N^(l-1)`` (:attr:`ModelShapes.weight_macs`)."""
     _check_T(T)
     if method == "bptt":
         return 2 * T * weight_macs
     if method == "stllr":
-        d = _check_delay(T, delay_ls)
+        d = _check_window(T, window)
         return (2 if alpha_post == 0 else 3) * d * weight_macs
     raise ValueError(f"method: expected 'bptt' or 'stllr', got {method!r}")
 
@@ -221,10 +221,10 @@ def paper_memory_ratio(T: int) -> float:
     return T / 2.0
 
 
-def paper_mac_ratio(T: int, delay_ls: Optional[int] = None, alpha_post: float = -1.0) -> float:
+def paper_mac_ratio(T: int, window: Optional[int] = None, alpha_post: float = -1.0) -> float:
     """S_MAC = MAC_BPTT / MAC_S-TLLR = 2 T / (3 (T - T_l)) (Eq. 23; 2 instead of 3 when
     alpha_post = 0)."""
-    d = _check_delay(T, delay_ls)
+    d = _check_window(T, window)
     return 2.0 * T / ((2 if alpha_post == 0 else 3) * d)
 
 
@@ -234,16 +234,16 @@ def _check_T(T) -> int:
     return T
 
 
-def _check_delay(T, delay_ls) -> int:
+def _check_window(T, window) -> int:
     _check_T(T)
-    if delay_ls is None:
+    if window is None:
         return T
-    if isinstance(delay_ls, bool) or not isinstance(delay_ls, int) or not 1 <= delay_ls <= T:
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= T:
         raise ValueError(
-            f"delay_ls: expected an integer in [1, T={T}] (the learning window T - T_l), "
-            f"got {delay_ls!r}"
+            f"window: expected an integer in [1, T={T}] (the learning window T - T_l), "
+            f"got {window!r}"
         )
-    return delay_ls
+    return window
 
 
 def model_alpha_post(model: nn.Module) -> Optional[float]:
@@ -264,7 +264,7 @@ def model_alpha_post(model: nn.Module) -> Optional[float]:
 def analytic_costs(
     model_or_shapes: Union[nn.Module, ModelShapes],
     T: int,
-    delay_ls: Optional[int] = None,
+    window: Optional[int] = None,
     alpha_post: Optional[float] = None,
     batch_size: int = 1,
     bytes_per_value: Optional[int] = None,
@@ -272,7 +272,7 @@ def analytic_costs(
 ) -> dict:
     """The paper's memory and MACs (Eq. 18-23) for a model, T and learning window.
 
-    ``delay_ls`` = T - T_l (defaults to T); ``alpha_post`` defaults to the model's (-1 if it has
+    ``window`` = T - T_l (defaults to T); ``alpha_post`` defaults to the model's (-1 if it has
     no S-TLLR layer). Memory in values and in bytes (``bytes_per_value``: the model's element
     size, 4 for float32), MACs; both multiplied by ``batch_size`` (the paper's Table 3 is for
     batch 1).
@@ -291,14 +291,14 @@ def analytic_costs(
             ).element_size()
     if alpha_post is None:
         alpha_post = -1.0
-    d = _check_delay(T, delay_ls)
+    d = _check_window(T, window)
     mem_b = paper_memory(shapes.sum_neurons, T, "bptt") * batch_size
     mem_s = paper_memory(shapes.sum_neurons, T, "stllr") * batch_size
     mac_b = paper_macs(shapes.weight_macs, T, "bptt") * batch_size
     mac_s = paper_macs(shapes.weight_macs, T, "stllr", d, alpha_post) * batch_size
     return {
         "T": T,
-        "delay_ls": d,
+        "window": d,
         "T_l": T - d,
         "alpha_post": alpha_post,
         "batch_size": batch_size,

@@ -13,8 +13,8 @@ from torch import nn
 
 from stllr.measure.analytic import (
     _STLLR_LAYER_NAMES,
-    _check_delay,
     _check_T,
+    _check_window,
     _model_dtype_device,
     _reset,
     analytic_costs,
@@ -78,7 +78,7 @@ def run_sequence(
     *,
     steps: Optional[int] = None,
     mode: Optional[str] = None,
-    delay_ls: Optional[int] = None,
+    window: Optional[int] = None,
     loss_fn: Optional[Callable] = None,
     bptt_loss: str = "sum",
     mac_counter: Optional[MacCounter] = None,
@@ -86,8 +86,8 @@ def run_sequence(
 ) -> None:
     """Run one training sequence (forward and backward, no optimizer step).
 
-    - ``mode='stllr'`` (default for S-TLLR models): the first ``T - delay_ls`` steps under
-      ``no_grad``; each of the last ``delay_ls`` steps calls ``loss_fn(out_t, target).backward()``
+    - ``mode='stllr'`` (default for S-TLLR models): the first ``T - window`` steps under
+      ``no_grad``; each of the last ``window`` steps calls ``loss_fn(out_t, target).backward()``
       (rule.md "Training modes"), so one step's graph is alive at a time
       (:func:`stllr.training.loop.stllr_window`; MAC sections ``pre_window`` and ``window``).
     - ``mode='bptt'``: every step with the graph; ``loss_fn(sum_t out_t, target)``
@@ -108,7 +108,7 @@ def run_sequence(
         raise ValueError(f"bptt_loss: expected 'sum' or 'last', got {bptt_loss!r}")
     T = steps if steps is not None else len(inputs)
     _check_T(T)
-    d = _check_delay(T, delay_ls)
+    d = _check_window(T, window)
     loss_fn = loss_fn or _cross_entropy
     section = mac_counter.section if mac_counter is not None else (lambda name: _nullcontext())
     model.zero_grad(set_to_none=True)
@@ -138,7 +138,7 @@ class SequenceMeasurement:
 
     mode: str
     T: int
-    delay_ls: int
+    window: int
     batch_size: int
     saved: Optional[SavedTensorStats]
     state: dict
@@ -150,7 +150,7 @@ class SequenceMeasurement:
         return {
             "mode": self.mode,
             "T": self.T,
-            "delay_ls": self.delay_ls,
+            "window": self.window,
             "batch_size": self.batch_size,
             "saved": None if self.saved is None else self.saved.as_dict(),
             "state": self.state,
@@ -167,7 +167,7 @@ def measure_sequence(
     *,
     steps: Optional[int] = None,
     mode: Optional[str] = None,
-    delay_ls: Optional[int] = None,
+    window: Optional[int] = None,
     loss_fn: Optional[Callable] = None,
     bptt_loss: str = "sum",
     saved: bool = True,
@@ -181,7 +181,7 @@ def measure_sequence(
     if mode is None:
         mode = "stllr" if _is_stllr_model(model) else "bptt"
     T = steps if steps is not None else len(inputs)
-    d = _check_delay(T, delay_ls)
+    d = _check_window(T, window)
     first = _step_input(inputs, 0, False)
     batch = int(first.shape[0])
     dtype, device = _model_dtype_device(model)
@@ -200,7 +200,7 @@ def measure_sequence(
             target,
             steps=T,
             mode=mode,
-            delay_ls=d,
+            window=d,
             loss_fn=loss_fn,
             bptt_loss=bptt_loss,
             mac_counter=counter,
@@ -240,7 +240,7 @@ def compare(
     bptt_model: nn.Module,
     Ts: Iterable[int],
     *,
-    delay_ls: Optional[int] = None,
+    window: Optional[int] = None,
     batch_size: int = 4,
     input_shape=None,
     alpha_post: Optional[float] = None,
@@ -251,7 +251,7 @@ def compare(
     peak: bool = False,
 ) -> list:
     """For each T: measured saved bytes and MACs of one training sequence of ``stllr_model``
-    (learning window ``min(delay_ls, T)``; all T if None) and of ``bptt_model``, beside the
+    (learning window ``min(window, T)``; all T if None) and of ``bptt_model``, beside the
     paper's analytic memory and MACs for the same shapes, batch size and window.
 
     Returns a list of dicts (one per T) with the keys of ``python -m stllr memory --json``:
@@ -274,7 +274,7 @@ def compare(
     rows = []
     for T in Ts:
         _check_T(T)
-        d = T if delay_ls is None else min(int(delay_ls), T)
+        d = T if window is None else min(int(window), T)
         inputs = _random_inputs(input_shape, batch_size, seed, dtype, device)
         ana = analytic_costs(shapes, T, d, alpha_post, batch_size, bpv)
         ms = measure_sequence(
@@ -283,7 +283,7 @@ def compare(
             target,
             steps=T,
             mode="stllr",
-            delay_ls=d,
+            window=d,
             loss_fn=loss_fn,
             peak=peak,
         )
@@ -307,7 +307,7 @@ def compare(
         b_paper_terms = mb.macs.forward + mb.macs.total(kind="grad_weight")
         row = {
             "T": T,
-            "delay_ls": d,
+            "window": d,
             "batch_size": batch_size,
             "alpha_post": alpha_post,
             "bptt_saved_bytes": b_saved,

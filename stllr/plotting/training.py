@@ -29,7 +29,8 @@ def plot_training_comparison(
     """Three panels: accuracy per epoch (test solid, train dashed), training time per epoch, and
     bytes saved for backward per training sequence (measured and Eq. 18-19).
 
-    ``runs``: ``{key: RunResult}``; ``memory``: :func:`stllr.studies.quickstart.training_memory`;
+    ``runs``: ``{key: stllr.studies.common.RunResult}`` (the chance line needs a trained
+    ``model``); ``memory``: :func:`stllr.studies.quickstart.training_memory`;
     ``paper``: ``{key: (mean, std)}`` published test accuracies, drawn on the accuracy panel when
     ``paper_on_curves`` (only meaningful on the paper's own task); ``paper_memory_ratio``: the
     published BPTT / S-TLLR memory ratio, printed on the memory panel.
@@ -186,9 +187,10 @@ def plot_trial_boxes(
     ylabel: str = "test accuracy (%)",
     paper_label: str = "paper",
 ):
-    """Box plot of the per-trial test accuracy of each ``key`` of a :class:`stllr.studies.sweeps.Sweep`,
-    every trial drawn as a dot. ``paper``: ``{key: (mean, std)}`` (or a mean) drawn beside each
-    box as a grey diamond with an error bar, labelled ``paper_label``. Returns ``ax``."""
+    """Box plot of the per-trial test accuracy of each ``key`` of a :class:`stllr.studies.sweeps.Sweep`
+    (``{key: [RunResult per trial]}``), every trial drawn as a dot. ``paper``: ``{key: (mean, std)}``
+    (or a mean) drawn beside each box as a grey diamond with an error bar, labelled
+    ``paper_label``. Returns ``ax``."""
     keys = list(keys or sweep.keys())
     labels = list(labels or [sweep.labels.get(k, k) for k in keys])
     data = [sweep.accuracies(k, metric) for k in keys]
@@ -244,7 +246,8 @@ def plot_learning_curves(
     x: str = "epoch",
     ylabel: str = "test accuracy (%)",
 ):
-    """Mean over trials (line) +- std (band) of ``series`` per epoch for each ``key``. Returns ``ax``."""
+    """Mean over trials (line) +- std (band) of ``series`` per epoch for each ``key`` of a
+    :class:`stllr.studies.sweeps.Sweep` (:func:`stllr.studies.sweeps.learning_curve`). Returns ``ax``."""
     from stllr.studies.sweeps import learning_curve
 
     for i, k in enumerate(keys or sweep.keys()):

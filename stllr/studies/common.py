@@ -1,14 +1,18 @@
 """What the notebook studies share: a :class:`Method` (how to train), a :class:`RunResult`
 (what one run gave), the procedural tasks' settings (:data:`RANDMAN_TASK`, :data:`SMALL_RANDMAN`),
 the DFA firing-rate penalty (:data:`DFA_RATE_PENALTY`), datasets and loaders, and
-:func:`train_method` (the code of ``stllr train``) for one run."""
+:func:`train_method` (the code of ``stllr train``) for one run. Many runs (trials, in worker
+processes, cached): :func:`stllr.studies.sweeps.run_trials`."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,9 +28,10 @@ __all__ = [
     "Method",
     "RunResult",
     "num_threads",
-    "make_loaders",
-    "train_method",
+    "load_datasets",
     "loaders_for",
+    "build_model_for",
+    "train_method",
     "format_table",
 ]
 
@@ -119,30 +124,83 @@ class Method:
     #: extra keyword arguments of :func:`stllr.models.build_model`, e.g. ``{"rate_reg": 0.3}``
     options: Dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> Dict[str, Any]:
+        """The fields as JSON-ready data (``factors`` as a list of floats)."""
+        d = dataclasses.asdict(self)
+        d["factors"] = [float(f) for f in self.factors]
+        return d
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "Method":
+        """The :class:`Method` of :meth:`to_json`'s data."""
+        return cls(**{**data, "factors": tuple(data["factors"])})
+
 
 @dataclass
 class RunResult:
-    """What :func:`train_method` returns: per-epoch metrics (epoch 0 = before training, test only)."""
+    """One trained run of a :class:`Method` (:func:`train_method`; many:
+    :func:`stllr.studies.sweeps.run_trials`).
+
+    ``seed``: the run's seed; ``trial``: its index in a sweep (0 for a single run).
+    ``history``: per epoch (0 = before training, test only) ``epoch``, ``train_acc``,
+    ``train_loss``, ``test_acc``, ``test_loss`` (%, mean CE of the logits summed over T) and, from
+    :func:`train_method`, ``train_time`` / ``test_time`` (s). ``model``: the trained network, None
+    when the run was loaded from a sweep's cache or came from a worker process. ``records``: one
+    dict per recorded batch (notebook 06, :func:`stllr.studies.learning_signals.train_recording`;
+    else empty). ``seconds``: wall clock of the whole run.
+    """
 
     method: Method
+    seed: int
+    trial: int
     history: List[Dict[str, Any]]
-    model: nn.Module = field(repr=False)
     num_parameters: int = 0
+    model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    seconds: float = field(default=0.0, compare=False)
 
     @property
     def final(self) -> Dict[str, Any]:
+        """The last epoch's entry of ``history``."""
         return self.history[-1]
 
     @property
+    def final_test_acc(self) -> float:
+        """Test accuracy (%) after the last epoch."""
+        return float(self.history[-1]["test_acc"])
+
+    @property
     def best_test_acc(self) -> float:
+        """Best test accuracy (%) over the trained epochs (epoch 0 when there are none)."""
         return (
-            max(h["test_acc"] for h in self.history[1:])
+            float(max(h["test_acc"] for h in self.history[1:]))
             if len(self.history) > 1
-            else self.history[0]["test_acc"]
+            else float(self.history[0]["test_acc"])
         )
 
-    def series(self, key: str) -> List[float]:
-        return [h[key] for h in self.history if h.get(key) is not None]
+    def series(self, key: str) -> np.ndarray:
+        """``key`` of every record [records] when the records hold it (e.g. ``epoch`` of notebook
+        06's recorded batches), else of every epoch of ``history`` where it is set [epochs]."""
+        if self.records and key in self.records[0]:
+            return np.array([r[key] for r in self.records], dtype=float)
+        return np.array([h[key] for h in self.history if h.get(key) is not None], dtype=float)
+
+    def to_json(self) -> Dict[str, Any]:
+        """Everything but the model, as JSON-ready data (:meth:`from_json` reads it back)."""
+        return {
+            "method": self.method.to_json(),
+            "seed": self.seed,
+            "trial": self.trial,
+            "history": self.history,
+            "num_parameters": self.num_parameters,
+            "records": self.records,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "RunResult":
+        """The :class:`RunResult` of :meth:`to_json`'s data (``model`` None)."""
+        return cls(**{**data, "method": Method.from_json(data["method"])})
 
 
 def _subset(dataset, n: Optional[int], seed: int):
@@ -157,7 +215,7 @@ def _subset(dataset, n: Optional[int], seed: int):
     return sub
 
 
-def make_loaders(
+def load_datasets(
     dataset: str,
     data_path=None,
     batch_size: int = 32,
@@ -204,7 +262,10 @@ def loaders_for(train_set, test_set, info: Dict[str, Any]):
     return train, test
 
 
-def _build(method: Method, info: Dict[str, Any]) -> nn.Module:
+def build_model_for(method: Method, info: Dict[str, Any]) -> nn.Module:
+    """``method``'s model (:func:`stllr.models.build_model` of ``method.arch`` with its psi,
+    factors, feedback mode and options), sized for the data of ``info`` (``num_classes``,
+    ``input_shape``, as :func:`load_datasets` gives them)."""
     spec = get_model_spec(method.arch)
     kw = dict(num_classes=info["num_classes"], input_shape=info["input_shape"], psi=method.psi)
     if spec.is_stllr:
@@ -233,12 +294,13 @@ def train_method(
     Seeds python/numpy/torch with ``seed`` before building the model; the loaders are rebuilt with
     the data seed, so every method sees the same batches. History entries: epoch, train_acc,
     train_loss, test_acc, test_loss (%, mean CE of the logits summed over T), train_time,
-    test_time (s).
+    test_time (s). Returns a :class:`RunResult` (trial 0) with the trained model.
     """
     device = torch.device(device)
+    t0 = time.perf_counter()
     with num_threads(threads):
         seed_everything(seed)
-        model = _build(method, info).to(device)
+        model = build_model_for(method, info).to(device)
         opt = make_optimizer(optimizer, model.parameters(), lr)
         train_loader, test_loader = loaders_for(train_set, test_set, info)
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
@@ -280,4 +342,4 @@ def train_method(
                 }
             )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return RunResult(method, history, model, n_params)
+    return RunResult(method, seed, 0, history, n_params, model, seconds=time.perf_counter() - t0)

@@ -20,19 +20,20 @@ Three groups:
 - one batch: :func:`signals_for_batch` -> :class:`BatchSignals` (all three signals for the same batch,
   the same weights and the same output errors), :func:`stepwise_angles`,
   :func:`readout_angle`;
-- training: :func:`signal_config`, :func:`load_data`, :func:`build_signal_model`,
+- training: :func:`signal_config`, :func:`signal_methods` (one
+  :class:`~stllr.studies.common.Method` per learning signal), :func:`load_data`,
   :func:`train_batch_recording`, :func:`train_recording` (one run, per-epoch accuracy and the signal
   angles recorded during training), :func:`run_trials`, :func:`summarise_trials`, :func:`summary_table`;
-- plots: :func:`plot_signals`, :func:`plot_accuracy`, :func:`plot_alignment`.
+- plots: :func:`plot_signals`, :func:`plot_accuracy`, :func:`plot_feedback_alignment`.
 
-Everything is deterministic for a given seed and thread count; only ``SignalRun.seconds`` is a
+Everything is deterministic for a given seed and thread count; only ``RunResult.seconds`` is a
 wall-clock measurement."""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,21 +42,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
-from stllr.models.registry import build_model
 from stllr.plotting.style import _clean
 from stllr.signals import LearningSignal, feedback_signal
-from stllr.studies import common, quickstart
-from stllr.studies.common import SMALL_RANDMAN
+from stllr.studies import common, quickstart, sweeps
+from stllr.studies.common import SMALL_RANDMAN, Method, RunResult
 from stllr.training.config import make_optimizer
 from stllr.training.loop import run_epoch, seed_everything, stllr_window, time_major, train_batch
 
 __all__ = [
-    "SignalMethod",
-    "SIGNAL_METHODS",
-    "SDFA_METHOD",
+    "SIGNALS",
+    "SIGNAL_COLORS",
     "signal_config",
+    "signal_method",
+    "signal_methods",
     "load_data",
-    "build_signal_model",
     "signal_hook",
     "readout_weight",
     "stepwise_angles",
@@ -63,49 +63,36 @@ __all__ = [
     "BatchSignals",
     "signals_for_batch",
     "train_batch_recording",
-    "SignalRun",
     "train_recording",
     "run_trials",
     "summarise_trials",
     "summary_table",
     "plot_signals",
     "plot_accuracy",
-    "plot_alignment",
+    "plot_feedback_alignment",
 ]
 
 
 # ======================================================================================
 # Settings
 # ======================================================================================
-@dataclass(frozen=True)
-class SignalMethod:
-    """One learning signal for the hidden layer of an S-TLLR model.
+#: The learning signals of notebook 06, ``key: (label, feedback mode, build_model options)``: BP,
+#: plain DFA (the reference's), DFA with the e-prop-style rate penalty
+#: (:data:`stllr.studies.common.DFA_RATE_PENALTY`, docs/experiments.md) and sign-DFA with it (the
+#: optional fourth method).
+SIGNALS = {
+    "bp": ("BP", "bp", {}),
+    "dfa": ("DFA", "dfa", {}),
+    "dfa_rate": ("DFA + rate_reg", "dfa", common.DFA_RATE_PENALTY),
+    "sdfa_rate": ("sDFA + rate_reg", "sdfa", common.DFA_RATE_PENALTY),
+}
 
-    ``feedback_mode``: ``'bp'``, ``'dfa'`` or ``'sdfa'``; ``rate_reg`` / ``rate_target``: the
-    firing-rate penalty added at the hook (0: off, the reference); ``color``: for the plots.
-    """
-
-    key: str
-    label: str
-    feedback_mode: str = "bp"
-    rate_reg: float = 0.0
-    rate_target: float = 0.03
-    color: str = "#1f77b4"
-
-
-#: BP, plain DFA (the reference's) and DFA with the e-prop-style rate penalty
-#: (:data:`stllr.studies.common.DFA_RATE_PENALTY`, docs/experiments.md).
-SIGNAL_METHODS = (
-    SignalMethod("bp", "BP", "bp", color="#1f77b4"),
-    SignalMethod("dfa", "DFA", "dfa", color="#ff7f0e"),
-    SignalMethod("dfa_rate", "DFA + rate_reg", "dfa", **common.DFA_RATE_PENALTY, color="#2ca02c"),
-)
+#: The plots' colour of each learning signal (by Method key; others: matplotlib's cycle).
+SIGNAL_COLORS = {"bp": "#1f77b4", "dfa": "#ff7f0e", "dfa_rate": "#2ca02c", "sdfa_rate": "#9467bd"}
 
 
-#: sign-DFA with the rate penalty (optional fourth method of notebook 06).
-SDFA_METHOD = SignalMethod(
-    "sdfa_rate", "sDFA + rate_reg", "sdfa", **common.DFA_RATE_PENALTY, color="#9467bd"
-)
+def _color(method: Method, index: int) -> str:
+    return SIGNAL_COLORS.get(method.key, f"C{index}")
 
 
 def signal_config(
@@ -119,6 +106,7 @@ def signal_config(
     ``full=True``: the paper's SHD setting (:func:`stllr.studies.quickstart.quickstart_config`: ``stllr_shd_net``,
     real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128, psi rational, 200
     epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
+    ``methods``: :func:`signal_methods` of these settings (BP, DFA, DFA + rate_reg).
     """
     if full:
         base = quickstart.quickstart_config(True, epochs, data_path)
@@ -158,39 +146,41 @@ def signal_config(
         )
     cfg["full"] = bool(full)
     cfg["model_options"] = {}
-    cfg["methods"] = list(SIGNAL_METHODS)
+    cfg["methods"] = signal_methods(cfg)
     return cfg
 
 
+def signal_method(
+    config: Mapping[str, Any], key: str, label: str, feedback_mode: str, **options
+) -> Method:
+    """An S-TLLR :class:`~stllr.studies.common.Method` of ``config`` (its ``arch``, ``factors``,
+    window ``delay_ls``, ``psi`` and ``model_options``) whose hidden layer learns from the
+    ``feedback_mode`` signal (``'bp'``, ``'dfa'`` or ``'sdfa'``); ``options``: more
+    :func:`stllr.models.build_model` arguments, e.g. ``rate_reg=1.0`` (the firing-rate penalty)."""
+    return Method(
+        key,
+        label,
+        config["arch"],
+        "stllr",
+        tuple(config["factors"]),
+        int(config["delay_ls"]),
+        config["psi"],
+        feedback_mode,
+        {**config.get("model_options", {}), **options},
+    )
+
+
+def signal_methods(
+    config: Mapping[str, Any], keys: Sequence[str] = ("bp", "dfa", "dfa_rate")
+) -> List[Method]:
+    """:func:`signal_method` of each of ``keys`` of :data:`SIGNALS` for ``config``."""
+    return [signal_method(config, k, SIGNALS[k][0], SIGNALS[k][1], **SIGNALS[k][2]) for k in keys]
+
+
 def load_data(config: Mapping[str, Any], seed: int = 0):
-    """``(train_set, test_set, info)`` of :func:`stllr.studies.common.make_loaders` for ``config``."""
-    return common.make_loaders(
-        config["dataset"],
-        config["data_path"],
-        config["batch_size"],
-        config["val_batch_size"],
-        seed,
-        config["data_options"],
-    )
-
-
-def build_signal_model(
-    method: SignalMethod, config: Mapping[str, Any], info: Mapping[str, Any]
-) -> nn.Module:
-    """The S-TLLR model of ``config['arch']`` with ``method``'s learning signal (feedback mode and rate
-    penalty), sized for the data of ``info`` (num_classes, input_shape); ``config['model_options']``
-    (optional) go to :func:`stllr.models.build_model` too, e.g. ``{"hidden": 256}``."""
-    kw = dict(
-        num_classes=info["num_classes"],
-        input_shape=info["input_shape"],
-        psi=config["psi"],
-        factors=list(config["factors"]),
-        feedback_mode=method.feedback_mode,
-        **config.get("model_options", {}),
-    )
-    if method.rate_reg:
-        kw.update(rate_reg=method.rate_reg, rate_target=method.rate_target)
-    return build_model(config["arch"], **kw)
+    """``(train_set, test_set, info)`` of :func:`stllr.studies.common.load_datasets` for ``config``
+    (:meth:`stllr.studies.sweeps.DataSpec.load` of ``DataSpec.from_config(config, seed)``)."""
+    return sweeps.DataSpec.from_config(config, seed).load()
 
 
 # ======================================================================================
@@ -442,63 +432,40 @@ def train_batch_recording(
     return pred, record
 
 
-@dataclass
-class SignalRun:
-    """One training run of :func:`train_recording`.
-
-    ``history``: per epoch (0 = before training, test only) ``epoch``, ``train_acc``, ``train_loss``,
-    ``test_acc``, ``test_loss`` (%, mean CE of the logits summed over T). ``records``: one dict per
-    recorded batch, ``batch`` (optimizer steps before it), ``epoch`` (``batch / batches_per_epoch``) and the
-    fields of :func:`train_batch_recording`. ``seconds``: wall clock of the whole run.
-    """
-
-    method: SignalMethod
-    seed: int
-    history: List[Dict[str, Any]]
-    records: List[Dict[str, float]]
-    model: nn.Module = field(repr=False)
-    seconds: float = 0.0
-
-    @property
-    def final(self) -> Dict[str, Any]:
-        return self.history[-1]
-
-    def series(self, key: str) -> np.ndarray:
-        """``key`` of every recorded batch (or of every epoch for history keys), as an array."""
-        if self.records and key in self.records[0]:
-            return np.array([r[key] for r in self.records], dtype=float)
-        return np.array([h[key] for h in self.history if h.get(key) is not None], dtype=float)
-
-
 def train_recording(
-    method: SignalMethod,
-    data,
-    config: Mapping[str, Any],
+    method: Method,
+    train_set,
+    test_set,
+    info: Dict[str, Any],
     *,
+    epochs: int,
+    lr: float,
+    optimizer: str = "Adam",
     seed: int = 0,
     device="cpu",
     threads: Optional[int] = 1,
-    record_every: Optional[int] = None,
-    epochs: Optional[int] = None,
-) -> SignalRun:
-    """Train an S-TLLR model with ``method``'s learning signal for ``epochs`` (default
-    ``config['epochs']``), recording the signal angles at every ``record_every``-th batch (default
-    ``config['record_every']``; the first batch is always recorded, before any update).
+    record_every: int = 1,
+) -> RunResult:
+    """Train ``method`` (an S-TLLR Method, :func:`signal_method`) for ``epochs``, recording the
+    signal angles at every ``record_every``-th batch (the first batch is always recorded, before
+    any update); the ``train`` of :func:`run_trials`.
 
-    The same training as :func:`stllr.studies.common.train_method` (seed, model, optimizer, batches and
-    order; :func:`stllr.training.loop.train_batch` on the other batches), so with the same settings the accuracies
-    are identical. ``data``: ``(train_set, test_set, info)`` of :func:`load_data`.
+    The same training as :func:`stllr.studies.common.train_method` (same arguments; seed, model,
+    optimizer, batches and order; :func:`stllr.training.loop.train_batch` on the other batches), so
+    with the same settings the accuracies are identical. Returns a
+    :class:`~stllr.studies.common.RunResult` whose ``records`` hold one dict per recorded batch:
+    ``batch`` (optimizer steps before it), ``epoch`` (``batch / batches_per_epoch``) and the fields
+    of :func:`train_batch_recording`; ``history`` has no times.
     """
-    train_set, test_set, info = data
     device = torch.device(device)
-    epochs = int(config["epochs"] if epochs is None else epochs)
-    every = max(1, int(config["record_every"] if record_every is None else record_every))
-    delay_ls = int(config["delay_ls"])
+    epochs = int(epochs)
+    every = max(1, int(record_every))
+    delay_ls = int(method.delay_ls)
     t0 = time.perf_counter()
     with common.num_threads(threads):
         seed_everything(seed)
-        model = build_signal_model(method, config, info).to(device)
-        optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"])
+        model = common.build_model_for(method, info).to(device)
+        opt = make_optimizer(optimizer, model.parameters(), lr)
         train_loader, test_loader = common.loaders_for(train_set, test_set, info)
         per_epoch = len(train_loader)
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
@@ -518,13 +485,11 @@ def train_recording(
             nonlocal step
             if step % every == 0:
                 pred, rec = train_batch_recording(
-                    model, frames, labels, optimizer, F.cross_entropy, delay_ls
+                    model, frames, labels, opt, F.cross_entropy, delay_ls
                 )
                 records.append({"batch": step, "epoch": step / per_epoch, **rec})
             else:
-                pred = train_batch(
-                    model, frames, labels, optimizer, F.cross_entropy, "stllr", delay_ls
-                )
+                pred = train_batch(model, frames, labels, opt, F.cross_entropy, "stllr", delay_ls)
             step += 1
             return pred
 
@@ -532,7 +497,7 @@ def train_recording(
             tr = run_epoch(
                 model,
                 train_loader,
-                optimizer=optimizer,
+                optimizer=opt,
                 loss_fn=F.cross_entropy,
                 device=device,
                 train_step=train_step,
@@ -549,36 +514,51 @@ def train_recording(
                     "test_loss": te["loss"],
                 }
             )
-    return SignalRun(method, seed, history, records, model, time.perf_counter() - t0)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return RunResult(method, seed, 0, history, n_params, model, records, time.perf_counter() - t0)
 
 
 def run_trials(
-    methods: Sequence[SignalMethod],
-    data,
+    methods: Sequence[Method],
+    data: sweeps.DataSpec,
     config: Mapping[str, Any],
     *,
     trials: int = 3,
     seed: int = 0,
     device="cpu",
     threads: Optional[int] = 1,
-    **kw,
-) -> Dict[str, List[SignalRun]]:
-    """:func:`train_recording` for every method and trial; trial k (0-based) uses seed ``seed + k`` (so
-    every method starts trial k from the same initial weights and sees the same batches).
-    Returns ``{method.key: [SignalRun per trial]}``."""
-    return {
-        m.key: [
-            train_recording(m, data, config, seed=seed + k, device=device, threads=threads, **kw)
-            for k in range(int(trials))
-        ]
-        for m in methods
-    }
+    epochs: Optional[int] = None,
+    record_every: Optional[int] = None,
+) -> sweeps.Sweep:
+    """:func:`train_recording` for every method and trial, in this process
+    (:func:`stllr.studies.sweeps.run_trials` with ``workers=0``: the trained models kept); trial k
+    (0-based) uses seed ``seed + k`` and every trial the batch order of ``data.data_seed`` (so every
+    method starts trial k from the same initial weights and sees the same batches). ``config``:
+    :func:`signal_config` (``lr``, ``optimizer``; ``epochs`` and ``record_every`` unless given).
+    Returns ``{method.key: [RunResult per trial]}``."""
+    every = config["record_every"] if record_every is None else record_every
+    return sweeps.run_trials(
+        methods,
+        data,
+        trials=trials,
+        epochs=int(config["epochs"] if epochs is None else epochs),
+        lr=config["lr"],
+        optimizer=config["optimizer"],
+        seed=seed,
+        workers=0,
+        device=str(device),
+        threads=threads,
+        batch_seed=data.data_seed,
+        train=train_recording,
+        train_options={"record_every": int(every)},
+        progress=False,
+    )
 
 
 # ======================================================================================
 # Summaries
 # ======================================================================================
-def _window_mean(run: SignalRun, key: str, first: bool) -> float:
+def _window_mean(run: RunResult, key: str, first: bool) -> float:
     """``key`` at the first recorded batch, or averaged over the recorded batches of the last epoch."""
     if first:
         return run.records[0][key]
@@ -587,7 +567,7 @@ def _window_mean(run: SignalRun, key: str, first: bool) -> float:
     return float(np.mean([r[key] for r in run.records if r["epoch"] >= start]))
 
 
-def summarise_trials(runs: Mapping[str, Sequence[SignalRun]]) -> List[Dict[str, Any]]:
+def summarise_trials(runs: Mapping[str, Sequence[RunResult]]) -> List[Dict[str, Any]]:
     """One row per method: ``key``, ``label``, ``trials``, ``test`` / ``test_std`` (final test accuracy,
     mean and sample std over trials), ``best`` / ``best_std`` (best epoch), ``train`` (final train
     accuracy, mean), ``angle_start`` / ``angle_end`` (feedback-vs-BP angle at the first batch / over the
@@ -767,7 +747,7 @@ def _band(ax, x, ys, color, label, ls="-"):
 
 
 def plot_accuracy(
-    runs: Mapping[str, Sequence[SignalRun]],
+    runs: Mapping[str, Sequence[RunResult]],
     paper: Optional[Mapping[str, Tuple[float, float]]] = None,
     chance: Optional[float] = None,
     task: str = "",
@@ -780,17 +760,15 @@ def plot_accuracy(
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.9), gridspec_kw={"width_ratios": [1.5, 1]})
     ax = axes[0]
-    for key, rs in runs.items():
-        m = rs[0].method
+    for i, rs in enumerate(runs.values()):
+        m, color = rs[0].method, _color(rs[0].method, i)
         ep = np.array([h["epoch"] for h in rs[0].history])
-        _band(
-            ax, ep, [[h["test_acc"] for h in r.history] for r in rs], m.color, f"{m.label} (test)"
-        )
+        _band(ax, ep, [[h["test_acc"] for h in r.history] for r in rs], color, f"{m.label} (test)")
         ax.plot(
             ep[1:],
             np.mean([[h["train_acc"] for h in r.history[1:]] for r in rs], 0),
             "--",
-            color=m.color,
+            color=color,
             lw=1,
             alpha=0.8,
         )
@@ -813,7 +791,7 @@ def plot_accuracy(
     for i, key in enumerate(keys):
         rs = runs[key]
         mean, std = mean_std([r.final["test_acc"] for r in rs])
-        ax.bar(i - w / 2, mean, w, yerr=std, color=rs[0].method.color, capsize=3)
+        ax.bar(i - w / 2, mean, w, yerr=std, color=_color(rs[0].method, i), capsize=3)
         ax.text(i - w / 2, mean + std + 1, f"{mean:.1f}", ha="center", fontsize=8)
         if paper and key in paper:
             pm, ps = paper[key]
@@ -860,19 +838,19 @@ def plot_accuracy(
     return fig
 
 
-def plot_alignment(runs: Mapping[str, Sequence[SignalRun]], title: str = ""):
+def plot_feedback_alignment(runs: Mapping[str, Sequence[RunResult]], title: str = ""):
     """Three panels against training epoch (mean +- std over trials, one point per recorded batch):
     (a) angle between the feedback signal and the BP signal (90 degrees = orthogonal, dashed); (b) angle
     between the readout W_out and B; (c) hidden firing rate (% of neurons per step)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
-    for key, rs in runs.items():
-        m = rs[0].method
+    for i, rs in enumerate(runs.values()):
+        m, color = rs[0].method, _color(rs[0].method, i)
         x = rs[0].series("epoch")
         label = m.label if m.feedback_mode != "bp" else "BP (control: e_t B it would get)"
-        _band(axes[0], x, [r.series("angle_feedback") for r in rs], m.color, label)
-        _band(axes[1], x, [r.series("angle_readout") for r in rs], m.color, m.label)
-        _band(axes[2], x, [100 * r.series("rate") for r in rs], m.color, m.label)
+        _band(axes[0], x, [r.series("angle_feedback") for r in rs], color, label)
+        _band(axes[1], x, [r.series("angle_readout") for r in rs], color, m.label)
+        _band(axes[2], x, [100 * r.series("rate") for r in rs], color, m.label)
     for ax in axes[:2]:
         ax.axhline(90, color="k", ls="--", lw=1)
         ax.text(

@@ -100,13 +100,13 @@ def memory_vs_T(
     batch_size: int = 8,
     device="cpu",
     dims: Sequence[int] = FIG3_DIMS,
-    delay_ls: int = 1,
+    window: int = 1,
     seed: int = 0,
     peak: Optional[bool] = None,
     threads: Optional[int] = 1,
 ) -> List[Dict[str, Any]]:
     """Paper Fig. 3: one training sequence per T of the S-TLLR MLP (learning signal on the last
-    ``delay_ls`` steps, loss at the last step) and of its BPTT twin (graph through all T, loss on the
+    ``window`` steps, loss at the last step) and of its BPTT twin (graph through all T, loss on the
     last step's output, mean squared output as in ``benchmarks/bench_memory.py``).
 
     Rows: T, ``stllr_saved_bytes`` / ``bptt_saved_bytes`` (measured peak saved activations),
@@ -125,9 +125,7 @@ def memory_vs_T(
         target = torch.zeros(batch_size, dims[-1], device=device)
         inputs = sequence._random_inputs((dims[0],), batch_size, seed, torch.float32, device)
         for T in Ts:
-            ana = analytic.analytic_costs(
-                shapes, int(T), min(delay_ls, int(T)), -1.0, batch_size, 4
-            )
+            ana = analytic.analytic_costs(shapes, int(T), min(window, int(T)), -1.0, batch_size, 4)
             row = {
                 "T": int(T),
                 "batch_size": batch_size,
@@ -142,7 +140,7 @@ def memory_vs_T(
                     target,
                     steps=int(T),
                     mode=mode,
-                    delay_ls=min(delay_ls, int(T)),
+                    window=min(window, int(T)),
                     loss_fn=_mse_to_zero,
                     bptt_loss="last",
                     macs=False,
@@ -207,7 +205,7 @@ def macs_vs_window(
             row = {"T": T, "window": d, "T_l": T - d, "batch_size": batch_size}
             for suffix, model, a_post in (("", s_model, float(factors[2])), ("_a0", s0_model, 0.0)):
                 ms = sequence.measure_sequence(
-                    model, inputs, target, steps=T, mode="stllr", delay_ls=d, saved=False
+                    model, inputs, target, steps=T, mode="stllr", window=d, saved=False
                 )
                 c = ms.macs
                 row[f"stllr_macs{suffix}"] = c.total()
@@ -337,7 +335,7 @@ def time_per_step(
 ) -> List[Dict[str, Any]]:
     """Wall-clock training time per time step (best of ``repeats`` sequences, no measuring hooks).
 
-    ``cases``: (label, model, mode, T, delay_ls, batch_size). Rows: label, mode, T, window, batch,
+    ``cases``: (label, model, mode, T, window, batch_size). Rows: label, mode, T, window, batch,
     ``seconds`` (one sequence), ``ms_per_step``.
     """
     rows = []
@@ -360,7 +358,7 @@ def time_per_step(
                     target,
                     steps=T,
                     mode=mode,
-                    delay_ls=d if mode == "stllr" else None,
+                    window=d if mode == "stllr" else None,
                     loss_fn=loss,
                     bptt_loss="last" if loss is not None else "sum",
                     saved=False,

@@ -7,15 +7,9 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from stllr import measure as M
-from stllr.studies.common import (
-    RANDMAN_TASK,
-    Method,
-    RunResult,
-    format_table,
-    make_loaders,
-    num_threads,
-    train_method,
-)
+from stllr.studies.common import RANDMAN_TASK, Method, RunResult, format_table, num_threads
+from stllr.studies.sweeps import DataSpec, run_trials
+from stllr.training.loop import time_major
 
 __all__ = [
     "quickstart_config",
@@ -94,48 +88,33 @@ def quickstart_config(
 
 def compare_methods(
     config: Dict[str, Any],
+    data: Optional[DataSpec] = None,
     *,
     seed: int = 0,
     device="cpu",
     threads: Optional[int] = 1,
-    max_train: Optional[int] = None,
-    max_test: Optional[int] = None,
-    progress: bool = False,
-    data=None,
 ) -> Tuple[Dict[str, RunResult], Dict[str, Any]]:
-    """Train every method of ``config`` (:func:`quickstart_config`) with the same seed and batches.
-    ``data``: ``(train_set, test_set, info)`` of :func:`make_loaders` (loaded here if None).
-    Returns ``({key: RunResult}, data info)``."""
-    if data is None:
-        data = make_loaders(
-            config["dataset"],
-            config["data_path"],
-            config["batch_size"],
-            config["val_batch_size"],
-            seed,
-            config["data_options"],
-            max_train,
-            max_test,
-        )
-    train_set, test_set, info = data
-    info = dict(info)
-    runs = {}
-    for method in config["methods"]:
-        runs[method.key] = train_method(
-            method,
-            train_set,
-            test_set,
-            info,
-            epochs=config["epochs"],
-            lr=config["lr"],
-            optimizer=config["optimizer"],
-            seed=seed,
-            device=device,
-            threads=threads,
-            progress=progress,
-        )
-    info["train_set"], info["test_set"] = train_set, test_set
-    return runs, info
+    """Train every method of ``config`` (:func:`quickstart_config`) once, with the same seed and
+    batches, in this process: one trial of :func:`stllr.studies.sweeps.run_trials` (``workers=0``,
+    the trained models kept). ``data``: default ``DataSpec.from_config(config, seed)``.
+    Returns ``({key: RunResult}, info)``: the data's info plus its ``train_set`` and ``test_set``."""
+    data = DataSpec.from_config(config, seed) if data is None else data
+    sweep = run_trials(
+        config["methods"],
+        data,
+        trials=1,
+        epochs=config["epochs"],
+        lr=config["lr"],
+        optimizer=config["optimizer"],
+        seed=seed,
+        workers=0,
+        device=str(device),
+        threads=threads,
+        progress=False,
+    )
+    train_set, test_set, info = data.load()
+    info = dict(info, train_set=train_set, test_set=test_set)
+    return {key: trials[0] for key, trials in sweep.items()}, info
 
 
 def training_memory(
@@ -158,7 +137,7 @@ def training_memory(
     bs = min(batch_size or info["batch_size"], len(info["train_set"]))
     frames, labels = pad_collate([info["train_set"][i] for i in range(bs)])
     device = next(next(iter(runs.values())).model.parameters()).device
-    x = frames.transpose(0, 1).contiguous().to(device, dtype=torch.float32)
+    x = time_major(frames).to(device, dtype=torch.float32)
     y = labels.to(device, dtype=torch.int64)
     T = int(x.shape[0])
     out: Dict[str, Dict[str, Any]] = {}
@@ -169,7 +148,7 @@ def training_memory(
             model.train()
             d = min(int(m.delay_ls), T)
             meas = M.measure_sequence(
-                model, x, y, mode=m.mode, delay_ls=d if m.mode == "stllr" else None, macs=False
+                model, x, y, mode=m.mode, window=d if m.mode == "stllr" else None, macs=False
             )
             model.zero_grad(set_to_none=True)
             model.reset_state()

@@ -1,15 +1,19 @@
-"""Many short training runs (settings x trials), in parallel worker processes, resumable.
+"""The studies' trial runner: training runs (settings x trials), in this process or in parallel
+worker processes, resumable.
 
-Notebooks 03 (factor choices) and 04 (accuracy vs BPTT) train the same small network dozens of
-times: every setting (a :class:`stllr.studies.common.Method`) with several seeds. :func:`run_trials`
-runs them with :func:`stllr.studies.common.train_method` (the code of ``stllr train``), one torch
-thread per run and one run per worker process, so two cores train two networks at once.
+Every notebook that trains (00, 03, 04, 06) trains through :func:`run_trials`: every setting (a
+:class:`stllr.studies.common.Method`) with one or several seeds, each run by ``train`` (default
+:func:`stllr.studies.common.train_method`, the code of ``stllr train``; notebook 06:
+:func:`stllr.studies.learning_signals.train_recording`), one torch thread per run and one run per
+worker process, so two cores train two networks at once; ``workers=0`` trains in this process and
+keeps the trained models. Each run is a :class:`stllr.studies.common.RunResult`.
 
 A trial's result does not depend on where it ran: trial ``k`` seeds the model and the batch order
-with ``seed + k``, the data are fixed by ``data.data_seed``, and every run uses one thread, so
-``workers=2`` and ``workers=1`` give bit-identical numbers (tested). With ``cache_dir`` each
-finished trial is written there at once (JSON, atomic), and a rerun with the same settings loads it
-instead of training again: an interrupted sweep resumes where it stopped.
+with ``seed + k`` (or every trial's batch order with ``batch_seed``), the data are fixed by
+``data.data_seed``, and every run uses one thread, so ``workers=2``, ``1`` and ``0`` give
+bit-identical numbers (tested). With ``cache_dir`` each finished trial is written there at once
+(JSON, atomic), and a rerun with the same settings loads it instead of training again: an
+interrupted sweep resumes where it stopped.
 
 Example::
 
@@ -32,18 +36,17 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from stllr._checks import check_positive_int
 from stllr._io import atomic_write_text
 from stllr.analysis.metrics import mean_std
-from stllr.studies.common import Method, format_table, make_loaders, train_method
+from stllr.studies.common import Method, RunResult, format_table, load_datasets, train_method
 
 __all__ = [
     "DataSpec",
-    "TrialResult",
     "Sweep",
     "run_trials",
     "summary_rows",
@@ -54,10 +57,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where a sweep's data come from (arguments of :func:`stllr.studies.common.make_loaders`).
+    """Where a sweep's data come from (arguments of :func:`stllr.studies.common.load_datasets`).
 
     ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test``); each trial
-    shuffles batches with its own seed.
+    shuffles batches with its own seed (or :func:`run_trials`' ``batch_seed``).
     """
 
     dataset: str
@@ -70,41 +73,33 @@ class DataSpec:
     data_seed: int = 0
 
     def as_dict(self) -> Dict[str, Any]:
+        """The fields as JSON-ready data (the sweep cache's key)."""
         d = dataclasses.asdict(self)
         d["data_options"] = dict(self.data_options)
         d["data_path"] = None if self.data_path is None else str(self.data_path)
         return d
 
-
-@dataclass
-class TrialResult:
-    """One trained run: ``history`` as :class:`stllr.studies.common.RunResult` (epoch 0 = before training)."""
-
-    key: str
-    label: str
-    trial: int
-    seed: int
-    history: List[Dict[str, Any]]
-    num_parameters: int = 0
-
-    @property
-    def final_test_acc(self) -> float:
-        return float(self.history[-1]["test_acc"])
-
-    @property
-    def best_test_acc(self) -> float:
-        return (
-            float(max(h["test_acc"] for h in self.history[1:]))
-            if len(self.history) > 1
-            else float(self.history[0]["test_acc"])
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], seed: int = 0) -> "DataSpec":
+        """The data of a study config (``dataset``, ``data_path``, ``data_options``,
+        ``batch_size``, ``val_batch_size``; notebooks 00 and 06), fixed by ``seed``."""
+        return cls(
+            config["dataset"],
+            data_path=None if config["data_path"] is None else str(config["data_path"]),
+            data_options=dict(config["data_options"]),
+            batch_size=config["batch_size"],
+            val_batch_size=config["val_batch_size"],
+            data_seed=seed,
         )
 
-    def to_json(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+    def load(self):
+        """``(train_set, test_set, info)`` of :func:`stllr.studies.common.load_datasets`, kept in
+        this process for the next call and for :func:`run_trials` (one dataset at a time)."""
+        return _data_for(self.as_dict())
 
 
 class Sweep(dict):
-    """``{method key: [TrialResult of trial 0, 1, ...]}`` in the order the methods were given, plus
+    """``{method key: [RunResult of trial 0, 1, ...]}`` in the order the methods were given, plus
     ``labels`` (key -> label) and ``settings`` (what was run)."""
 
     def __init__(
@@ -138,31 +133,33 @@ class Sweep(dict):
 
 
 # ----------------------------------------------------------------------------------- running
-def _method_dict(method: Method) -> Dict[str, Any]:
-    d = dataclasses.asdict(method)
-    d["factors"] = [float(f) for f in method.factors]
-    return d
-
-
 def _job(
     method: Method,
     data: DataSpec,
     trial: int,
     seed: int,
+    batch_seed: Optional[int],
     epochs: int,
     lr: float,
     optimizer: str,
     device: str,
+    threads: Optional[int],
+    train: Callable[..., RunResult],
+    train_options: Dict[str, Any],
 ) -> Dict[str, Any]:
     return {
-        "method": _method_dict(method),
+        "method": method.to_json(),
         "data": data.as_dict(),
         "trial": trial,
         "seed": seed + trial,
+        "batch_seed": seed + trial if batch_seed is None else batch_seed,
         "epochs": epochs,
         "lr": lr,
         "optimizer": optimizer,
         "device": str(device),
+        "threads": threads,
+        "train": f"{train.__module__}.{train.__qualname__}",
+        "train_options": train_options,
     }
 
 
@@ -182,7 +179,7 @@ def _data_for(spec: Dict[str, Any]):
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one dataset per process is enough
-        _DATA_CACHE[key] = make_loaders(
+        _DATA_CACHE[key] = load_datasets(
             spec["dataset"],
             spec["data_path"],
             spec["batch_size"],
@@ -195,13 +192,15 @@ def _data_for(spec: Dict[str, Any]):
     return _DATA_CACHE[key]
 
 
-def _run_job(job: Dict[str, Any]) -> Dict[str, Any]:
-    """Train one trial (top level, so worker processes can run it)."""
-    m = dict(job["method"])
-    method = Method(**{**m, "factors": tuple(m["factors"])})
+def _run_job(
+    job: Dict[str, Any], train: Callable[..., RunResult], method: Optional[Method] = None
+) -> RunResult:
+    """Train one trial with ``train`` (``method``: the job's Method object, else rebuilt from
+    the job)."""
+    method = Method.from_json(job["method"]) if method is None else method
     train_set, test_set, info = _data_for(job["data"])
-    info = dict(info, seed=job["seed"])  # the trial's batch order
-    run = train_method(
+    info = dict(info, seed=job["batch_seed"])  # the trial's batch order
+    run = train(
         method,
         train_set,
         test_set,
@@ -211,17 +210,23 @@ def _run_job(job: Dict[str, Any]) -> Dict[str, Any]:
         optimizer=job["optimizer"],
         seed=job["seed"],
         device=job["device"],
-        threads=1,
+        threads=job["threads"],
+        **job["train_options"],
     )
-    return TrialResult(
-        method.key, method.label, job["trial"], job["seed"], run.history, run.num_parameters
-    ).to_json()
+    run.trial = job["trial"]
+    return run
 
 
-def _load_cached(path: Path) -> Optional[Dict[str, Any]]:
+def _run_job_json(job: Dict[str, Any], train: Callable[..., RunResult]) -> Dict[str, Any]:
+    """One trial as a worker process returns it (top level, so worker processes can run it):
+    :meth:`RunResult.to_json`, no model."""
+    return _run_job(job, train).to_json()
+
+
+def _load_cached(path: Path) -> Optional[RunResult]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return RunResult.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -236,18 +241,32 @@ def run_trials(
     seed: int = 0,
     workers: Optional[int] = None,
     device: str = "cpu",
+    threads: Optional[int] = 1,
+    batch_seed: Optional[int] = None,
+    train: Callable[..., RunResult] = train_method,
+    train_options: Optional[Mapping[str, Any]] = None,
     cache_dir=None,
     progress: bool = True,
 ) -> Sweep:
-    """Train every method ``trials`` times (trial k: seed ``seed + k``) and return a :class:`Sweep`.
+    """Train every method ``trials`` times (trial k: seed ``seed + k``) and return a :class:`Sweep`
+    of ``{key: [RunResult of trial 0, 1, ...]}``.
 
     Args:
         methods: settings to compare; their ``key`` must be unique.
         data: the dataset (:class:`DataSpec`), the same for every run.
         trials, epochs, lr, optimizer: per run, as ``stllr train``.
         workers: processes training at once (default: 2 on CPU, capped by the cores; 1 on a GPU).
-            ``1`` trains in this process. Every run uses one torch thread, so the numbers do not
-            depend on ``workers``.
+            ``1`` trains in this process, ``0`` too and keeps each run's trained ``model`` and
+            its Method object (else ``model`` is None and ``method`` a copy, as from a worker).
+        threads: torch threads per run (1: the numbers do not depend on ``workers``).
+        batch_seed: the batch order of every trial (default None: trial k shuffles with
+            ``seed + k``).
+        train: one run, called as ``train(method, train_set, test_set, info, epochs=, lr=,
+            optimizer=, seed=, device=, threads=, **train_options)`` with ``info['seed']`` the
+            batch order; returns a :class:`~stllr.studies.common.RunResult`. Default
+            :func:`~stllr.studies.common.train_method`; with ``workers > 1`` a module-level
+            function (worker processes import it).
+        train_options: further keyword arguments of ``train`` (JSON data: part of the cache key).
         cache_dir: folder for finished trials (created); a rerun with identical settings loads them.
         progress: a progress bar over all runs (stderr).
 
@@ -275,17 +294,31 @@ def run_trials(
         raise ValueError(f"lr: expected a positive number, got {lr!r}")
     if workers is None:
         workers = 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
-    workers = check_positive_int(workers, "workers", allow_numpy=True)
+    workers = check_positive_int(workers, "workers", minimum=0, allow_numpy=True)
+    train_options = dict(train_options or {})
 
+    pairs = [(m, t) for m in methods for t in range(trials)]
     jobs = [
-        _job(m, data, t, seed, epochs, float(lr), optimizer, device)
-        for m in methods
-        for t in range(trials)
+        _job(
+            m,
+            data,
+            t,
+            seed,
+            batch_seed,
+            epochs,
+            float(lr),
+            optimizer,
+            device,
+            threads,
+            train,
+            train_options,
+        )
+        for m, t in pairs
     ]
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    results: List[Optional[Dict[str, Any]]] = [None] * len(jobs)
+    results: List[Optional[RunResult]] = [None] * len(jobs)
     todo = []
     for i, job in enumerate(jobs):
         cached = _load_cached(cache / f"{_job_id(job)}.json") if cache is not None else None
@@ -300,28 +333,33 @@ def run_trials(
 
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="trials", file=sys.stderr)
 
-    def finished(i, result):
+    def finished(i, result: RunResult):
         results[i] = result
         if cache is not None:
             atomic_write_text(
-                cache / f"{_job_id(jobs[i])}.json", json.dumps(result), open_permissions=True
+                cache / f"{_job_id(jobs[i])}.json",
+                json.dumps(result.to_json()),
+                open_permissions=True,
             )
         if bar is not None:
             bar.update(1)
 
     try:
-        if workers == 1 or len(todo) <= 1:
+        if workers == 0:
             for i in todo:
-                finished(i, _run_job(jobs[i]))
+                finished(i, _run_job(jobs[i], train, pairs[i][0]))
+        elif workers == 1 or len(todo) <= 1:
+            for i in todo:
+                finished(i, RunResult.from_json(_run_job_json(jobs[i], train)))
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-                futures = {pool.submit(_run_job, jobs[i]): i for i in todo}
+                futures = {pool.submit(_run_job_json, jobs[i], train): i for i in todo}
                 try:
                     from concurrent.futures import as_completed
 
                     for fut in as_completed(futures):
-                        finished(futures[fut], fut.result())
+                        finished(futures[fut], RunResult.from_json(fut.result()))
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
@@ -344,7 +382,7 @@ def run_trials(
     for m in methods:
         sweep[m.key] = []
     for r in results:
-        sweep[r["key"]].append(TrialResult(**r))
+        sweep[r.method.key].append(r)
     return sweep
 
 
