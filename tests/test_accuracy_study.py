@@ -52,9 +52,9 @@ def test_methods():
     )  # the paper's plain DFA
     assert bptt.arch == "randman_rsnn_bptt" and bp.factors == (0.5, 1.0, 1.0, 1.0)
     w = S.window_methods(c, [1, 30])
-    assert [(m.key, m.delay_ls) for m in w] == [("d1", 1), ("d30", 30)]
+    assert [(m.key, m.window) for m in w] == [("d1", 1), ("d30", 30)]
     b = S.bptt_window_methods(c, [5])
-    assert [(m.key, m.arch, m.mode, m.delay_ls) for m in b] == [
+    assert [(m.key, m.arch, m.mode, m.window) for m in b] == [
         ("b5", "randman_rsnn_bptt", "bptt_window", 5)
     ]
     with pytest.raises(ValueError, match="windows"):

@@ -300,9 +300,9 @@ def _runs():
     )
     b = build_model("randman_rsnn_bptt", num_classes=CLS, input_shape=(M_IN,), hidden=HID)
     ms = common.Method(
-        "stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), delay_ls=3
+        "stllr", "S-TLLR", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), window=3
     )
-    mb = common.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", delay_ls=3)
+    mb = common.Method("bptt", "BPTT", "randman_rsnn_bptt", "bptt", window=3)
     hist_s = [
         {"epoch": 0, "train_acc": None, "test_acc": 10.0},
         {"epoch": 1, "train_acc": 50.0, "test_acc": 62.5},
@@ -331,7 +331,7 @@ def test_training_memory_hand_counts():
     runs, info = _runs(), _info()
     out = quickstart.training_memory(runs, info)
     s, b, ratio = out["stllr"], out["bptt"], out["ratio"]
-    assert (s["T"], s["delay_ls"], s["batch_size"], s["mode"], s["label"]) == (
+    assert (s["T"], s["window"], s["batch_size"], s["mode"], s["label"]) == (
         T_SEQ,
         3,
         BS,

@@ -119,7 +119,7 @@ def test_default_grid_has_the_papers_factors():
         m.mode == "stllr" and m.arch == "randman_rsnn_stllr" and m.psi == "sigmoid"
         for m in s["methods"]
     )
-    assert all(0 < m.delay_ls <= s["T"] for m in s["methods"])
+    assert all(0 < m.window <= s["T"] for m in s["methods"])
     keys = [m.key for m in s["methods"]]
     assert len(set(keys)) == len(keys) == 12
     assert s["data"].dataset == "randman" and dict(s["data"].data_options) == SMALL_RANDMAN
@@ -129,7 +129,7 @@ def test_default_grid_has_the_papers_factors():
 
 def test_full_grid_is_the_papers_shd_setting(tmp_path):
     s = FC.sweep_settings(True, tmp_path, "cuda")
-    assert (s["arch"], s["psi"], s["delay_ls"], s["T"], s["lr"], s["epochs"]) == (
+    assert (s["arch"], s["psi"], s["window"], s["T"], s["lr"], s["epochs"]) == (
         "stllr_shd_net",
         "rational",
         90,
@@ -146,7 +146,7 @@ def test_full_grid_is_the_papers_shd_setting(tmp_path):
         m.options == {} for m in s["groups"]["dfa"]
     )  # DFA as in the paper
     assert (
-        all(m.arch == "stllr_shd_net" and m.delay_ls == 90 for m in s["methods"])
+        all(m.arch == "stllr_shd_net" and m.window == 90 for m in s["methods"])
         and s["device"] == "cuda"
     )
 
@@ -162,7 +162,7 @@ def test_method_builders_keys_labels_and_options():
     ms = FC.alpha_post_methods(
         "randman_rsnn_stllr",
         "dfa",
-        delay_ls=7,
+        window=7,
         psi="triangle",
         lambda_post=0.2,
         lambda_pre=0.75,
@@ -172,7 +172,7 @@ def test_method_builders_keys_labels_and_options():
     assert [m.key for m in ms] == ["dfa_a-1", "dfa_a0", "dfa_a+1"]
     assert ms[2].label == "DFA x, alpha_post +1" and ms[0].factors == (0.2, 0.75, -1.0, 1.0)
     assert ms[0].options == {"rate_reg": 0.1} and ms[0].options is not ms[1].options
-    lp = FC.lambda_pre_methods("x", delay_ls=3, psi=None, lambda_pres=(0.0, 0.9))
+    lp = FC.lambda_pre_methods("x", window=3, psi=None, lambda_pres=(0.0, 0.9))
     assert [m.key for m in lp] == ["lpre_0", "lpre_0.9"] and lp[1].factors == (0.2, 0.9, -1.0, 1.0)
     table = FC.methods_table(ms)
     assert "[0.2, 0.75, -1, 1]" in table and "rate_reg 0.1" in table and "triangle" in table
@@ -330,8 +330,7 @@ def test_grid_methods_train(tmp_path):
     )
     g = FC.sweep_settings()["groups"]
     methods = [
-        Method(**{**m.__dict__, "delay_ls": 5})
-        for m in (g["bp"][0], g["dfa"][2], g["dfa_plain"][0])
+        Method(**{**m.__dict__, "window": 5}) for m in (g["bp"][0], g["dfa"][2], g["dfa_plain"][0])
     ]
     sw = sweeps.run_trials(methods, data, trials=1, epochs=1, lr=4e-3, workers=1, progress=False)
     assert list(sw) == ["bp_a-1", "dfa_a+1", "dfa_plain_a+1"]

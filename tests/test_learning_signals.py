@@ -284,7 +284,7 @@ def _tiny_config(tmp_path):
         n_train_per_class=8,
         n_test_per_class=4,
     )
-    cfg.update(batch_size=8, val_batch_size=12, delay_ls=6, T=10, record_every=2)
+    cfg.update(batch_size=8, val_batch_size=12, window=6, T=10, record_every=2)
     cfg["methods"] = LS.signal_methods(cfg)
     return cfg
 
@@ -293,7 +293,7 @@ def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_pa
     cfg = _tiny_config(tmp_path)
     train_set, test_set, info = LS.load_data(cfg, 0)
     method = cfg["methods"][1]  # DFA
-    assert (method.feedback_mode, method.delay_ls, method.options) == ("dfa", 6, {})
+    assert (method.feedback_mode, method.window, method.options) == ("dfa", 6, {})
     run = LS.train_recording(
         method, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3, record_every=2
     )
@@ -350,7 +350,7 @@ def test_mean_std_and_configs():
     with pytest.raises(ValueError, match="DATA_PATH"):
         LS.signal_config(full=True)
     full = LS.signal_config(full=True, data_path="/nonexistent")
-    assert (full["dataset"], full["arch"], full["delay_ls"], full["T"], full["lr"]) == (
+    assert (full["dataset"], full["arch"], full["window"], full["T"], full["lr"]) == (
         "shd",
         "stllr_shd_net",
         90,
@@ -360,10 +360,10 @@ def test_mean_std_and_configs():
     assert full["epochs"] == 200 and list(full["factors"]) == [0.5, 1.0, 1.0, 1.0]
     assert [m.arch for m in full["methods"]] == ["stllr_shd_net"] * 3
     small = LS.signal_config()
-    assert small["data_options"]["n_classes"] == 5 and small["delay_ls"] <= small["T"]
+    assert small["data_options"]["n_classes"] == 5 and small["window"] <= small["T"]
     assert [m.key for m in small["methods"]] == ["bp", "dfa", "dfa_rate"]
     assert [m.feedback_mode for m in small["methods"]] == ["bp", "dfa", "dfa"]
-    assert {(m.arch, m.mode, m.factors, m.delay_ls, m.psi) for m in small["methods"]} == {
+    assert {(m.arch, m.mode, m.factors, m.window, m.psi) for m in small["methods"]} == {
         ("randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), 25, "sigmoid")
     }
     assert [m.options for m in small["methods"]] == [{}, {}, E.DFA_RATE_PENALTY]
@@ -388,7 +388,7 @@ def test_plots_draw(tmp_path):
     methods = cfg["methods"] + [LS.signal_method(cfg, "mine", "sDFA 1.0", "sdfa", rate_reg=1.0)]
     runs = LS.run_trials(methods, sweeps.DataSpec.from_config(cfg), cfg, trials=2, epochs=1)
     frames, labels = next(iter(E.loaders_for(*LS.load_data(cfg))[0]))
-    sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg["delay_ls"])
+    sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg["window"])
     import matplotlib.pyplot as plt
 
     for fig in (

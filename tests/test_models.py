@@ -94,7 +94,7 @@ def test_every_model_builds_and_trains_one_batch(arch):
     opt = make_optimizer("Adam", model.parameters(), 1e-3)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     pred = train_batch(
-        model, x, y, opt, F.cross_entropy, "stllr" if spec.is_stllr else "bptt", delay_ls=2
+        model, x, y, opt, F.cross_entropy, "stllr" if spec.is_stllr else "bptt", window=2
     )
     assert pred.shape == (B, model.num_classes) and torch.isfinite(pred).all()
     changed = [

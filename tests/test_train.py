@@ -64,8 +64,8 @@ def test_stllr_mode_window_no_grad_before_and_one_step_per_batch():
     opt = make_optimizer("SGD", model.parameters(), 0.1)
     steps = _StepCounter(opt)
     x, y = _batch(steps=8)
-    pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3)
-    assert spy.modes == [False] * 5 + [True] * 3  # t >= T - delay_ls carry a learning signal
+    pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr", window=3)
+    assert spy.modes == [False] * 5 + [True] * 3  # t >= T - window carry a learning signal
     assert steps.n == 1
     assert not pred.requires_grad and pred.shape == (6, 10)
 
@@ -81,13 +81,11 @@ def test_after_backward_sees_each_window_step_before_the_optimizer_step():
         seen.append((t, steps.n, w.grad is not None))
 
     x, y = _batch(steps=8)
-    train_batch(
-        model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3, after_backward=after_backward
-    )
+    train_batch(model, x, y, opt, F.cross_entropy, "stllr", window=3, after_backward=after_backward)
     assert seen == [(5, 0, True), (6, 0, True), (7, 0, True)]
     seen.clear()
     train_batch(
-        model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=2, after_backward=after_backward
+        model, x, y, opt, F.cross_entropy, "stllr_online", window=2, after_backward=after_backward
     )
     assert [(t, n) for t, n, _ in seen] == [
         (6, 1),
@@ -111,7 +109,7 @@ def test_stllr_mode_gradient_is_the_sum_over_the_window():
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
     opt = make_optimizer("SGD", model.parameters(), 1.0)
-    train_batch(model, x, y, opt, F.cross_entropy, "stllr", delay_ls=3)
+    train_batch(model, x, y, opt, F.cross_entropy, "stllr", window=3)
     _assert_one_sgd_step(model, state, manual)
 
 
@@ -131,7 +129,7 @@ def test_stllr_online_steps_every_window_step_and_keeps_no_graph():
     steps = _StepCounter(opt)
     x, y = _batch(steps=8)
     w0 = model.linear1.weight.detach().clone()
-    pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr_online", delay_ls=3)
+    pred = train_batch(model, x, y, opt, F.cross_entropy, "stllr_online", window=3)
     assert steps.n == 3
     assert (
         not pred.requires_grad and pred.grad_fn is None
@@ -170,7 +168,7 @@ def test_bptt_window_mode_is_one_backward_of_the_window_losses():
     model.load_state_dict(state)
     opt = make_optimizer("SGD", model.parameters(), 1.0)
     steps = _StepCounter(opt)
-    pred = train_batch(model, x, y, opt, F.cross_entropy, "bptt_window", delay_ls=3)
+    pred = train_batch(model, x, y, opt, F.cross_entropy, "bptt_window", window=3)
     assert steps.n == 1
     torch.testing.assert_close(
         pred, torch.stack([o.detach() for o in outs]).sum(0)

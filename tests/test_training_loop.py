@@ -214,7 +214,7 @@ def test_train_batch_online_takes_one_optimizer_step_per_window_step():
         opt,
         F.cross_entropy,
         "stllr_online",
-        delay_ls=3,
+        window=3,
         grad_sync=lambda: seen.append("sync"),
         after_backward=lambda t: seen.append(t),
     )

@@ -118,7 +118,7 @@ class Method:
     arch: str
     mode: str  # "stllr" or "bptt"
     factors: Sequence[float] = (0.5, 1.0, 1.0, 1.0)
-    delay_ls: int = 45
+    window: int = 45
     psi: Optional[str] = None
     feedback_mode: str = "bp"
     #: extra keyword arguments of :func:`stllr.models.build_model`, e.g. ``{"rate_reg": 0.3}``
@@ -322,7 +322,7 @@ def train_method(
                 optimizer=opt,
                 loss_fn=F.cross_entropy,
                 mode=method.mode,
-                delay_ls=method.delay_ls,
+                window=method.window,
                 device=device,
                 progress=progress,
                 desc=f"{method.label} epoch {epoch}",

@@ -83,7 +83,7 @@ def alpha_post_methods(
     arch: str,
     feedback_mode: str = "bp",
     *,
-    delay_ls: int,
+    window: int,
     psi: Optional[str],
     lambda_post: float = TABLE2_SHD_FACTORS[0],
     lambda_pre: float = TABLE2_SHD_FACTORS[1],
@@ -110,7 +110,7 @@ def alpha_post_methods(
             arch,
             "stllr",
             (float(lambda_post), float(lambda_pre), float(a), float(alpha_pre)),
-            int(delay_ls),
+            int(window),
             psi,
             feedback_mode,
             dict(options or {}),
@@ -122,7 +122,7 @@ def alpha_post_methods(
 def lambda_pre_methods(
     arch: str,
     *,
-    delay_ls: int,
+    window: int,
     psi: Optional[str],
     lambda_pres: Sequence[float] = LAMBDA_PRES,
     lambda_post: float = FIG5_FACTORS["lambda_post"],
@@ -140,7 +140,7 @@ def lambda_pre_methods(
             arch,
             "stllr",
             (float(lambda_post), float(lp), float(alpha_post), float(alpha_pre)),
-            int(delay_ls),
+            int(window),
             psi,
             feedback_mode,
             dict(options or {}),
@@ -167,7 +167,7 @@ def sweep_settings(
     ``dfa_plain`` group then). Raises ``ValueError`` / ``FileNotFoundError`` when ``data_path`` is
     missing.
 
-    Returns ``{"full", "data" (DataSpec), "arch", "psi", "T", "delay_ls", "lr", "optimizer",
+    Returns ``{"full", "data" (DataSpec), "arch", "psi", "T", "window", "lr", "optimizer",
     "epochs", "device", "groups" ({"bp", "dfa", "dfa_plain", "lambda_pre"}: lists of Methods),
     "methods" (all, in that order), "chance" (%), "task"}``.
     """
@@ -190,7 +190,7 @@ def sweep_settings(
             arch="stllr_shd_net",
             psi="rational",
             T=100,
-            delay_ls=90,
+            window=90,
             lr=2e-4,
             optimizer="Adam",
             epochs=200 if epochs is None else int(epochs),
@@ -210,7 +210,7 @@ def sweep_settings(
             arch="randman_rsnn_stllr",
             psi="sigmoid",
             T=SMALL_RANDMAN["n_steps"],
-            delay_ls=20,
+            window=20,
             lr=4e-3,
             optimizer="Adam",
             epochs=5 if epochs is None else int(epochs),
@@ -219,23 +219,23 @@ def sweep_settings(
             chance=100.0 / SMALL_RANDMAN["n_classes"],
             task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})",
         )
-    arch, psi, d = s["arch"], s["psi"], s["delay_ls"]
+    arch, psi, d = s["arch"], s["psi"], s["window"]
     dfa_name = "DFA + rate penalty" if s["dfa_options"] else "DFA"
     groups = {
-        "bp": alpha_post_methods(arch, "bp", delay_ls=d, psi=psi),
+        "bp": alpha_post_methods(arch, "bp", window=d, psi=psi),
         "dfa": alpha_post_methods(
-            arch, "dfa", delay_ls=d, psi=psi, options=s["dfa_options"], name=dfa_name
+            arch, "dfa", window=d, psi=psi, options=s["dfa_options"], name=dfa_name
         ),
         "dfa_plain": alpha_post_methods(
             arch,
             "dfa",
-            delay_ls=d,
+            window=d,
             psi=psi,
             alpha_posts=s["plain_dfa_alphas"],
             tag="dfa_plain",
             name="DFA (no penalty)",
         ),
-        "lambda_pre": lambda_pre_methods(arch, delay_ls=d, psi=psi),
+        "lambda_pre": lambda_pre_methods(arch, window=d, psi=psi),
     }
     s.update(device=str(device), groups=groups, methods=[m for g in groups.values() for m in g])
     return s
@@ -248,7 +248,7 @@ def methods_table(methods: Sequence[Method]) -> str:
             "key": m.key,
             "signal": m.feedback_mode.upper(),
             "factors": "[" + ", ".join(f"{f:g}" for f in m.factors) + "]",
-            "window": m.delay_ls,
+            "window": m.window,
             "psi": m.psi or "default",
             "options": ", ".join(f"{k} {v:g}" for k, v in m.options.items()) or "-",
         }

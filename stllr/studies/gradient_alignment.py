@@ -1,9 +1,9 @@
 """Gradient alignment: how close is the S-TLLR update to the exact BPTT gradient of the same loss?
 
 The fair comparison (notebook 07). S-TLLR (``training_mode="stllr"``) gives a learning signal at
-the last ``W`` steps of a sequence of ``T`` (the learning window, ``delay_ls``) and calls
-``CE(out_t, y).backward()`` at each of them; the rule's per-step gradients sum in ``.grad``. So the
-loss S-TLLR descends is
+the last ``W`` steps of a sequence of ``T`` (the learning window, ``window``; ``--delay-ls`` of
+``stllr train``) and calls ``CE(out_t, y).backward()`` at each of them; the rule's per-step
+gradients sum in ``.grad``. So the loss S-TLLR descends is
 
     L_W = sum_{t = T-W}^{T-1} CE(out_t, y),
 
@@ -509,7 +509,7 @@ def train_briefly(
                 optimizer=opt,
                 loss_fn=F.cross_entropy,
                 mode="stllr",
-                delay_ls=window,
+                window=window,
                 device=device,
                 dtype=dtype,
             )

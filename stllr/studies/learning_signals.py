@@ -12,7 +12,7 @@ The learning signal of a hidden layer at step t is what arrives at its output as
 
 each optionally plus the firing-rate penalty ``rate_reg * (s_t - rate_target) / batch``.
 
-Shapes used below: W = number of steps with a learning signal (the window, ``delay_ls``), B = batch,
+Shapes used below: W = number of steps with a learning signal (the window, ``window``), B = batch,
 N = neurons of the hidden layer (its output flattened), C = classes.
 
 Three groups:
@@ -117,7 +117,7 @@ def signal_config(
             data_options=dict(base["data_options"]),
             arch=s.arch,
             factors=tuple(s.factors),
-            delay_ls=s.delay_ls,
+            window=s.window,
             psi=s.psi,
             lr=base["lr"],
             optimizer=base["optimizer"],
@@ -134,7 +134,7 @@ def signal_config(
             data_options=dict(SMALL_RANDMAN),
             arch="randman_rsnn_stllr",
             factors=(0.5, 1.0, 1.0, 1.0),
-            delay_ls=25,
+            window=25,
             psi="sigmoid",
             lr=3e-3,
             optimizer="Adam",
@@ -154,7 +154,7 @@ def signal_method(
     config: Mapping[str, Any], key: str, label: str, feedback_mode: str, **options
 ) -> Method:
     """An S-TLLR :class:`~stllr.studies.common.Method` of ``config`` (its ``arch``, ``factors``,
-    window ``delay_ls``, ``psi`` and ``model_options``) whose hidden layer learns from the
+    window ``window``, ``psi`` and ``model_options``) whose hidden layer learns from the
     ``feedback_mode`` signal (``'bp'``, ``'dfa'`` or ``'sdfa'``); ``options``: more
     :func:`stllr.models.build_model` arguments, e.g. ``rate_reg=1.0`` (the firing-rate penalty)."""
     return Method(
@@ -163,7 +163,7 @@ def signal_method(
         config["arch"],
         "stllr",
         tuple(config["factors"]),
-        int(config["delay_ls"]),
+        int(config["window"]),
         config["psi"],
         feedback_mode,
         {**config.get("model_options", {}), **options},
@@ -252,7 +252,7 @@ def _feedback(error: torch.Tensor, hook: LearningSignal, sign: bool = False) -> 
 class BatchSignals:
     """The learning signals of one batch at the hooked layer, for every window step.
 
-    ``steps``: the window steps t (0-based, ``t >= T - delay_ls``); ``labels`` [B];
+    ``steps``: the window steps t (0-based, ``t >= T - window``); ``labels`` [B];
     ``error`` [W, B, C] = ``e_t = dL/dlogits_t``; ``bp`` [W, B, N] = ``dL/ds_t`` through the layers above
     at the same step; ``dfa`` [W, B, N] = ``e_t B``; ``sdfa`` [W, B, N] = ``sign(e_t) B / batch``;
     ``spikes`` [W, B, N], the layer's output; ``feedback`` [C, N], B. (N: the layer output flattened.)
@@ -294,7 +294,7 @@ def signals_for_batch(
     model: nn.Module,
     frames: torch.Tensor,
     labels: torch.Tensor,
-    delay_ls: int,
+    window: int,
     loss_fn=F.cross_entropy,
     hook_index: int = -1,
 ) -> BatchSignals:
@@ -336,7 +336,7 @@ def signals_for_batch(
             time_major(frames),
             labels,
             loss_fn,
-            delay_ls,
+            window,
             before_forward=before_forward,
             after_backward=after_backward,
         )
@@ -370,7 +370,7 @@ def train_batch_recording(
     labels: torch.Tensor,
     optimizer,
     loss_fn,
-    delay_ls: int,
+    window: int,
     hook_index: int = -1,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """:func:`stllr.training.loop.train_batch` in ``stllr`` mode (the same updates, bit for bit) that also measures
@@ -422,7 +422,7 @@ def train_batch_recording(
             optimizer,
             loss_fn,
             mode="stllr",
-            delay_ls=delay_ls,
+            window=window,
             grad_sync=before_step,
             after_backward=after_backward,
         )
@@ -460,7 +460,7 @@ def train_recording(
     device = torch.device(device)
     epochs = int(epochs)
     every = max(1, int(record_every))
-    delay_ls = int(method.delay_ls)
+    window = int(method.window)
     t0 = time.perf_counter()
     with common.num_threads(threads):
         seed_everything(seed)
@@ -485,11 +485,11 @@ def train_recording(
             nonlocal step
             if step % every == 0:
                 pred, rec = train_batch_recording(
-                    model, frames, labels, opt, F.cross_entropy, delay_ls
+                    model, frames, labels, opt, F.cross_entropy, window
                 )
                 records.append({"batch": step, "epoch": step / per_epoch, **rec})
             else:
-                pred = train_batch(model, frames, labels, opt, F.cross_entropy, "stllr", delay_ls)
+                pred = train_batch(model, frames, labels, opt, F.cross_entropy, "stllr", window)
             step += 1
             return pred
 

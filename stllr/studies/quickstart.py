@@ -146,7 +146,7 @@ def training_memory(
             model, m = run.model, run.method
             was_training = model.training
             model.train()
-            d = min(int(m.delay_ls), T)
+            d = min(int(m.window), T)
             meas = M.measure_sequence(
                 model, x, y, mode=m.mode, window=d if m.mode == "stllr" else None, macs=False
             )
@@ -159,7 +159,7 @@ def training_memory(
                 "label": m.label,
                 "mode": m.mode,
                 "T": T,
-                "delay_ls": d,
+                "window": d,
                 "batch_size": bs,
                 "saved_bytes": meas.saved.peak_activation_bytes,
                 "saved_bytes_per_sample": meas.saved.peak_activation_bytes / bs,

@@ -194,7 +194,7 @@ def train_batch(
     optimizer: torch.optim.Optimizer,
     loss_fn,
     mode: str = "stllr",
-    delay_ls: int = 5,
+    window: int = 5,
     grad_sync: Optional[Callable[[], None]] = None,
     after_backward: Optional[Callable[[int], None]] = None,
 ) -> torch.Tensor:
@@ -209,10 +209,10 @@ def train_batch(
     if mode in BPTT_MODES:
         optimizer.zero_grad(set_to_none=True)
         loss = "window" if mode == "bptt_window" else "sum"
-        pred = bptt_through_time(model, x, labels, loss_fn, loss=loss, window=delay_ls).pred
+        pred = bptt_through_time(model, x, labels, loss_fn, loss=loss, window=window).pred
     elif mode == "stllr":
         optimizer.zero_grad(set_to_none=True)
-        pred = stllr_window(model, x, labels, loss_fn, delay_ls, after_backward=after_backward).pred
+        pred = stllr_window(model, x, labels, loss_fn, window, after_backward=after_backward).pred
     elif mode == "stllr_online":
 
         def step(t: int) -> None:  # an optimizer step after every learning step
@@ -227,7 +227,7 @@ def train_batch(
             x,
             labels,
             loss_fn,
-            delay_ls,
+            window,
             before_forward=lambda t: optimizer.zero_grad(set_to_none=True),
             after_backward=step,
         ).pred
@@ -272,7 +272,7 @@ def run_epoch(
     optimizer=None,
     loss_fn,
     mode: str = "stllr",
-    delay_ls: int = 5,
+    window: int = 5,
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype = torch.float32,
     max_batches: Optional[int] = None,
@@ -331,7 +331,7 @@ def run_epoch(
                             )
                             frames = torch.cat((frames, pad), dim=1)
                     pred = train_batch(
-                        model, frames, labels, optimizer, loss_fn, mode, delay_ls, grad_sync
+                        model, frames, labels, optimizer, loss_fn, mode, window, grad_sync
                     )
                 with torch.no_grad():
                     batch_loss = float(loss_fn(pred, labels))

@@ -348,7 +348,7 @@ def train_trial(
             optimizer=optimizer,
             loss_fn=loss_fn,
             mode=cfg.training_mode,
-            delay_ls=cfg.delay_ls,
+            window=cfg.delay_ls,
             device=device,
             max_batches=cfg.max_batches,
             ctx=ctx,

@@ -78,7 +78,7 @@ def _apply(name):
 
         def measure_sequence(model, inputs, target, *args, **kw):
             if kw.get("mode") in ("stllr", "stllr_online"):
-                kw["mode"], kw["delay_ls"] = "bptt", None
+                kw["mode"], kw["window"] = "bptt", None
             return orig_measure(model, inputs, target, *args, **kw)
 
         _replace_everywhere(orig_build, build_model)
