@@ -225,13 +225,13 @@ def check_full_paths(device) -> list:
         fixtures.write_shd(shd, train=train, n_samples=64, seed=0)
     rows = []
     s = FC.sweep_settings(True, shd, device=str(device), epochs=1)
-    methods = [s["groups"]["dfa"][2], s["groups"]["lambda_pre"][0]]
+    methods = [s.groups["dfa"][2], s.groups["lambda_pre"][0]]
     sw = sweeps.run_trials(
         methods,
-        s["data"],
+        s.data,
         trials=1,
         epochs=1,
-        lr=s["lr"],
+        lr=s.lr,
         workers=1,
         device=str(device),
         progress=False,
@@ -241,13 +241,13 @@ def check_full_paths(device) -> list:
         for k, v in sw.items()
     ]
     c = S.study_config(True, shd, epochs=1)
-    methods = S.comparison_methods(c) + S.bptt_window_methods(c, [10])
+    methods = c.methods + S.bptt_window_methods(c, [10])
     sw = sweeps.run_trials(
         methods,
-        c["data"],
+        c.data,
         trials=1,
         epochs=1,
-        lr=c["lr"],
+        lr=c.lr,
         workers=2,
         device=str(device),
         progress=False,
@@ -255,11 +255,11 @@ def check_full_paths(device) -> list:
     rows += [{"notebook": "04", "key": k, "test_acc": v[0].final_test_acc} for k, v in sw.items()]
     cfg = LS.signal_config(True, epochs=1, data_path=shd)
     run = LS.train_recording(
-        cfg["methods"][1],
+        cfg.methods[1],
         *LS.load_data(cfg),
         epochs=1,
-        lr=cfg["lr"],
-        optimizer=cfg["optimizer"],
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
         device=str(device),
         record_every=1,
     )

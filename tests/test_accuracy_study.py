@@ -25,18 +25,18 @@ def _fake_sweep(accs: dict) -> Sweep:
 
 def test_default_and_full_configs():
     c = S.study_config()
-    assert (c["T"], c["window"], c["num_classes"], c["data"].dataset) == (30, 25, 5, "randman")
+    assert (c.T, c.window, c.num_classes, c.data.dataset) == (30, 25, 5, "randman")
     f = S.study_config(True, "/data", epochs=3)
     # paper Table 3, SHD: T = 100, T_l = 10, 20 classes, batch 128, lr 2e-4
     assert (
-        f["T"],
-        f["T"] - f["window"],
-        f["num_classes"],
-        f["data"].batch_size,
-        f["lr"],
-        f["epochs"],
+        f.T,
+        f.T - f.window,
+        f.num_classes,
+        f.data.batch_size,
+        f.lr,
+        f.epochs,
     ) == (100, 10, 20, 128, 2e-4, 3)
-    assert f["data"].data_path == "/data"
+    assert f.data.data_path == "/data"
     with pytest.raises(ValueError, match="data_path"):
         S.study_config(True)
 

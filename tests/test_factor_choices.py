@@ -16,7 +16,13 @@ from stllr.analysis.stdp import stdp_window_analytic  # noqa: E402
 from stllr.plotting.style import plt  # noqa: E402
 from stllr.studies import factor_choices as FC  # noqa: E402
 from stllr.studies import paper, sweeps  # noqa: E402
-from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, RunResult  # noqa: E402
+from stllr.studies.common import (  # noqa: E402
+    DFA_RATE_PENALTY,
+    SMALL_RANDMAN,
+    DataSpec,
+    Method,
+    RunResult,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_ORDER = (0.0, 1.0, -1.0)  # the spec's column order: a_post = 0, +1, -1
@@ -97,7 +103,7 @@ def test_paper_fig5_factors_equal_the_spec():
 
 def test_default_grid_has_the_papers_factors():
     s = FC.sweep_settings()
-    g = s["groups"]
+    g = s.groups
     assert [m.factors for m in g["bp"]] == [
         (0.5, 1.0, a, 1.0) for a in (-1.0, 0.0, 1.0)
     ]  # Table 2, SHD row
@@ -117,19 +123,19 @@ def test_default_grid_has_the_papers_factors():
     ]
     assert all(
         m.mode == "stllr" and m.arch == "randman_rsnn_stllr" and m.psi == "sigmoid"
-        for m in s["methods"]
+        for m in s.methods
     )
-    assert all(0 < m.window <= s["T"] for m in s["methods"])
-    keys = [m.key for m in s["methods"]]
+    assert all(0 < m.window <= s.T for m in s.methods)
+    keys = [m.key for m in s.methods]
     assert len(set(keys)) == len(keys) == 12
-    assert s["data"].dataset == "randman" and dict(s["data"].data_options) == SMALL_RANDMAN
-    assert s["chance"] == 20.0 and s["epochs"] == 5
-    assert FC.sweep_settings(epochs=3)["epochs"] == 3
+    assert s.data.dataset == "randman" and dict(s.data.data_options) == SMALL_RANDMAN
+    assert s.chance == 20.0 and s.epochs == 5
+    assert FC.sweep_settings(epochs=3).epochs == 3
 
 
 def test_full_grid_is_the_papers_shd_setting(tmp_path):
     s = FC.sweep_settings(True, tmp_path, "cuda")
-    assert (s["arch"], s["psi"], s["window"], s["T"], s["lr"], s["epochs"]) == (
+    assert (s.arch, s.psi, s.window, s.T, s.lr, s.epochs) == (
         "stllr_shd_net",
         "rational",
         90,
@@ -137,17 +143,17 @@ def test_full_grid_is_the_papers_shd_setting(tmp_path):
         2e-4,
         200,
     )
-    assert (s["data"].dataset, s["data"].batch_size, s["data"].data_path) == (
+    assert (s.data.dataset, s.data.batch_size, s.data.data_path) == (
         "shd",
         128,
         str(tmp_path),
     )
-    assert s["groups"]["dfa_plain"] == [] and all(
-        m.options == {} for m in s["groups"]["dfa"]
+    assert s.groups["dfa_plain"] == [] and all(
+        m.options == {} for m in s.groups["dfa"]
     )  # DFA as in the paper
     assert (
-        all(m.arch == "stllr_shd_net" and m.window == 90 for m in s["methods"])
-        and s["device"] == "cuda"
+        all(m.arch == "stllr_shd_net" and m.window == 90 for m in s.methods)
+        and s.options["device"] == "cuda"
     )
 
 
@@ -179,7 +185,7 @@ def test_method_builders_keys_labels_and_options():
 
 
 def test_paper_values_match_methods_by_alpha_post():
-    bp = FC.sweep_settings()["groups"]["bp"]
+    bp = FC.sweep_settings().groups["bp"]
     assert FC.paper_values(bp, "SHD") == {
         "bp_a-1": (74.69, 0.47),
         "bp_a0": (77.09, 0.33),
@@ -227,7 +233,7 @@ def test_subsweep_values_and_paired_differences():
     sw = _fake_sweep(
         {"bp_a-1": [60, 62, 64], "bp_a0": [61, 65, 64], "bp_a+1": [70, 71, 72], "x": [1, 2, 3]}
     )
-    bp = FC.sweep_settings()["groups"]["bp"]
+    bp = FC.sweep_settings().groups["bp"]
     sub = FC.subsweep(sw, bp)
     assert list(sub) == ["bp_a-1", "bp_a0", "bp_a+1"] and sub.labels["bp_a0"] == "label bp_a0"
     vals = FC.sweep_alpha_values(sw, bp)
@@ -272,9 +278,9 @@ def test_plot_alpha_post_effects_draws_the_expected_bars():
 
 def test_box_plots_draw_one_box_per_setting_and_mark_beta():
     s = FC.sweep_settings()
-    g = s["groups"]
+    g = s.groups
     rng = np.random.default_rng(0)
-    sw = _fake_sweep({m.key: list(rng.uniform(30, 70, 5)) for m in s["methods"]})
+    sw = _fake_sweep({m.key: list(rng.uniform(30, 70, 5)) for m in s.methods})
     fig = FC.plot_alpha_post_boxes(
         sw, [("BP", g["bp"]), ("DFA", g["dfa"])], extra=g["dfa_plain"], chance=20.0
     )
@@ -325,10 +331,10 @@ def test_grid_methods_train(tmp_path):
         n_train_per_class=8,
         n_test_per_class=4,
     )
-    data = sweeps.DataSpec(
+    data = DataSpec(
         "randman", data_path=str(tmp_path), data_options=tiny, batch_size=8, val_batch_size=12
     )
-    g = FC.sweep_settings()["groups"]
+    g = FC.sweep_settings().groups
     methods = [
         Method(**{**m.__dict__, "window": 5}) for m in (g["bp"][0], g["dfa"][2], g["dfa_plain"][0])
     ]
@@ -344,14 +350,14 @@ def test_full_grid_runs_on_shd_files(tmp_path):
     for train in (True, False):
         fixtures.write_shd(tmp_path, train=train, n_samples=4)
     s = FC.sweep_settings(True, tmp_path, epochs=1)
-    data = sweeps.DataSpec(**{**s["data"].as_dict(), "batch_size": 2, "val_batch_size": 4})
-    methods = [s["groups"]["dfa"][2], s["groups"]["lambda_pre"][0]]
+    data = DataSpec(**{**s.data.as_dict(), "batch_size": 2, "val_batch_size": 4})
+    methods = [s.groups["dfa"][2], s.groups["lambda_pre"][0]]
     sw = sweeps.run_trials(
         methods,
         data,
         trials=1,
-        epochs=s["epochs"],
-        lr=s["lr"],
+        epochs=s.epochs,
+        lr=s.lr,
         workers=1,
         progress=False,
         cache_dir=tmp_path / "cache",

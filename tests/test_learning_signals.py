@@ -10,6 +10,7 @@ from the logits: e_t = (softmax(logits_t) - onehot(y)) / batch, then e_t B and s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
 from stllr.models.registry import build_model
 from stllr.studies import common as E
 from stllr.studies import learning_signals as LS
-from stllr.studies import paper, sweeps
+from stllr.studies import paper
 from stllr.training.config import make_optimizer
 from stllr.training.loop import train_batch
 
@@ -276,7 +277,7 @@ def test_recording_batch_angles_match_the_one_batch_signals():
 
 def _tiny_config(tmp_path):
     cfg = LS.signal_config(epochs=2, data_path=str(tmp_path / "data"))
-    cfg["data_options"] = dict(
+    tiny = dict(
         E.SMALL_RANDMAN,
         n_classes=3,
         n_units=20,
@@ -284,21 +285,24 @@ def _tiny_config(tmp_path):
         n_train_per_class=8,
         n_test_per_class=4,
     )
-    cfg.update(batch_size=8, val_batch_size=12, window=6, T=10, record_every=2)
-    cfg["methods"] = LS.signal_methods(cfg)
+    data = dataclasses.replace(cfg.data, data_options=tiny, batch_size=8, val_batch_size=12)
+    cfg = dataclasses.replace(
+        cfg, data=data, num_classes=3, window=6, T=10, options={**cfg.options, "record_every": 2}
+    )
+    cfg.methods = LS.signal_methods(cfg)
     return cfg
 
 
 def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_path):
     cfg = _tiny_config(tmp_path)
     train_set, test_set, info = LS.load_data(cfg, 0)
-    method = cfg["methods"][1]  # DFA
+    method = cfg.methods[1]  # DFA
     assert (method.feedback_mode, method.window, method.options) == ("dfa", 6, {})
     run = LS.train_recording(
-        method, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3, record_every=2
+        method, train_set, test_set, info, epochs=2, lr=cfg.lr, seed=3, record_every=2
     )
     # the same training through the plain path of notebook 00 (stllr.training.loop.run_epoch)
-    res = E.train_method(method, train_set, test_set, info, epochs=2, lr=cfg["lr"], seed=3)
+    res = E.train_method(method, train_set, test_set, info, epochs=2, lr=cfg.lr, seed=3)
     assert [h["test_acc"] for h in run.history] == [h["test_acc"] for h in res.history]
     assert [h["train_acc"] for h in run.history[1:]] == pytest.approx(
         [h["train_acc"] for h in res.history[1:]]
@@ -306,7 +310,7 @@ def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_pa
     for (k, va), vb in zip(run.model.state_dict().items(), res.model.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
     assert run.num_parameters == res.num_parameters and (run.seed, run.trial) == (3, 0)
-    per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
+    per_epoch = math.ceil(len(train_set) / cfg.data.batch_size)
     assert [r["batch"] for r in run.records] == list(range(0, 2 * per_epoch, 2))
     assert run.records[0]["epoch"] == 0.0
     assert run.series("angle_feedback").shape == (len(run.records),)
@@ -315,16 +319,16 @@ def test_train_recording_matches_train_method_and_records_every_nth_batch(tmp_pa
 
 def test_run_trials_summary_and_table(tmp_path):
     cfg = _tiny_config(tmp_path)
-    data = sweeps.DataSpec.from_config(cfg, 0)
-    runs = LS.run_trials(cfg["methods"][:2], data, cfg, trials=2, seed=5, epochs=1)
+    data = cfg.data.with_seed(0)
+    runs = LS.run_trials(cfg.methods[:2], data, cfg, trials=2, seed=5, epochs=1)
     assert list(runs) == ["bp", "dfa"] and [r.seed for r in runs["bp"]] == [5, 6]
-    assert [r.trial for r in runs["bp"]] == [0, 1] and runs["bp"][1].method is cfg["methods"][0]
+    assert [r.trial for r in runs["bp"]] == [0, 1] and runs["bp"][1].method is cfg.methods[0]
     # trial k of every method starts from the same weights (same seed): the same epoch-0 accuracy
     assert runs["bp"][0].history[0]["test_acc"] == runs["dfa"][0].history[0]["test_acc"]
     # every trial sees the batches of the data seed: trial 1 is train_recording with seed 6
     train_set, test_set, info = data.load()
     one = LS.train_recording(
-        cfg["methods"][1], train_set, test_set, info, epochs=1, lr=cfg["lr"], seed=6, record_every=2
+        cfg.methods[1], train_set, test_set, info, epochs=1, lr=cfg.lr, seed=6, record_every=2
     )
     assert one.history == runs["dfa"][1].history and one.records == runs["dfa"][1].records
     rows = LS.summarise_trials(runs)
@@ -350,26 +354,28 @@ def test_mean_std_and_configs():
     with pytest.raises(ValueError, match="DATA_PATH"):
         LS.signal_config(full=True)
     full = LS.signal_config(full=True, data_path="/nonexistent")
-    assert (full["dataset"], full["arch"], full["window"], full["T"], full["lr"]) == (
+    assert (full.data.dataset, full.arch, full.window, full.T, full.lr) == (
         "shd",
         "stllr_shd_net",
         90,
         100,
         2e-4,
     )
-    assert full["epochs"] == 200 and list(full["factors"]) == [0.5, 1.0, 1.0, 1.0]
-    assert [m.arch for m in full["methods"]] == ["stllr_shd_net"] * 3
+    assert full.epochs == 200 and list(full.factors) == [0.5, 1.0, 1.0, 1.0]
+    assert [m.arch for m in full.methods] == ["stllr_shd_net"] * 3
     small = LS.signal_config()
-    assert small["data_options"]["n_classes"] == 5 and small["window"] <= small["T"]
-    assert [m.key for m in small["methods"]] == ["bp", "dfa", "dfa_rate"]
-    assert [m.feedback_mode for m in small["methods"]] == ["bp", "dfa", "dfa"]
-    assert {(m.arch, m.mode, m.factors, m.window, m.psi) for m in small["methods"]} == {
+    assert small.data.data_options["n_classes"] == 5 and small.window <= small.T
+    assert [m.key for m in small.methods] == ["bp", "dfa", "dfa_rate"]
+    assert [m.feedback_mode for m in small.methods] == ["bp", "dfa", "dfa"]
+    assert {(m.arch, m.mode, m.factors, m.window, m.psi) for m in small.methods} == {
         ("randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), 25, "sigmoid")
     }
-    assert [m.options for m in small["methods"]] == [{}, {}, E.DFA_RATE_PENALTY]
+    assert [m.options for m in small.methods] == [{}, {}, E.DFA_RATE_PENALTY]
     assert paper.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
     info = {"num_classes": 3, "input_shape": (7,)}
-    (dfa_rate,) = LS.signal_methods(dict(small, model_options={"hidden": 16}), ["dfa_rate"])
+    (dfa_rate,) = LS.signal_methods(
+        dataclasses.replace(small, options={"model_options": {"hidden": 16}}), ["dfa_rate"]
+    )
     assert dfa_rate.options == {"hidden": 16, **E.DFA_RATE_PENALTY}
     model = E.build_model_for(dfa_rate, info)
     assert model.linear1.out_features == 16 and model.num_classes == 3
@@ -385,10 +391,10 @@ def test_plots_draw(tmp_path):
 
     matplotlib.use("Agg")
     cfg = _tiny_config(tmp_path)
-    methods = cfg["methods"] + [LS.signal_method(cfg, "mine", "sDFA 1.0", "sdfa", rate_reg=1.0)]
-    runs = LS.run_trials(methods, sweeps.DataSpec.from_config(cfg), cfg, trials=2, epochs=1)
+    methods = cfg.methods + [LS.signal_method(cfg, "mine", "sDFA 1.0", "sdfa", rate_reg=1.0)]
+    runs = LS.run_trials(methods, cfg.data, cfg, trials=2, epochs=1)
     frames, labels = next(iter(E.loaders_for(*LS.load_data(cfg))[0]))
-    sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg["window"])
+    sig = LS.signals_for_batch(runs["dfa"][0].model, frames, labels, cfg.window)
     import matplotlib.pyplot as plt
 
     for fig in (

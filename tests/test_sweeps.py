@@ -47,7 +47,7 @@ def _methods():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return sweeps.DataSpec(
+    return E.DataSpec(
         "randman",
         data_path=str(tmp_path_factory.mktemp("data")),
         data_options=TINY,
@@ -241,19 +241,15 @@ def test_run_result_json_round_trip(serial):
     assert back.series("train_acc").shape == (2,) and back.series("rate").tolist() == [0.25]
 
 
-def test_data_spec_from_config_and_load(data):
-    config = dict(
-        dataset="randman",
-        data_path=data.data_path,
-        data_options=TINY,
-        batch_size=8,
-        val_batch_size=24,
-    )
-    spec = sweeps.DataSpec.from_config(config, seed=0)
-    assert spec == data
+def test_data_spec_with_seed_and_load(data):
+    spec = E.DataSpec(
+        "randman", data_path=data.data_path, data_options=TINY, batch_size=8, val_batch_size=24
+    ).with_seed(0)
+    assert spec == data and data.with_seed(3) == dataclasses.replace(data, data_seed=3)
     assert spec.load() is data.load()  # kept in this process
     train_set, test_set, info = spec.load()
     assert (info["n_train"], info["n_test"], info["seed"]) == (48, 24, 0)
+    assert data.with_seed(3).load()[2]["seed"] == 3  # the batch order of info["seed"]
 
 
 def test_check_positive_int_options():

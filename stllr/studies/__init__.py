@@ -13,7 +13,9 @@ notebook                module
 08_event_data           :mod:`~stllr.studies.event_data`
 ======================  =====================================================
 
-Shared by them: :mod:`~stllr.studies.common` (Method, RunResult, datasets, one training run),
-:mod:`~stllr.studies.sweeps` (many runs in worker processes, resumable) and
+Shared by them: :mod:`~stllr.studies.common` (:class:`~stllr.studies.common.StudyConfig`, the
+settings of a study; :class:`~stllr.studies.common.DataSpec`, its data; ``Method``, ``RunResult``;
+one training run), :mod:`~stllr.studies.sweeps` (the trial runner: settings x seeds, in this
+process or in worker processes, resumable) and
 :mod:`~stllr.studies.paper` (every number the paper publishes that a notebook cites).
 """

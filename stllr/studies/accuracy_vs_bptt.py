@@ -21,9 +21,16 @@ import numpy as np
 from stllr.analysis.metrics import mean_std
 from stllr.measure.analytic import paper_mac_ratio
 from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
-from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, format_table
+from stllr.studies.common import (
+    DFA_RATE_PENALTY,
+    SMALL_RANDMAN,
+    DataSpec,
+    Method,
+    StudyConfig,
+    format_table,
+)
 from stllr.studies.paper import PAPER_SHD_ROWS
-from stllr.studies.sweeps import DataSpec, Sweep
+from stllr.studies.sweeps import Sweep
 
 __all__ = [
     "study_config",
@@ -38,10 +45,8 @@ __all__ = [
 ]
 
 
-def study_config(
-    full: bool = False, data_path=None, epochs: Optional[int] = None
-) -> Dict[str, Any]:
-    """Settings of both studies.
+def study_config(full: bool = False, data_path=None, epochs: Optional[int] = None) -> StudyConfig:
+    """Settings of both studies, a :class:`~stllr.studies.common.StudyConfig`.
 
     ``full=False``: randman (:data:`SMALL_RANDMAN`: 5 classes, T = 30), ``randman_rsnn_*`` (100-128
     rec-5), Adam lr 5e-3, batch 32, psi = surrogate = sigmoid, factors (0.5, 1, 1, 1) as the paper's
@@ -49,6 +54,8 @@ def study_config(
     ``full=True``: the paper's SHD setting (Table 3): ``stllr_shd_net`` / ``bptt_shd_net`` on real
     SHD under ``data_path``, T = 100, T_l = 10 (90 learning steps), Adam lr 2e-4, batch 128, psi
     rational, 200 epochs; windows 1, 10, 25, 50, 90, 100.
+    ``methods``: :func:`comparison_methods`; ``options["windows"]``: the learning windows of
+    :func:`window_methods`.
     """
     if full:
         if not data_path:
@@ -56,69 +63,58 @@ def study_config(
                 "data_path: FULL=True trains on the real SHD dataset; give the folder that holds it "
                 "(python data_scripts/download.py shd --data-path DIR)"
             )
-        return {
-            "full": True,
-            "data": DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
-            "arch": "stllr_shd_net",
-            "twin": "bptt_shd_net",
-            "num_classes": 20,
-            "T": 100,
-            "window": 90,
-            "psi": None,
-            "factors": (0.5, 1.0, 1.0, 1.0),
-            "lr": 2e-4,
-            "epochs": 200 if epochs is None else int(epochs),
-            "windows": (1, 10, 25, 50, 90, 100),
-        }
-    return {
-        "full": False,
-        "data": DataSpec(
+        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
+        arch, twin, psi, T, window, num_classes = "stllr_shd_net", "bptt_shd_net", None, 100, 90, 20
+        lr, epochs = 2e-4, 200 if epochs is None else int(epochs)
+        windows, task = (1, 10, 25, 50, 90, 100), "SHD (20 classes, T = 100)"
+    else:
+        data = DataSpec(
             "randman",
             data_path=None if data_path is None else str(data_path),
             data_options=dict(SMALL_RANDMAN),
-        ),
-        "arch": "randman_rsnn_stllr",
-        "twin": "randman_rsnn_bptt",
-        "num_classes": SMALL_RANDMAN["n_classes"],
-        "T": SMALL_RANDMAN["n_steps"],
-        "window": 25,
-        "psi": "sigmoid",
-        "factors": (0.5, 1.0, 1.0, 1.0),
-        "lr": 5e-3,
-        "epochs": 12 if epochs is None else int(epochs),
-        "windows": (1, 5, 10, 20, 30),
-    }
+        )
+        arch, twin, psi, window = "randman_rsnn_stllr", "randman_rsnn_bptt", "sigmoid", 25
+        T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
+        lr, epochs = 5e-3, 12 if epochs is None else int(epochs)
+        windows, task = (1, 5, 10, 20, 30), f"randman ({num_classes} classes, T = {T})"
+    config = StudyConfig(
+        full=bool(full),
+        data=data,
+        task=task,
+        num_classes=num_classes,
+        T=T,
+        arch=arch,
+        twin=twin,
+        psi=psi,
+        factors=(0.5, 1.0, 1.0, 1.0),
+        window=window,
+        optimizer="Adam",
+        lr=lr,
+        epochs=epochs,
+        options={"windows": windows},
+    )
+    config.methods = comparison_methods(config)
+    return config
 
 
-def comparison_methods(config: Mapping[str, Any], dfa_rate_reg: bool = True) -> List[Method]:
+def comparison_methods(config: StudyConfig, dfa_rate_reg: bool = True) -> List[Method]:
     """S-TLLR (BP), S-TLLR (DFA; with :data:`stllr.studies.common.DFA_RATE_PENALTY` unless
     ``dfa_rate_reg=False`` or FULL, where the paper's plain DFA is used) and BPTT, keys ``stllr``,
     ``stllr_dfa``, ``bptt``."""
     c = config
-    dfa_opts = dict(DFA_RATE_PENALTY) if (dfa_rate_reg and not c["full"]) else {}
+    f = tuple(c.factors)
+    dfa_opts = dict(DFA_RATE_PENALTY) if (dfa_rate_reg and not c.full) else {}
     return [
-        Method(
-            "stllr", "S-TLLR (BP)", c["arch"], "stllr", c["factors"], c["window"], c["psi"], "bp"
-        ),
-        Method(
-            "stllr_dfa",
-            "S-TLLR (DFA)",
-            c["arch"],
-            "stllr",
-            c["factors"],
-            c["window"],
-            c["psi"],
-            "dfa",
-            dfa_opts,
-        ),
-        Method("bptt", "BPTT", c["twin"], "bptt", c["factors"], c["window"], c["psi"]),
+        Method("stllr", "S-TLLR (BP)", c.arch, "stllr", f, c.window, c.psi, "bp"),
+        Method("stllr_dfa", "S-TLLR (DFA)", c.arch, "stllr", f, c.window, c.psi, "dfa", dfa_opts),
+        Method("bptt", "BPTT", c.twin, "bptt", f, c.window, c.psi),
     ]
 
 
-def _windows(config: Mapping[str, Any], windows: Optional[Sequence[int]]) -> List[int]:
-    T = int(config["T"])
+def _windows(config: StudyConfig, windows: Optional[Sequence[int]]) -> List[int]:
+    T = config.T
     out = []
-    for d in config["windows"] if windows is None else windows:
+    for d in config.options["windows"] if windows is None else windows:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= T:
             raise ValueError(
                 f"windows: each learning window must be an integer in [1, T={T}], got {d!r}"
@@ -131,20 +127,18 @@ def _steps(d: int) -> str:
     return f"{d} step" if d == 1 else f"{d} steps"
 
 
-def window_methods(
-    config: Mapping[str, Any], windows: Optional[Sequence[int]] = None
-) -> List[Method]:
-    """S-TLLR (BP) with a learning signal on the last ``d`` steps for each ``d`` (keys ``d<d>``)."""
+def window_methods(config: StudyConfig, windows: Optional[Sequence[int]] = None) -> List[Method]:
+    """S-TLLR (BP) with a learning signal on the last ``d`` steps for each ``d`` of ``windows``
+    (default ``config.options["windows"]``; keys ``d<d>``)."""
+    f = tuple(config.factors)
     return [
-        Method(
-            f"d{d}", _steps(d), config["arch"], "stllr", config["factors"], d, config["psi"], "bp"
-        )
+        Method(f"d{d}", _steps(d), config.arch, "stllr", f, d, config.psi, "bp")
         for d in _windows(config, windows)
     ]
 
 
 def bptt_window_methods(
-    config: Mapping[str, Any], windows: Optional[Sequence[int]] = None
+    config: StudyConfig, windows: Optional[Sequence[int]] = None
 ) -> List[Method]:
     """The control for :func:`window_methods`: the BPTT twin trained on the same loss, the per-step
     losses of the last ``d`` steps (training mode ``bptt_window``), with exact credit assignment
@@ -153,23 +147,23 @@ def bptt_window_methods(
         Method(
             f"b{d}",
             f"BPTT, loss of the last {_steps(d)}",
-            config["twin"],
+            config.twin,
             "bptt_window",
-            config["factors"],
+            tuple(config.factors),
             d,
-            config["psi"],
+            config.psi,
         )
         for d in _windows(config, windows)
     ]
 
 
 def window_rows(
-    sweep: Sweep, config: Mapping[str, Any], bptt: Optional[np.ndarray] = None
+    sweep: Sweep, config: StudyConfig, bptt: Optional[np.ndarray] = None
 ) -> List[Dict[str, Any]]:
     """Per learning window: ``window, T_l, mean, std, n`` of the final test accuracy, the analytic
     MAC saving vs BPTT (Eq. 20-21, ``2T / 3d``; below 1 means S-TLLR costs more) and, with ``bptt``
     (final accuracies of the BPTT trials), ``vs_bptt`` = mean difference in points."""
-    T = int(config["T"])
+    T = config.T
     rows = []
     for key in sweep:
         d = int(key[1:])
@@ -181,7 +175,7 @@ def window_rows(
             "n": len(acc),
             "mean": mean,
             "std": std,
-            "mac_saving": paper_mac_ratio(T, d, float(config["factors"][2])),
+            "mac_saving": paper_mac_ratio(T, d, float(config.factors.alpha_post)),
         }
         if bptt is not None:
             row["vs_bptt"] = row["mean"] - float(np.mean(bptt))
@@ -204,15 +198,15 @@ def window_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return format_table(table, cols)
 
 
-def table3_rows(sweep: Sweep, config: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def table3_rows(sweep: Sweep, config: StudyConfig) -> List[Dict[str, Any]]:
     """Our mean +- std per method beside the paper's SHD rows of Table 3
     (:data:`stllr.studies.paper.PAPER_SHD_ROWS`)."""
-    T = int(config["T"])
+    T = config.T
     rows = []
     for paper in PAPER_SHD_ROWS:
         key = paper["key"]
         mean, std = mean_std(sweep.accuracies(key), exact=False)
-        ours_tl = None if key == "bptt" else T - int(config["window"])
+        ours_tl = None if key == "bptt" else T - config.window
         rows.append(
             {
                 "method": paper["method"],
@@ -227,9 +221,9 @@ def table3_rows(sweep: Sweep, config: Mapping[str, Any]) -> List[Dict[str, Any]]
     return rows
 
 
-def table3_beside(sweep: Sweep, config: Mapping[str, Any]) -> str:
+def table3_beside(sweep: Sweep, config: StudyConfig) -> str:
     """:func:`table3_rows` as text; the task column says which data each side used."""
-    task = "SHD (ours)" if config["full"] else "randman 5-class"
+    task = "SHD (ours)" if config.full else "randman 5-class"
     return format_table(
         table3_rows(sweep, config),
         [
@@ -244,7 +238,7 @@ def table3_beside(sweep: Sweep, config: Mapping[str, Any]) -> str:
 
 def plot_accuracy_vs_window(
     sweep: Sweep,
-    config: Mapping[str, Any],
+    config: StudyConfig,
     bptt: Optional[np.ndarray] = None,
     measured_mac_ratio: Optional[Mapping[int, float]] = None,
     chance: Optional[float] = None,
@@ -284,16 +278,16 @@ def plot_accuracy_vs_window(
             m,
             color=method_color("bptt"),
             lw=1.5,
-            label=f"BPTT, loss of the logits summed over all {config['T']} steps",
+            label=f"BPTT, loss of the logits summed over all {config.T} steps",
         )
     if chance is not None:
         ax.axhline(chance, color="0.6", ls=":", lw=1)
         ax.text(d.max(), chance, "chance ", color="0.4", fontsize=8, ha="right", va="bottom")
-    ax.axvline(config["window"], color="0.6", ls=":", lw=1)
+    ax.axvline(config.window, color="0.6", ls=":", lw=1)
     ax.text(
-        config["window"],
+        config.window,
         ax.get_ylim()[0],
-        f" default d={config['window']}",
+        f" default d={config.window}",
         color="0.4",
         fontsize=8,
         va="bottom",
@@ -303,16 +297,16 @@ def plot_accuracy_vs_window(
     ax.set_title("accuracy vs learning window")
     ax.legend(frameon=False, fontsize=8, loc="center right")
     _clean(ax)
-    dd = np.arange(int(d.min()), int(config["T"]) + 1)
+    dd = np.arange(int(d.min()), config.T + 1)
     bx.plot(
         dd,
-        [paper_mac_ratio(int(config["T"]), int(x), float(config["factors"][2])) for x in dd],
+        [paper_mac_ratio(config.T, int(x), float(config.factors.alpha_post)) for x in dd],
         color=c,
         label="Eq. 20-21: 2T / 3d",
     )
     bx.plot(
         dd,
-        [paper_mac_ratio(int(config["T"]), int(x), 0.0) for x in dd],
+        [paper_mac_ratio(config.T, int(x), 0.0) for x in dd],
         color=c,
         ls="--",
         lw=1,

@@ -1,5 +1,6 @@
 """What the notebook studies share: a :class:`Method` (how to train), a :class:`RunResult`
-(what one run gave), the procedural tasks' settings (:data:`RANDMAN_TASK`, :data:`SMALL_RANDMAN`),
+(what one run gave), a :class:`StudyConfig` (a study's settings, with its data as a
+:class:`DataSpec`), the procedural tasks' settings (:data:`RANDMAN_TASK`, :data:`SMALL_RANDMAN`),
 the DFA firing-rate penalty (:data:`DFA_RATE_PENALTY`), datasets and loaders, and
 :func:`train_method` (the code of ``stllr train``) for one run. Many runs (trials, in worker
 processes, cached): :func:`stllr.studies.sweeps.run_trials`."""
@@ -8,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stllr._checks import check_positive_int
+from stllr.functional import Factors, check_factors
 from stllr.models.registry import build_model, get_model_spec
 from stllr.training.config import make_optimizer
 from stllr.training.loop import run_epoch, seed_everything
@@ -27,6 +31,8 @@ __all__ = [
     "DFA_RATE_PENALTY",
     "Method",
     "RunResult",
+    "DataSpec",
+    "StudyConfig",
     "num_threads",
     "load_datasets",
     "loaders_for",
@@ -343,3 +349,132 @@ def train_method(
             )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return RunResult(method, seed, 0, history, n_params, model, seconds=time.perf_counter() - t0)
+
+
+# ======================================================================================
+# A study's settings (notebooks 00, 03, 04, 06)
+# ======================================================================================
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a study's data come from (arguments of :func:`load_datasets`).
+
+    ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test``) and the
+    batch order of ``info['seed']``; each trial of :func:`stllr.studies.sweeps.run_trials`
+    shuffles batches with its own seed (or its ``batch_seed``).
+    """
+
+    dataset: str
+    data_path: Optional[str] = None
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    val_batch_size: int = 250
+    max_train: Optional[int] = None
+    max_test: Optional[int] = None
+    data_seed: int = 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields as JSON-ready data (the sweep cache's key)."""
+        d = dataclasses.asdict(self)
+        d["data_options"] = dict(self.data_options)
+        d["data_path"] = None if self.data_path is None else str(self.data_path)
+        return d
+
+    def with_seed(self, seed: int) -> "DataSpec":
+        """The same data fixed by ``seed`` (``data_seed``)."""
+        return dataclasses.replace(self, data_seed=int(seed))
+
+    def load(self):
+        """``(train_set, test_set, info)`` of :func:`load_datasets`, kept in this process for the
+        next call and for :func:`stllr.studies.sweeps.run_trials` (one dataset at a time)."""
+        spec = self.as_dict()
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in _DATA_CACHE:
+            _DATA_CACHE.clear()  # one dataset per process is enough
+            _DATA_CACHE[key] = load_datasets(
+                spec["dataset"],
+                spec["data_path"],
+                spec["batch_size"],
+                spec["val_batch_size"],
+                spec["data_seed"],
+                spec["data_options"],
+                spec["max_train"],
+                spec["max_test"],
+            )
+        return _DATA_CACHE[key]
+
+
+_DATA_CACHE: Dict[str, Any] = {}
+
+
+@dataclass
+class StudyConfig:
+    """The settings of one notebook study (00, 03, 04, 06), as their factories give them
+    (:func:`stllr.studies.quickstart.quickstart_config`,
+    :func:`stllr.studies.factor_choices.sweep_settings`,
+    :func:`stllr.studies.accuracy_vs_bptt.study_config`,
+    :func:`stllr.studies.learning_signals.signal_config`).
+
+    Parameters:
+        full: the paper's setting (real SHD, 200 epochs) instead of the small default task.
+        data: the dataset, its options and batch sizes (:class:`DataSpec`).
+        task: one line naming the task, e.g. ``"randman (5 classes, T = 30)"``.
+        num_classes: classes of the task (:attr:`chance` is ``100 / num_classes``).
+        T: time steps per sample.
+        arch: the S-TLLR model of the registry (:func:`stllr.models.build_model`).
+        twin: its BPTT twin (None where the study trains none).
+        psi: the secondary activation (None: the layers' default, rational).
+        factors: ``[lambda_post, lambda_pre, alpha_post, alpha_pre]`` of the S-TLLR methods
+            (notebook 03: the centre of its grid, Table 2's SHD row with alpha_post +1).
+        window: learning steps, the last ``window`` of T carry a learning signal (1 <= window <= T).
+        optimizer, lr, epochs: per run, as ``stllr train`` (epochs >= 1).
+        methods: every :class:`Method` the study trains by default.
+        groups: the methods by sweep (notebook 03: ``bp``, ``dfa``, ``dfa_plain``,
+            ``lambda_pre``); empty elsewhere.
+        options: what only one study needs (04: ``windows``; 06: ``record_every``,
+            ``model_options``; 03: ``dfa_options``, ``plain_dfa_alphas``, ``device``).
+
+    Raises a one-line ``ValueError`` naming the field for a ``window`` outside [1, T], an
+    ``epochs`` below 1, a non-positive ``T`` or ``num_classes`` or malformed ``factors``.
+
+    Example:
+        >>> from stllr.studies import accuracy_vs_bptt
+        >>> config = accuracy_vs_bptt.study_config()
+        >>> config.data.dataset, config.T, config.window, config.chance
+        ('randman', 30, 25, 20.0)
+    """
+
+    full: bool
+    data: DataSpec
+    task: str
+    num_classes: int
+    T: int
+    arch: str
+    twin: Optional[str]
+    psi: Optional[str]
+    factors: Factors
+    window: int
+    optimizer: str
+    lr: float
+    epochs: int
+    methods: List[Method] = field(default_factory=list)
+    groups: Dict[str, List[Method]] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.data, DataSpec):
+            raise TypeError(
+                f"data: expected a stllr.studies.common.DataSpec, got {type(self.data).__name__}"
+            )
+        self.num_classes = check_positive_int(self.num_classes, "num_classes", allow_numpy=True)
+        self.T = check_positive_int(self.T, "T", allow_numpy=True)
+        w = self.window
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 1 <= w <= self.T:
+            raise ValueError(f"window: expected an integer in [1, T={self.T}], got {w!r}")
+        self.window = int(w)
+        self.epochs = check_positive_int(self.epochs, "epochs", allow_numpy=True)
+        self.factors = check_factors(self.factors)
+
+    @property
+    def chance(self) -> float:
+        """Accuracy (%) of guessing: ``100 / num_classes``."""
+        return 100.0 / self.num_classes

@@ -20,8 +20,8 @@ Example::
 
     from stllr.studies import factor_choices, sweeps
     s = factor_choices.sweep_settings()           # the small randman setting of the notebook
-    sweep = sweeps.run_trials(s["methods"], s["data"], trials=5, epochs=s["epochs"], lr=s["lr"])
-    print(sweeps.summary_table(sweep, paper=factor_choices.paper_values(s["groups"]["bp"])))"""
+    sweep = sweeps.run_trials(s.methods, s.data, trials=5, epochs=s.epochs, lr=s.lr)
+    print(sweeps.summary_table(sweep, paper=factor_choices.paper_values(s.groups["bp"])))"""
 
 from __future__ import annotations
 
@@ -33,7 +33,14 @@ import numpy as np
 
 from stllr.analysis.metrics import mean_std
 from stllr.plotting.style import PAPER_STYLE, _clean, plt
-from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, Method, format_table
+from stllr.studies.common import (
+    DFA_RATE_PENALTY,
+    SMALL_RANDMAN,
+    DataSpec,
+    Method,
+    StudyConfig,
+    format_table,
+)
 from stllr.studies.paper import FIG5_FACTORS, PAPER_TABLE2, PAPER_TABLE5, TABLE2_SHD_FACTORS
 
 __all__ = [
@@ -151,8 +158,8 @@ def lambda_pre_methods(
 
 def sweep_settings(
     full: bool = False, data_path=None, device: str = "cpu", epochs: Optional[int] = None
-) -> Dict[str, Any]:
-    """Everything notebook 03 trains, as data.
+) -> StudyConfig:
+    """Everything notebook 03 trains, a :class:`~stllr.studies.common.StudyConfig`.
 
     ``full=False``: the small randman task (:data:`stllr.studies.common.SMALL_RANDMAN`: 5 classes,
     T = 30), ``randman_rsnn_stllr`` with psi sigmoid (Eq. 27), learning signal on the last 20 of 30 steps
@@ -167,12 +174,12 @@ def sweep_settings(
     ``dfa_plain`` group then). Raises ``ValueError`` / ``FileNotFoundError`` when ``data_path`` is
     missing.
 
-    Returns ``{"full", "data" (DataSpec), "arch", "psi", "T", "window", "lr", "optimizer",
-    "epochs", "device", "groups" ({"bp", "dfa", "dfa_plain", "lambda_pre"}: lists of Methods),
-    "methods" (all, in that order), "chance" (%), "task"}``.
+    ``groups``: ``{"bp", "dfa", "dfa_plain", "lambda_pre"}``, lists of Methods; ``methods``: all,
+    in that order; ``factors``: Table 2's SHD row with alpha_post +1 (the alpha_post groups vary
+    ``factors[2]``, the lambda_pre group has Fig. 5's factors); ``options``: ``dfa_options`` (the
+    DFA methods' :func:`stllr.models.build_model` options), ``plain_dfa_alphas`` (the alpha_post
+    of ``dfa_plain``) and ``device``.
     """
-    from stllr.studies.sweeps import DataSpec
-
     if full:
         if not data_path:
             raise ValueError(
@@ -184,61 +191,59 @@ def sweep_settings(
                 f"DATA_PATH {str(data_path)!r} is not a folder: download SHD there first "
                 "(python data_scripts/download.py shd --data-path DIR)"
             )
-        s = dict(
-            full=True,
-            data=DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
-            arch="stllr_shd_net",
-            psi="rational",
-            T=100,
-            window=90,
-            lr=2e-4,
-            optimizer="Adam",
-            epochs=200 if epochs is None else int(epochs),
-            dfa_options={},
-            plain_dfa_alphas=(),
-            chance=100.0 / 20,
-            task="SHD (20 classes, T = 100)",
-        )
+        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
+        arch, psi, T, window, num_classes, lr = "stllr_shd_net", "rational", 100, 90, 20, 2e-4
+        epochs = 200 if epochs is None else int(epochs)
+        options = {"dfa_options": {}, "plain_dfa_alphas": ()}
+        task = "SHD (20 classes, T = 100)"
     else:
-        s = dict(
-            full=False,
-            data=DataSpec(
-                "randman",
-                data_path=None if data_path is None else str(data_path),
-                data_options=dict(SMALL_RANDMAN),
-            ),
-            arch="randman_rsnn_stllr",
-            psi="sigmoid",
-            T=SMALL_RANDMAN["n_steps"],
-            window=20,
-            lr=4e-3,
-            optimizer="Adam",
-            epochs=5 if epochs is None else int(epochs),
-            dfa_options=dict(DFA_RATE_PENALTY),
-            plain_dfa_alphas=(1.0,),
-            chance=100.0 / SMALL_RANDMAN["n_classes"],
-            task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})",
+        data = DataSpec(
+            "randman",
+            data_path=None if data_path is None else str(data_path),
+            data_options=dict(SMALL_RANDMAN),
         )
-    arch, psi, d = s["arch"], s["psi"], s["window"]
-    dfa_name = "DFA + rate penalty" if s["dfa_options"] else "DFA"
+        arch, psi, window, lr = "randman_rsnn_stllr", "sigmoid", 20, 4e-3
+        T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
+        epochs = 5 if epochs is None else int(epochs)
+        options = {"dfa_options": dict(DFA_RATE_PENALTY), "plain_dfa_alphas": (1.0,)}
+        task = f"randman ({num_classes} classes, T = {T})"
+    options["device"] = str(device)
+    lambda_post, lambda_pre, alpha_pre = TABLE2_SHD_FACTORS
+    dfa_name = "DFA + rate penalty" if options["dfa_options"] else "DFA"
     groups = {
-        "bp": alpha_post_methods(arch, "bp", window=d, psi=psi),
+        "bp": alpha_post_methods(arch, "bp", window=window, psi=psi),
         "dfa": alpha_post_methods(
-            arch, "dfa", window=d, psi=psi, options=s["dfa_options"], name=dfa_name
+            arch, "dfa", window=window, psi=psi, options=options["dfa_options"], name=dfa_name
         ),
         "dfa_plain": alpha_post_methods(
             arch,
             "dfa",
-            window=d,
+            window=window,
             psi=psi,
-            alpha_posts=s["plain_dfa_alphas"],
+            alpha_posts=options["plain_dfa_alphas"],
             tag="dfa_plain",
             name="DFA (no penalty)",
         ),
-        "lambda_pre": lambda_pre_methods(arch, window=d, psi=psi),
+        "lambda_pre": lambda_pre_methods(arch, window=window, psi=psi),
     }
-    s.update(device=str(device), groups=groups, methods=[m for g in groups.values() for m in g])
-    return s
+    return StudyConfig(
+        full=bool(full),
+        data=data,
+        task=task,
+        num_classes=num_classes,
+        T=T,
+        arch=arch,
+        twin=None,
+        psi=psi,
+        factors=(lambda_post, lambda_pre, 1.0, alpha_pre),
+        window=window,
+        optimizer="Adam",
+        lr=lr,
+        epochs=epochs,
+        methods=[m for g in groups.values() for m in g],
+        groups=groups,
+        options=options,
+    )
 
 
 def methods_table(methods: Sequence[Method]) -> str:

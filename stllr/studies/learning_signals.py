@@ -31,6 +31,7 @@ wall-clock measurement."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
 from stllr.plotting.style import _clean
 from stllr.signals import LearningSignal, feedback_signal
 from stllr.studies import common, quickstart, sweeps
-from stllr.studies.common import SMALL_RANDMAN, Method, RunResult
+from stllr.studies.common import SMALL_RANDMAN, DataSpec, Method, RunResult, StudyConfig
 from stllr.training.config import make_optimizer
 from stllr.training.loop import run_epoch, seed_everything, stllr_window, time_major, train_batch
 
@@ -95,10 +96,8 @@ def _color(method: Method, index: int) -> str:
     return SIGNAL_COLORS.get(method.key, f"C{index}")
 
 
-def signal_config(
-    full: bool = False, epochs: Optional[int] = None, data_path=None
-) -> Dict[str, Any]:
-    """Settings of notebook 06.
+def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> StudyConfig:
+    """Settings of notebook 06, a :class:`~stllr.studies.common.StudyConfig`.
 
     ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
     Adam lr 3e-3, batch 32, psi sigmoid (as ``benchmarks/accuracy.py``), factors 0.5 1 1 1, learning
@@ -106,81 +105,71 @@ def signal_config(
     ``full=True``: the paper's SHD setting (:func:`stllr.studies.quickstart.quickstart_config`: ``stllr_shd_net``,
     real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128, psi rational, 200
     epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
-    ``methods``: :func:`signal_methods` of these settings (BP, DFA, DFA + rate_reg).
+    ``methods``: :func:`signal_methods` of these settings (BP, DFA, DFA + rate_reg);
+    ``options``: ``record_every`` (batches between recorded batches) and ``model_options`` (more
+    :func:`stllr.models.build_model` arguments of every method, default none).
     """
     if full:
         base = quickstart.quickstart_config(True, epochs, data_path)
-        s = next(m for m in base["methods"] if m.mode == "stllr")
-        cfg = dict(
-            dataset=base["dataset"],
-            data_path=base["data_path"],
-            data_options=dict(base["data_options"]),
-            arch=s.arch,
-            factors=tuple(s.factors),
-            window=s.window,
-            psi=s.psi,
-            lr=base["lr"],
-            optimizer=base["optimizer"],
-            batch_size=base["batch_size"],
-            val_batch_size=base["val_batch_size"],
-            epochs=base["epochs"],
-            T=base["T"],
-            record_every=20,
+        config = dataclasses.replace(
+            base, twin=None, methods=[], options={"record_every": 20, "model_options": {}}
         )
     else:
-        cfg = dict(
-            dataset="randman",
-            data_path=data_path,
-            data_options=dict(SMALL_RANDMAN),
+        config = StudyConfig(
+            full=False,
+            data=DataSpec(
+                "randman",
+                data_path=None if data_path is None else str(data_path),
+                data_options=dict(SMALL_RANDMAN),
+            ),
+            task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})",
+            num_classes=SMALL_RANDMAN["n_classes"],
+            T=SMALL_RANDMAN["n_steps"],
             arch="randman_rsnn_stllr",
+            twin=None,
+            psi="sigmoid",
             factors=(0.5, 1.0, 1.0, 1.0),
             window=25,
-            psi="sigmoid",
-            lr=3e-3,
             optimizer="Adam",
-            batch_size=32,
-            val_batch_size=250,
+            lr=3e-3,
             epochs=12 if epochs is None else int(epochs),
-            T=SMALL_RANDMAN["n_steps"],
-            record_every=1,
+            options={"record_every": 1, "model_options": {}},
         )
-    cfg["full"] = bool(full)
-    cfg["model_options"] = {}
-    cfg["methods"] = signal_methods(cfg)
-    return cfg
+    config.methods = signal_methods(config)
+    return config
 
 
 def signal_method(
-    config: Mapping[str, Any], key: str, label: str, feedback_mode: str, **options
+    config: StudyConfig, key: str, label: str, feedback_mode: str, **options
 ) -> Method:
     """An S-TLLR :class:`~stllr.studies.common.Method` of ``config`` (its ``arch``, ``factors``,
-    window ``window``, ``psi`` and ``model_options``) whose hidden layer learns from the
+    ``window``, ``psi`` and ``options["model_options"]``) whose hidden layer learns from the
     ``feedback_mode`` signal (``'bp'``, ``'dfa'`` or ``'sdfa'``); ``options``: more
     :func:`stllr.models.build_model` arguments, e.g. ``rate_reg=1.0`` (the firing-rate penalty)."""
     return Method(
         key,
         label,
-        config["arch"],
+        config.arch,
         "stllr",
-        tuple(config["factors"]),
-        int(config["window"]),
-        config["psi"],
+        tuple(config.factors),
+        config.window,
+        config.psi,
         feedback_mode,
-        {**config.get("model_options", {}), **options},
+        {**config.options.get("model_options", {}), **options},
     )
 
 
 def signal_methods(
-    config: Mapping[str, Any], keys: Sequence[str] = ("bp", "dfa", "dfa_rate")
+    config: StudyConfig, keys: Sequence[str] = ("bp", "dfa", "dfa_rate")
 ) -> List[Method]:
     """:func:`signal_method` of each of ``keys`` of :data:`SIGNALS` for ``config``."""
     return [signal_method(config, k, SIGNALS[k][0], SIGNALS[k][1], **SIGNALS[k][2]) for k in keys]
 
 
-def load_data(config: Mapping[str, Any], seed: int = 0):
+def load_data(config: StudyConfig, seed: int = 0):
     """``(train_set, test_set, info)`` of :func:`stllr.studies.common.load_datasets` for ``config``
-    (:meth:`stllr.studies.sweeps.DataSpec.load` of ``DataSpec.from_config(config, seed)``)."""
-    return sweeps.DataSpec.from_config(config, seed).load()
+    (:meth:`stllr.studies.common.DataSpec.load` of ``config.data.with_seed(seed)``)."""
+    return config.data.with_seed(seed).load()
 
 
 # ======================================================================================
@@ -520,8 +509,8 @@ def train_recording(
 
 def run_trials(
     methods: Sequence[Method],
-    data: sweeps.DataSpec,
-    config: Mapping[str, Any],
+    data: DataSpec,
+    config: StudyConfig,
     *,
     trials: int = 3,
     seed: int = 0,
@@ -534,16 +523,16 @@ def run_trials(
     (:func:`stllr.studies.sweeps.run_trials` with ``workers=0``: the trained models kept); trial k
     (0-based) uses seed ``seed + k`` and every trial the batch order of ``data.data_seed`` (so every
     method starts trial k from the same initial weights and sees the same batches). ``config``:
-    :func:`signal_config` (``lr``, ``optimizer``; ``epochs`` and ``record_every`` unless given).
-    Returns ``{method.key: [RunResult per trial]}``."""
-    every = config["record_every"] if record_every is None else record_every
+    :func:`signal_config` (``lr``, ``optimizer``; ``epochs`` and ``options["record_every"]`` unless
+    given). Returns ``{method.key: [RunResult per trial]}``."""
+    every = config.options["record_every"] if record_every is None else record_every
     return sweeps.run_trials(
         methods,
         data,
         trials=trials,
-        epochs=int(config["epochs"] if epochs is None else epochs),
-        lr=config["lr"],
-        optimizer=config["optimizer"],
+        epochs=int(config.epochs if epochs is None else epochs),
+        lr=config.lr,
+        optimizer=config.optimizer,
         seed=seed,
         workers=0,
         device=str(device),

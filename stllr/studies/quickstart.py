@@ -7,8 +7,16 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from stllr import measure as M
-from stllr.studies.common import RANDMAN_TASK, Method, RunResult, format_table, num_threads
-from stllr.studies.sweeps import DataSpec, run_trials
+from stllr.studies.common import (
+    RANDMAN_TASK,
+    DataSpec,
+    Method,
+    RunResult,
+    StudyConfig,
+    format_table,
+    num_threads,
+)
+from stllr.studies.sweeps import run_trials
 from stllr.training.loop import time_major
 
 __all__ = [
@@ -23,10 +31,10 @@ __all__ = [
 
 def quickstart_config(
     full: bool = False, epochs: Optional[int] = None, data_path=None
-) -> Dict[str, Any]:
-    """The settings of notebook 00.
+) -> StudyConfig:
+    """The settings of notebook 00, a :class:`~stllr.studies.common.StudyConfig`.
 
-    ``full=False``: the procedural randman task (:data:`RANDMAN_TASK`, T = 50) with
+    ``full=False``: the procedural randman task (:data:`RANDMAN_TASK`: 10 classes, T = 50) with
     ``randman_rsnn_stllr`` / ``randman_rsnn_bptt`` and the settings of ``benchmarks/accuracy.py``
     (Adam lr 2e-3, batch 32, psi = surrogate = sigmoid, S-TLLR factors 0.5 1 1 1, learning signal on
     the last 45 of 50 steps), ``epochs`` default 8.
@@ -34,60 +42,52 @@ def quickstart_config(
     ``bptt_shd_net`` on real SHD from ``data_path`` (T = 100), Adam lr 2e-4, batch 128, factors
     0.5 1 1 1, learning signal on the last 90 of 100 steps, psi rational (the reference default),
     200 epochs.
+    ``methods``: S-TLLR (key ``stllr``) and BPTT (``bptt``).
     """
+    factors = (0.5, 1.0, 1.0, 1.0)
     if full:
         if not data_path:
             raise ValueError(
                 "FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
                 "(python data_scripts/download.py shd --data-path DIR)"
             )
-        cfg = dict(
-            dataset="shd",
-            data_path=data_path,
-            data_options={},
-            epochs=200 if epochs is None else epochs,
-            optimizer="Adam",
-            lr=2e-4,
-            batch_size=128,
-            val_batch_size=128,
-            T=100,
-            methods=[
-                Method("stllr", "S-TLLR", "stllr_shd_net", "stllr", (0.5, 1.0, 1.0, 1.0), 90, None),
-                Method("bptt", "BPTT", "bptt_shd_net", "bptt", (0.5, 1.0, 1.0, 1.0), 90, None),
-            ],
-        )
+        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
+        arch, twin, psi, T, window, num_classes = "stllr_shd_net", "bptt_shd_net", None, 100, 90, 20
+        lr, epochs = 2e-4, 200 if epochs is None else epochs
+        task = "SHD (20 classes, T = 100)"
     else:
-        cfg = dict(
-            dataset="randman",
-            data_path=data_path,
+        data = DataSpec(
+            "randman",
+            data_path=None if data_path is None else str(data_path),
             data_options=dict(RANDMAN_TASK),
-            epochs=8 if epochs is None else epochs,
-            optimizer="Adam",
-            lr=2e-3,
-            batch_size=32,
-            val_batch_size=250,
-            T=RANDMAN_TASK["n_steps"],
-            methods=[
-                Method(
-                    "stllr",
-                    "S-TLLR",
-                    "randman_rsnn_stllr",
-                    "stllr",
-                    (0.5, 1.0, 1.0, 1.0),
-                    45,
-                    "sigmoid",
-                ),
-                Method(
-                    "bptt", "BPTT", "randman_rsnn_bptt", "bptt", (0.5, 1.0, 1.0, 1.0), 45, "sigmoid"
-                ),
-            ],
         )
-    cfg["full"] = bool(full)
-    return cfg
+        arch, twin, psi, window = "randman_rsnn_stllr", "randman_rsnn_bptt", "sigmoid", 45
+        T, num_classes = RANDMAN_TASK["n_steps"], RANDMAN_TASK["n_classes"]
+        lr, epochs = 2e-3, 8 if epochs is None else epochs
+        task = f"randman ({num_classes} classes, T = {T})"
+    return StudyConfig(
+        full=bool(full),
+        data=data,
+        task=task,
+        num_classes=num_classes,
+        T=T,
+        arch=arch,
+        twin=twin,
+        psi=psi,
+        factors=factors,
+        window=window,
+        optimizer="Adam",
+        lr=lr,
+        epochs=epochs,
+        methods=[
+            Method("stllr", "S-TLLR", arch, "stllr", factors, window, psi),
+            Method("bptt", "BPTT", twin, "bptt", factors, window, psi),
+        ],
+    )
 
 
 def compare_methods(
-    config: Dict[str, Any],
+    config: StudyConfig,
     data: Optional[DataSpec] = None,
     *,
     seed: int = 0,
@@ -96,16 +96,16 @@ def compare_methods(
 ) -> Tuple[Dict[str, RunResult], Dict[str, Any]]:
     """Train every method of ``config`` (:func:`quickstart_config`) once, with the same seed and
     batches, in this process: one trial of :func:`stllr.studies.sweeps.run_trials` (``workers=0``,
-    the trained models kept). ``data``: default ``DataSpec.from_config(config, seed)``.
+    the trained models kept). ``data``: default ``config.data.with_seed(seed)``.
     Returns ``({key: RunResult}, info)``: the data's info plus its ``train_set`` and ``test_set``."""
-    data = DataSpec.from_config(config, seed) if data is None else data
+    data = config.data.with_seed(seed) if data is None else data
     sweep = run_trials(
-        config["methods"],
+        config.methods,
         data,
         trials=1,
-        epochs=config["epochs"],
-        lr=config["lr"],
-        optimizer=config["optimizer"],
+        epochs=config.epochs,
+        lr=config.lr,
+        optimizer=config.optimizer,
         seed=seed,
         workers=0,
         device=str(device),

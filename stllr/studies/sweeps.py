@@ -18,7 +18,7 @@ interrupted sweep resumes where it stopped.
 Example::
 
     from stllr.studies import common, sweeps
-    data = sweeps.DataSpec("randman", data_options=common.SMALL_RANDMAN)
+    data = common.DataSpec("randman", data_options=common.SMALL_RANDMAN)
     methods = [common.Method("a0", "alpha_post 0", "randman_rsnn_stllr", "stllr",
                              (0.5, 1, 0, 1), 25, "sigmoid")]
     sweep = sweeps.run_trials(methods, data, trials=5, epochs=8, lr=2e-3)
@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -34,7 +33,6 @@ import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -43,59 +41,15 @@ import numpy as np
 from stllr._checks import check_positive_int
 from stllr._io import atomic_write_text
 from stllr.analysis.metrics import mean_std
-from stllr.studies.common import Method, RunResult, format_table, load_datasets, train_method
+from stllr.studies.common import DataSpec, Method, RunResult, format_table, train_method
 
 __all__ = [
-    "DataSpec",
     "Sweep",
     "run_trials",
     "summary_rows",
     "summary_table",
     "learning_curve",
 ]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where a sweep's data come from (arguments of :func:`stllr.studies.common.load_datasets`).
-
-    ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test``); each trial
-    shuffles batches with its own seed (or :func:`run_trials`' ``batch_seed``).
-    """
-
-    dataset: str
-    data_path: Optional[str] = None
-    data_options: Mapping[str, Any] = field(default_factory=dict)
-    batch_size: int = 32
-    val_batch_size: int = 250
-    max_train: Optional[int] = None
-    max_test: Optional[int] = None
-    data_seed: int = 0
-
-    def as_dict(self) -> Dict[str, Any]:
-        """The fields as JSON-ready data (the sweep cache's key)."""
-        d = dataclasses.asdict(self)
-        d["data_options"] = dict(self.data_options)
-        d["data_path"] = None if self.data_path is None else str(self.data_path)
-        return d
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], seed: int = 0) -> "DataSpec":
-        """The data of a study config (``dataset``, ``data_path``, ``data_options``,
-        ``batch_size``, ``val_batch_size``; notebooks 00 and 06), fixed by ``seed``."""
-        return cls(
-            config["dataset"],
-            data_path=None if config["data_path"] is None else str(config["data_path"]),
-            data_options=dict(config["data_options"]),
-            batch_size=config["batch_size"],
-            val_batch_size=config["val_batch_size"],
-            data_seed=seed,
-        )
-
-    def load(self):
-        """``(train_set, test_set, info)`` of :func:`stllr.studies.common.load_datasets`, kept in
-        this process for the next call and for :func:`run_trials` (one dataset at a time)."""
-        return _data_for(self.as_dict())
 
 
 class Sweep(dict):
@@ -172,33 +126,13 @@ def _job_id(job: Dict[str, Any]) -> str:
     return f"{safe}-t{job['trial']}-{digest}"
 
 
-_DATA_CACHE: Dict[str, Any] = {}
-
-
-def _data_for(spec: Dict[str, Any]):
-    key = json.dumps(spec, sort_keys=True, default=str)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # one dataset per process is enough
-        _DATA_CACHE[key] = load_datasets(
-            spec["dataset"],
-            spec["data_path"],
-            spec["batch_size"],
-            spec["val_batch_size"],
-            spec["data_seed"],
-            spec["data_options"],
-            spec["max_train"],
-            spec["max_test"],
-        )
-    return _DATA_CACHE[key]
-
-
 def _run_job(
     job: Dict[str, Any], train: Callable[..., RunResult], method: Optional[Method] = None
 ) -> RunResult:
     """Train one trial with ``train`` (``method``: the job's Method object, else rebuilt from
     the job)."""
     method = Method.from_json(job["method"]) if method is None else method
-    train_set, test_set, info = _data_for(job["data"])
+    train_set, test_set, info = DataSpec(**job["data"]).load()
     info = dict(info, seed=job["batch_seed"])  # the trial's batch order
     run = train(
         method,
@@ -253,7 +187,7 @@ def run_trials(
 
     Args:
         methods: settings to compare; their ``key`` must be unique.
-        data: the dataset (:class:`DataSpec`), the same for every run.
+        data: the dataset (:class:`~stllr.studies.common.DataSpec`), the same for every run.
         trials, epochs, lr, optimizer: per run, as ``stllr train``.
         workers: processes training at once (default: 2 on CPU, capped by the cores; 1 on a GPU).
             ``1`` trains in this process, ``0`` too and keeps each run's trained ``model`` and
@@ -286,7 +220,7 @@ def run_trials(
         raise ValueError(f"methods: keys must be unique, got {keys}")
     if not isinstance(data, DataSpec):
         raise TypeError(
-            f"data: expected a stllr.studies.sweeps.DataSpec, got {type(data).__name__}"
+            f"data: expected a stllr.studies.common.DataSpec, got {type(data).__name__}"
         )
     trials = check_positive_int(trials, "trials", allow_numpy=True)
     epochs = check_positive_int(epochs, "epochs", minimum=0, allow_numpy=True)
