@@ -28,6 +28,7 @@ from stllr.studies.common import (
     Method,
     StudyConfig,
     format_table,
+    paper_shd_config,
 )
 from stllr.studies.paper import PAPER_SHD_ROWS
 from stllr.studies.sweeps import Sweep
@@ -58,41 +59,29 @@ def study_config(full: bool = False, data_path=None, epochs: Optional[int] = Non
     :func:`window_methods`.
     """
     if full:
-        if not data_path:
-            raise ValueError(
-                "data_path: FULL=True trains on the real SHD dataset; give the folder that holds it "
-                "(python data_scripts/download.py shd --data-path DIR)"
-            )
-        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
-        arch, twin, psi, T, window, num_classes = "stllr_shd_net", "bptt_shd_net", None, 100, 90, 20
-        lr, epochs = 2e-4, 200 if epochs is None else int(epochs)
-        windows, task = (1, 10, 25, 50, 90, 100), "SHD (20 classes, T = 100)"
+        config = paper_shd_config(data_path, epochs, options={"windows": (1, 10, 25, 50, 90, 100)})
     else:
-        data = DataSpec(
-            "randman",
-            data_path=None if data_path is None else str(data_path),
-            data_options=dict(SMALL_RANDMAN),
-        )
-        arch, twin, psi, window = "randman_rsnn_stllr", "randman_rsnn_bptt", "sigmoid", 25
         T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
-        lr, epochs = 5e-3, 12 if epochs is None else int(epochs)
-        windows, task = (1, 5, 10, 20, 30), f"randman ({num_classes} classes, T = {T})"
-    config = StudyConfig(
-        full=bool(full),
-        data=data,
-        task=task,
-        num_classes=num_classes,
-        T=T,
-        arch=arch,
-        twin=twin,
-        psi=psi,
-        factors=(0.5, 1.0, 1.0, 1.0),
-        window=window,
-        optimizer="Adam",
-        lr=lr,
-        epochs=epochs,
-        options={"windows": windows},
-    )
+        config = StudyConfig(
+            full=False,
+            data=DataSpec(
+                "randman",
+                data_path=None if data_path is None else str(data_path),
+                data_options=dict(SMALL_RANDMAN),
+            ),
+            task=f"randman ({num_classes} classes, T = {T})",
+            num_classes=num_classes,
+            T=T,
+            arch="randman_rsnn_stllr",
+            twin="randman_rsnn_bptt",
+            psi="sigmoid",
+            factors=(0.5, 1.0, 1.0, 1.0),
+            window=25,
+            optimizer="Adam",
+            lr=5e-3,
+            epochs=12 if epochs is None else int(epochs),
+            options={"windows": (1, 5, 10, 20, 30)},
+        )
     config.methods = comparison_methods(config)
     return config
 

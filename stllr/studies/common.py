@@ -12,7 +12,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "RunResult",
     "DataSpec",
     "StudyConfig",
+    "paper_shd_config",
     "num_threads",
     "load_datasets",
     "loaders_for",
@@ -293,6 +294,7 @@ def train_method(
     device="cpu",
     threads: Optional[int] = 1,
     progress: bool = False,
+    make_train_step: Optional[Callable[[nn.Module, torch.optim.Optimizer, int], Callable]] = None,
 ) -> RunResult:
     """Train ``method`` for ``epochs`` epochs (stllr.training.loop.run_epoch, the same code as ``stllr
     train``) and evaluate on the test set after each epoch (and once before training, epoch 0).
@@ -301,6 +303,10 @@ def train_method(
     the data seed, so every method sees the same batches. History entries: epoch, train_acc,
     train_loss, test_acc, test_loss (%, mean CE of the logits summed over T), train_time,
     test_time (s). Returns a :class:`RunResult` (trial 0) with the trained model.
+
+    ``make_train_step(model, optimizer, batches_per_epoch)``: optional; the ``step(frames, labels)
+    -> pred`` it returns trains each batch instead of :func:`stllr.training.loop.train_batch`
+    (``run_epoch``'s ``train_step``), e.g. to record the learning signals (notebook 06).
     """
     device = torch.device(device)
     t0 = time.perf_counter()
@@ -309,6 +315,7 @@ def train_method(
         model = build_model_for(method, info).to(device)
         opt = make_optimizer(optimizer, model.parameters(), lr)
         train_loader, test_loader = loaders_for(train_set, test_set, info)
+        step = None if make_train_step is None else make_train_step(model, opt, len(train_loader))
         te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
         history = [
             {
@@ -332,6 +339,7 @@ def train_method(
                 device=device,
                 progress=progress,
                 desc=f"{method.label} epoch {epoch}",
+                train_step=step,
             )
             te = run_epoch(
                 model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device
@@ -478,3 +486,45 @@ class StudyConfig:
     def chance(self) -> float:
         """Accuracy (%) of guessing: ``100 / num_classes``."""
         return 100.0 / self.num_classes
+
+
+def paper_shd_config(data_path, epochs: Optional[int] = None, **changes) -> StudyConfig:
+    """The paper's SHD setting, where every study's ``FULL=True`` starts (Table 3's SHD rows,
+    ``docs/paper-results.md``): ``stllr_shd_net`` / ``bptt_shd_net`` on the real SHD under
+    ``data_path`` (T = 100, 20 classes), learning signal on the last 90 steps (T_l = 10), factors
+    (0.5, 1, 1, 1), psi the arch's default (rational), Adam lr 2e-4, batch 128, ``epochs``
+    default 200, no methods yet.
+
+    Parameters:
+        data_path: the folder holding SHD (``python data_scripts/download.py shd --data-path DIR``).
+        epochs: training epochs (default: the paper's 200).
+        changes: fields of :class:`StudyConfig` to set otherwise (``dataclasses.replace``).
+
+    Raises ``ValueError`` when ``data_path`` is not given (the dataset itself is looked for when
+    the data are loaded).
+
+    Example:
+        >>> paper_shd_config("~/datasets", epochs=3).window  # doctest: +SKIP
+        90
+    """
+    if not data_path:
+        raise ValueError(
+            "data_path: FULL=True trains on the real SHD dataset: set DATA_PATH to the folder "
+            "holding it (python data_scripts/download.py shd --data-path DIR)"
+        )
+    config = StudyConfig(
+        full=True,
+        data=DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128),
+        task="SHD (20 classes, T = 100)",
+        num_classes=20,
+        T=100,
+        arch="stllr_shd_net",
+        twin="bptt_shd_net",
+        psi=None,
+        factors=(0.5, 1.0, 1.0, 1.0),
+        window=90,
+        optimizer="Adam",
+        lr=2e-4,
+        epochs=200 if epochs is None else int(epochs),
+    )
+    return dataclasses.replace(config, **changes) if changes else config

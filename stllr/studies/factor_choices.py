@@ -40,6 +40,7 @@ from stllr.studies.common import (
     Method,
     StudyConfig,
     format_table,
+    paper_shd_config,
 )
 from stllr.studies.paper import FIG5_FACTORS, PAPER_TABLE2, PAPER_TABLE5, TABLE2_SHD_FACTORS
 
@@ -180,37 +181,49 @@ def sweep_settings(
     DFA methods' :func:`stllr.models.build_model` options), ``plain_dfa_alphas`` (the alpha_post
     of ``dfa_plain``) and ``device``.
     """
+    lambda_post, lambda_pre, alpha_pre = TABLE2_SHD_FACTORS
+    factors = (lambda_post, lambda_pre, 1.0, alpha_pre)
     if full:
-        if not data_path:
-            raise ValueError(
-                "FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
-                "(python data_scripts/download.py shd --data-path DIR)"
-            )
-        if not Path(data_path).is_dir():
+        if data_path and not Path(data_path).is_dir():
             raise FileNotFoundError(
                 f"DATA_PATH {str(data_path)!r} is not a folder: download SHD there first "
                 "(python data_scripts/download.py shd --data-path DIR)"
             )
-        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
-        arch, psi, T, window, num_classes, lr = "stllr_shd_net", "rational", 100, 90, 20, 2e-4
-        epochs = 200 if epochs is None else int(epochs)
-        options = {"dfa_options": {}, "plain_dfa_alphas": ()}
-        task = "SHD (20 classes, T = 100)"
-    else:
-        data = DataSpec(
-            "randman",
-            data_path=None if data_path is None else str(data_path),
-            data_options=dict(SMALL_RANDMAN),
+        config = paper_shd_config(
+            data_path,
+            epochs,
+            twin=None,
+            psi="rational",
+            factors=factors,
+            options={"dfa_options": {}, "plain_dfa_alphas": ()},
         )
-        arch, psi, window, lr = "randman_rsnn_stllr", "sigmoid", 20, 4e-3
+    else:
         T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
-        epochs = 5 if epochs is None else int(epochs)
-        options = {"dfa_options": dict(DFA_RATE_PENALTY), "plain_dfa_alphas": (1.0,)}
-        task = f"randman ({num_classes} classes, T = {T})"
+        config = StudyConfig(
+            full=False,
+            data=DataSpec(
+                "randman",
+                data_path=None if data_path is None else str(data_path),
+                data_options=dict(SMALL_RANDMAN),
+            ),
+            task=f"randman ({num_classes} classes, T = {T})",
+            num_classes=num_classes,
+            T=T,
+            arch="randman_rsnn_stllr",
+            twin=None,
+            psi="sigmoid",
+            factors=factors,
+            window=20,
+            optimizer="Adam",
+            lr=4e-3,
+            epochs=5 if epochs is None else int(epochs),
+            options={"dfa_options": dict(DFA_RATE_PENALTY), "plain_dfa_alphas": (1.0,)},
+        )
+    options = config.options
     options["device"] = str(device)
-    lambda_post, lambda_pre, alpha_pre = TABLE2_SHD_FACTORS
+    arch, psi, window = config.arch, config.psi, config.window
     dfa_name = "DFA + rate penalty" if options["dfa_options"] else "DFA"
-    groups = {
+    config.groups = {
         "bp": alpha_post_methods(arch, "bp", window=window, psi=psi),
         "dfa": alpha_post_methods(
             arch, "dfa", window=window, psi=psi, options=options["dfa_options"], name=dfa_name
@@ -226,24 +239,8 @@ def sweep_settings(
         ),
         "lambda_pre": lambda_pre_methods(arch, window=window, psi=psi),
     }
-    return StudyConfig(
-        full=bool(full),
-        data=data,
-        task=task,
-        num_classes=num_classes,
-        T=T,
-        arch=arch,
-        twin=None,
-        psi=psi,
-        factors=(lambda_post, lambda_pre, 1.0, alpha_pre),
-        window=window,
-        optimizer="Adam",
-        lr=lr,
-        epochs=epochs,
-        methods=[m for g in groups.values() for m in g],
-        groups=groups,
-        options=options,
-    )
+    config.methods = [m for g in config.groups.values() for m in g]
+    return config
 
 
 def methods_table(methods: Sequence[Method]) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -47,8 +46,7 @@ from stllr.plotting.style import _clean
 from stllr.signals import LearningSignal, feedback_signal
 from stllr.studies import common, quickstart, sweeps
 from stllr.studies.common import SMALL_RANDMAN, DataSpec, Method, RunResult, StudyConfig
-from stllr.training.config import make_optimizer
-from stllr.training.loop import run_epoch, seed_everything, stllr_window, time_major, train_batch
+from stllr.training.loop import stllr_window, time_major, train_batch
 
 __all__ = [
     "SIGNALS",
@@ -444,30 +442,13 @@ def train_recording(
     with the same settings the accuracies are identical. Returns a
     :class:`~stllr.studies.common.RunResult` whose ``records`` hold one dict per recorded batch:
     ``batch`` (optimizer steps before it), ``epoch`` (``batch / batches_per_epoch``) and the fields
-    of :func:`train_batch_recording`; ``history`` has no times.
+    of :func:`train_batch_recording`.
     """
-    device = torch.device(device)
-    epochs = int(epochs)
     every = max(1, int(record_every))
     window = int(method.window)
-    t0 = time.perf_counter()
-    with common.num_threads(threads):
-        seed_everything(seed)
-        model = common.build_model_for(method, info).to(device)
-        opt = make_optimizer(optimizer, model.parameters(), lr)
-        train_loader, test_loader = common.loaders_for(train_set, test_set, info)
-        per_epoch = len(train_loader)
-        te = run_epoch(model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device)
-        history = [
-            {
-                "epoch": 0,
-                "train_acc": None,
-                "train_loss": None,
-                "test_acc": te["acc"],
-                "test_loss": te["loss"],
-            }
-        ]
-        records: List[Dict[str, float]] = []
+    records: List[Dict[str, float]] = []
+
+    def make_train_step(model, opt, per_epoch):
         step = 0
 
         def train_step(frames, labels):  # every ``every``-th batch recorded, counted over epochs
@@ -482,29 +463,22 @@ def train_recording(
             step += 1
             return pred
 
-        for epoch in range(1, epochs + 1):
-            tr = run_epoch(
-                model,
-                train_loader,
-                optimizer=opt,
-                loss_fn=F.cross_entropy,
-                device=device,
-                train_step=train_step,
-            )
-            te = run_epoch(
-                model, test_loader, optimizer=None, loss_fn=F.cross_entropy, device=device
-            )
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_acc": tr["acc"],
-                    "train_loss": tr["loss"],
-                    "test_acc": te["acc"],
-                    "test_loss": te["loss"],
-                }
-            )
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return RunResult(method, seed, 0, history, n_params, model, records, time.perf_counter() - t0)
+        return train_step
+
+    result = common.train_method(
+        method,
+        train_set,
+        test_set,
+        info,
+        epochs=int(epochs),
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        device=device,
+        threads=threads,
+        make_train_step=make_train_step,
+    )
+    return dataclasses.replace(result, records=records)
 
 
 def run_trials(

@@ -15,6 +15,7 @@ from stllr.studies.common import (
     StudyConfig,
     format_table,
     num_threads,
+    paper_shd_config,
 )
 from stllr.studies.sweeps import run_trials
 from stllr.training.loop import time_major
@@ -44,46 +45,35 @@ def quickstart_config(
     200 epochs.
     ``methods``: S-TLLR (key ``stllr``) and BPTT (``bptt``).
     """
-    factors = (0.5, 1.0, 1.0, 1.0)
     if full:
-        if not data_path:
-            raise ValueError(
-                "FULL=True trains on the real SHD dataset: set DATA_PATH to the folder holding it "
-                "(python data_scripts/download.py shd --data-path DIR)"
-            )
-        data = DataSpec("shd", data_path=str(data_path), batch_size=128, val_batch_size=128)
-        arch, twin, psi, T, window, num_classes = "stllr_shd_net", "bptt_shd_net", None, 100, 90, 20
-        lr, epochs = 2e-4, 200 if epochs is None else epochs
-        task = "SHD (20 classes, T = 100)"
+        config = paper_shd_config(data_path, epochs)
     else:
-        data = DataSpec(
-            "randman",
-            data_path=None if data_path is None else str(data_path),
-            data_options=dict(RANDMAN_TASK),
-        )
-        arch, twin, psi, window = "randman_rsnn_stllr", "randman_rsnn_bptt", "sigmoid", 45
         T, num_classes = RANDMAN_TASK["n_steps"], RANDMAN_TASK["n_classes"]
-        lr, epochs = 2e-3, 8 if epochs is None else epochs
-        task = f"randman ({num_classes} classes, T = {T})"
-    return StudyConfig(
-        full=bool(full),
-        data=data,
-        task=task,
-        num_classes=num_classes,
-        T=T,
-        arch=arch,
-        twin=twin,
-        psi=psi,
-        factors=factors,
-        window=window,
-        optimizer="Adam",
-        lr=lr,
-        epochs=epochs,
-        methods=[
-            Method("stllr", "S-TLLR", arch, "stllr", factors, window, psi),
-            Method("bptt", "BPTT", twin, "bptt", factors, window, psi),
-        ],
-    )
+        config = StudyConfig(
+            full=False,
+            data=DataSpec(
+                "randman",
+                data_path=None if data_path is None else str(data_path),
+                data_options=dict(RANDMAN_TASK),
+            ),
+            task=f"randman ({num_classes} classes, T = {T})",
+            num_classes=num_classes,
+            T=T,
+            arch="randman_rsnn_stllr",
+            twin="randman_rsnn_bptt",
+            psi="sigmoid",
+            factors=(0.5, 1.0, 1.0, 1.0),
+            window=45,
+            optimizer="Adam",
+            lr=2e-3,
+            epochs=8 if epochs is None else epochs,
+        )
+    factors, window, psi = tuple(config.factors), config.window, config.psi
+    config.methods = [
+        Method("stllr", "S-TLLR", config.arch, "stllr", factors, window, psi),
+        Method("bptt", "BPTT", config.twin, "bptt", factors, window, psi),
+    ]
+    return config
 
 
 def compare_methods(
