@@ -24,11 +24,11 @@ from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
 from stllr.studies.common import (
     DFA_RATE_PENALTY,
     SMALL_RANDMAN,
-    DataSpec,
     Method,
     StudyConfig,
     format_table,
     paper_shd_config,
+    randman_config,
 )
 from stllr.studies.paper import PAPER_SHD_ROWS
 from stllr.studies.sweeps import Sweep
@@ -61,23 +61,10 @@ def study_config(full: bool = False, data_path=None, epochs: Optional[int] = Non
     if full:
         config = paper_shd_config(data_path, epochs, options={"windows": (1, 10, 25, 50, 90, 100)})
     else:
-        T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
-        config = StudyConfig(
-            full=False,
-            data=DataSpec(
-                "randman",
-                data_path=None if data_path is None else str(data_path),
-                data_options=dict(SMALL_RANDMAN),
-            ),
-            task=f"randman ({num_classes} classes, T = {T})",
-            num_classes=num_classes,
-            T=T,
-            arch="randman_rsnn_stllr",
-            twin="randman_rsnn_bptt",
-            psi="sigmoid",
-            factors=(0.5, 1.0, 1.0, 1.0),
+        config = randman_config(
+            SMALL_RANDMAN,
+            data_path,
             window=25,
-            optimizer="Adam",
             lr=5e-3,
             epochs=12 if epochs is None else int(epochs),
             options={"windows": (1, 5, 10, 20, 30)},

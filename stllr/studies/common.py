@@ -33,6 +33,7 @@ __all__ = [
     "RunResult",
     "DataSpec",
     "StudyConfig",
+    "randman_config",
     "paper_shd_config",
     "num_threads",
     "load_datasets",
@@ -486,6 +487,53 @@ class StudyConfig:
     def chance(self) -> float:
         """Accuracy (%) of guessing: ``100 / num_classes``."""
         return 100.0 / self.num_classes
+
+
+def randman_config(
+    data_options: Mapping[str, Any],
+    data_path=None,
+    *,
+    window: int,
+    lr: float,
+    epochs: int,
+    **fields,
+) -> StudyConfig:
+    """A study on the procedural randman task (``full=False``, where every notebook starts):
+    ``randman_rsnn_stllr`` / ``randman_rsnn_bptt`` with psi sigmoid, factors (0.5, 1, 1, 1), Adam,
+    batch 32 (test 250); ``task``, ``num_classes`` and ``T`` follow from ``data_options``.
+
+    Parameters:
+        data_options: the randman options (:data:`RANDMAN_TASK`, :data:`SMALL_RANDMAN`).
+        data_path: where the generated data are cached (default: ``stllr.data``'s).
+        window, lr, epochs: the study's learning window, learning rate and epochs.
+        fields: other :class:`StudyConfig` fields to set (``twin=None``, ``factors``, ``options``).
+
+    Example:
+        >>> randman_config(SMALL_RANDMAN, window=25, lr=5e-3, epochs=12).task
+        'randman (5 classes, T = 30)'
+    """
+    T, num_classes = data_options["n_steps"], data_options["n_classes"]
+    settings = dict(
+        full=False,
+        data=DataSpec(
+            "randman",
+            data_path=None if data_path is None else str(data_path),
+            data_options=dict(data_options),
+        ),
+        task=f"randman ({num_classes} classes, T = {T})",
+        num_classes=num_classes,
+        T=T,
+        arch="randman_rsnn_stllr",
+        twin="randman_rsnn_bptt",
+        psi="sigmoid",
+        factors=(0.5, 1.0, 1.0, 1.0),
+        window=window,
+        optimizer="Adam",
+        lr=lr,
+        epochs=epochs,
+    )
+    settings.update(fields)
+    return StudyConfig(**settings)
 
 
 def paper_shd_config(data_path, epochs: Optional[int] = None, **changes) -> StudyConfig:

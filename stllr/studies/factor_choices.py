@@ -36,11 +36,11 @@ from stllr.plotting.style import PAPER_STYLE, _clean, plt
 from stllr.studies.common import (
     DFA_RATE_PENALTY,
     SMALL_RANDMAN,
-    DataSpec,
     Method,
     StudyConfig,
     format_table,
     paper_shd_config,
+    randman_config,
 )
 from stllr.studies.paper import FIG5_FACTORS, PAPER_TABLE2, PAPER_TABLE5, TABLE2_SHD_FACTORS
 
@@ -198,23 +198,12 @@ def sweep_settings(
             options={"dfa_options": {}, "plain_dfa_alphas": ()},
         )
     else:
-        T, num_classes = SMALL_RANDMAN["n_steps"], SMALL_RANDMAN["n_classes"]
-        config = StudyConfig(
-            full=False,
-            data=DataSpec(
-                "randman",
-                data_path=None if data_path is None else str(data_path),
-                data_options=dict(SMALL_RANDMAN),
-            ),
-            task=f"randman ({num_classes} classes, T = {T})",
-            num_classes=num_classes,
-            T=T,
-            arch="randman_rsnn_stllr",
+        config = randman_config(
+            SMALL_RANDMAN,
+            data_path,
             twin=None,
-            psi="sigmoid",
             factors=factors,
             window=20,
-            optimizer="Adam",
             lr=4e-3,
             epochs=5 if epochs is None else int(epochs),
             options={"dfa_options": dict(DFA_RATE_PENALTY), "plain_dfa_alphas": (1.0,)},

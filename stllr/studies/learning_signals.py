@@ -44,8 +44,16 @@ from torch import nn
 from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std
 from stllr.plotting.style import _clean
 from stllr.signals import LearningSignal, feedback_signal
-from stllr.studies import common, quickstart, sweeps
-from stllr.studies.common import SMALL_RANDMAN, DataSpec, Method, RunResult, StudyConfig
+from stllr.studies import common, sweeps
+from stllr.studies.common import (
+    SMALL_RANDMAN,
+    DataSpec,
+    Method,
+    RunResult,
+    StudyConfig,
+    paper_shd_config,
+    randman_config,
+)
 from stllr.training.loop import stllr_window, time_major, train_batch
 
 __all__ = [
@@ -100,35 +108,23 @@ def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=No
     ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
     Adam lr 3e-3, batch 32, psi sigmoid (as ``benchmarks/accuracy.py``), factors 0.5 1 1 1, learning
     signal on the last 25 of 30 steps, ``epochs`` default 12, signal angles recorded at every batch.
-    ``full=True``: the paper's SHD setting (:func:`stllr.studies.quickstart.quickstart_config`: ``stllr_shd_net``,
-    real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128, psi rational, 200
-    epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
+    ``full=True``: the paper's SHD setting (:func:`stllr.studies.common.paper_shd_config`:
+    ``stllr_shd_net``, real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128,
+    psi rational, 200 epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
     ``methods``: :func:`signal_methods` of these settings (BP, DFA, DFA + rate_reg);
     ``options``: ``record_every`` (batches between recorded batches) and ``model_options`` (more
     :func:`stllr.models.build_model` arguments of every method, default none).
     """
     if full:
-        base = quickstart.quickstart_config(True, epochs, data_path)
-        config = dataclasses.replace(
-            base, twin=None, methods=[], options={"record_every": 20, "model_options": {}}
+        config = paper_shd_config(
+            data_path, epochs, twin=None, options={"record_every": 20, "model_options": {}}
         )
     else:
-        config = StudyConfig(
-            full=False,
-            data=DataSpec(
-                "randman",
-                data_path=None if data_path is None else str(data_path),
-                data_options=dict(SMALL_RANDMAN),
-            ),
-            task=f"randman ({SMALL_RANDMAN['n_classes']} classes, T = {SMALL_RANDMAN['n_steps']})",
-            num_classes=SMALL_RANDMAN["n_classes"],
-            T=SMALL_RANDMAN["n_steps"],
-            arch="randman_rsnn_stllr",
+        config = randman_config(
+            SMALL_RANDMAN,
+            data_path,
             twin=None,
-            psi="sigmoid",
-            factors=(0.5, 1.0, 1.0, 1.0),
             window=25,
-            optimizer="Adam",
             lr=3e-3,
             epochs=12 if epochs is None else int(epochs),
             options={"record_every": 1, "model_options": {}},

@@ -16,6 +16,7 @@ from stllr.studies.common import (
     format_table,
     num_threads,
     paper_shd_config,
+    randman_config,
 )
 from stllr.studies.sweeps import run_trials
 from stllr.training.loop import time_major
@@ -48,25 +49,8 @@ def quickstart_config(
     if full:
         config = paper_shd_config(data_path, epochs)
     else:
-        T, num_classes = RANDMAN_TASK["n_steps"], RANDMAN_TASK["n_classes"]
-        config = StudyConfig(
-            full=False,
-            data=DataSpec(
-                "randman",
-                data_path=None if data_path is None else str(data_path),
-                data_options=dict(RANDMAN_TASK),
-            ),
-            task=f"randman ({num_classes} classes, T = {T})",
-            num_classes=num_classes,
-            T=T,
-            arch="randman_rsnn_stllr",
-            twin="randman_rsnn_bptt",
-            psi="sigmoid",
-            factors=(0.5, 1.0, 1.0, 1.0),
-            window=45,
-            optimizer="Adam",
-            lr=2e-3,
-            epochs=8 if epochs is None else epochs,
+        config = randman_config(
+            RANDMAN_TASK, data_path, window=45, lr=2e-3, epochs=8 if epochs is None else epochs
         )
     factors, window, psi = tuple(config.factors), config.window, config.psi
     config.methods = [
