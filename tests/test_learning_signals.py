@@ -222,12 +222,42 @@ def test_readout_equal_to_B_gives_angle_zero_and_random_B_is_near_orthogonal():
     assert rec["angle_readout"] == pytest.approx(180.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dfa_with_readout_feedback_trains_exactly_as_bp(dtype):
+    """B := W_out makes DFA's e_t B the chain rule e_t W_out: the same .grad as BP, bit for bit,
+    for every parameter; with its own random B it differs in the hidden layer only."""
+    frames, labels = _batch(3, dtype)
+    bp = _model("bp", seed=4, dtype=dtype)
+    dfa = _model("dfa", seed=4, dtype=dtype)
+    dfa.load_state_dict(bp.state_dict())
+    grads = {}
+
+    def update(model):
+        model.zero_grad(set_to_none=True)
+        opt = make_optimizer("SGD", model.parameters(), 0.0)
+        train_batch(model, frames, labels, opt, F.cross_entropy, "stllr", WINDOW)
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    grads["bp"] = update(bp)
+    grads["dfa_random_B"] = update(dfa)
+    assert not torch.equal(grads["dfa_random_B"]["linear1.weight"], grads["bp"]["linear1.weight"])
+    assert torch.equal(grads["dfa_random_B"]["last_layer.weight"], grads["bp"]["last_layer.weight"])
+    assert LS.feedback_from_readout(dfa) is dfa
+    assert torch.equal(dfa.linear1_hook.feedback, dfa.last_layer.weight.detach())
+    grads["dfa_B_is_W_out"] = update(dfa)
+    assert grads["dfa_B_is_W_out"].keys() == grads["bp"].keys()
+    for name, g in grads["bp"].items():
+        assert torch.equal(grads["dfa_B_is_W_out"][name], g), name
+
+
 def test_readout_angle_is_nan_when_the_readout_does_not_map_the_hooked_layer():
     model = build_model("shapes_cnn_stllr", feedback_mode="dfa")
     assert LS.readout_weight(model) is None
     assert math.isnan(LS.readout_angle(model))
     with pytest.raises(ValueError, match="no LearningSignal"):
         LS.signal_hook(build_model("randman_rsnn_bptt"))
+    with pytest.raises(ValueError, match="^model: expected a readout"):
+        LS.feedback_from_readout(model)
 
 
 # ---------------------------------------------------------------------------------------------

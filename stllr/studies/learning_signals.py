@@ -65,6 +65,7 @@ __all__ = [
     "load_data",
     "signal_hook",
     "readout_weight",
+    "feedback_from_readout",
     "stepwise_angles",
     "readout_angle",
     "BatchSignals",
@@ -209,6 +210,30 @@ def stepwise_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     return torch.rad2deg(torch.arccos(_rowwise_cosines(a, b).clamp(-1.0, 1.0)))
+
+
+@torch.no_grad()
+def feedback_from_readout(model: nn.Module, hook: Optional[LearningSignal] = None) -> nn.Module:
+    """Set the DFA feedback matrix of ``hook`` (default: the last hook) to the readout weight,
+    ``B := W_out`` [C, N]: then the DFA signal ``e_t B`` is the BP signal ``e_t W_out`` (the chain
+    rule through the readout), and DFA trains exactly as BP. Returns ``model``.
+
+    Parameters:
+        model: an S-TLLR model whose readout maps the hooked layer's output to the logits.
+        hook: the :class:`~stllr.signals.LearningSignal` to set (default :func:`signal_hook`).
+
+    Example:
+        >>> feedback_from_readout(model)  # doctest: +SKIP
+    """
+    hook = hook or signal_hook(model)
+    w = readout_weight(model, hook)
+    if w is None:
+        raise ValueError(
+            "model: expected a readout of shape [classes, hooked neurons] after the last hook, "
+            "found none (e.g. pooling between the hook and the classifier)"
+        )
+    hook.feedback.copy_(w.reshape(hook.feedback.shape))
+    return model
 
 
 def readout_angle(model: nn.Module, hook: Optional[LearningSignal] = None) -> float:
