@@ -396,3 +396,7 @@ def test_results_table_rows():
     assert (
         len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 5
     )  # no memory / paper columns
+    # with the paper's BPTT number: marked, and the note that it is not a matched model under the table
+    lines = quickstart.results_table(runs, paper=paper.PAPER_SHD_ACCURACY).splitlines()
+    assert lines[3].split()[-4:] == ["70.57", "+-", "0.96", "*"]
+    assert lines[-1] == paper.PAPER_SHD_BPTT_NOTE

@@ -175,6 +175,10 @@ def test_summary_statistics(serial):
     assert sweeps.summary_rows(serial, "best")[0]["max"] == max(best)
     table = sweeps.summary_table(serial, paper={"a0": (77.09, 0.33)}, paper_title="paper SHD")
     assert "77.09 +- 0.33" in table and "paper SHD" in table and table.count("\n") == 3
+    noted = sweeps.summary_table(
+        serial, paper={"a0": (77.09, 0.33)}, paper_notes={"a0": "* a note", "zz": "* not shown"}
+    ).splitlines()
+    assert noted[2].endswith("77.09 +- 0.33 *") and noted[-1] == "* a note" and len(noted) == 5
     lc = sweeps.learning_curve(serial, "a0")
     assert lc["values"].shape == (2, 3) and lc["epoch"].tolist() == [0, 1, 2]
     assert sweeps.learning_curve(serial, "a0", "train_acc")["epoch"].tolist() == [1, 2]

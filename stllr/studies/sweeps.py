@@ -347,9 +347,12 @@ def summary_table(
     metric: str = "final",
     paper: Optional[Mapping[str, Any]] = None,
     paper_title: str = "paper",
+    paper_notes: Optional[Mapping[str, str]] = None,
 ) -> str:
     """A text table of :func:`summary_rows`; ``paper``: ``{key: (mean, std)}`` or ``{key: mean}``
-    printed in an extra column (``-`` where absent)."""
+    printed in an extra column (``-`` where absent); ``paper_notes``: ``{key: note}``: that key's
+    published number is marked ``*`` and the note printed under the table (e.g.
+    :data:`stllr.studies.paper.PAPER_SHD_BPTT_NOTE`)."""
     rows = summary_rows(sweep, metric)
     columns = [
         ("label", "setting", ""),
@@ -372,10 +375,14 @@ def summary_table(
                 if p is None
                 else (f"{p[0]:.2f} +- {p[1]:.2f}" if isinstance(p, (tuple, list)) else f"{p:.2f}")
             )
+            if p is not None and paper_notes and r["key"] in paper_notes:
+                row["paper"] += " *"
         table.append(row)
     if paper is not None:
         columns.append(("paper", paper_title, ""))
-    return format_table(table, columns)
+    text = format_table(table, columns)
+    notes = [n for k, n in (paper_notes or {}).items() if paper and k in paper and k in sweep]
+    return "\n".join([text] + notes)
 
 
 def learning_curve(sweep: Sweep, key: str, series: str = "test_acc") -> Dict[str, np.ndarray]:
