@@ -55,3 +55,13 @@ def reset_states(module: nn.Module) -> None:
     for m in module.modules():
         if getattr(m, "_stateful", False):
             m.reset_state()
+
+
+def reset_sequence(model: nn.Module) -> None:
+    """Start a new sequence for ``model``: its own ``reset_state()`` where it has one (a model of
+    :mod:`stllr.models`: layer states, dropout masks, the feedback context), then every stateful
+    layer inside (so a bare stack of layers, or a model whose ``reset_state`` misses one, starts
+    clean too)."""
+    if callable(getattr(model, "reset_state", None)):
+        model.reset_state()
+    reset_states(model)

@@ -9,6 +9,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from stllr._base import reset_sequence
+
 __all__ = [
     "LayerShape",
     "ModelShapes",
@@ -103,14 +105,6 @@ class ModelShapes:
         }
 
 
-def _reset(model: nn.Module) -> None:
-    if hasattr(model, "reset_state") and callable(model.reset_state):
-        model.reset_state()
-    for m in model.modules():
-        if m is not model and getattr(m, "_stateful", False) and hasattr(m, "reset_state"):
-            m.reset_state()
-
-
 def _model_input_shape(model: nn.Module, input_shape) -> tuple:
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
@@ -176,13 +170,13 @@ def model_shapes(model: nn.Module, input_shape: Optional[Sequence[int]] = None) 
             )
     was_training = model.training
     try:
-        _reset(model)
+        reset_sequence(model)
         with torch.no_grad():
             model(torch.zeros((1,) + input_shape, dtype=dtype, device=device))
     finally:
         for h in handles:
             h.remove()
-        _reset(model)
+        reset_sequence(model)
         model.train(was_training)
     if not records:
         raise ValueError(f"model_shapes: no weight layers found in {type(model).__name__}")

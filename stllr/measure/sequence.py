@@ -11,12 +11,12 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from stllr._base import reset_sequence
 from stllr.measure.analytic import (
     _STLLR_LAYER_NAMES,
     _check_T,
     _check_window,
     _model_dtype_device,
-    _reset,
     analytic_costs,
     model_alpha_post,
     model_shapes,
@@ -287,7 +287,7 @@ def compare(
             loss_fn=loss_fn,
             peak=peak,
         )
-        _reset(stllr_model)
+        reset_sequence(stllr_model)
         mb = measure_sequence(
             bptt_model,
             inputs,
@@ -298,7 +298,7 @@ def compare(
             bptt_loss=bptt_loss,
             peak=peak,
         )
-        _reset(bptt_model)
+        reset_sequence(bptt_model)
         stllr_model.zero_grad(set_to_none=True)
         bptt_model.zero_grad(set_to_none=True)
         s_saved, b_saved = ms.saved.peak_activation_bytes, mb.saved.peak_activation_bytes

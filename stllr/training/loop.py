@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stllr._base import reset_states
+from stllr._base import reset_sequence
 from stllr.training import distributed as D
 from stllr.training.config import BPTT_MODES, TRAINING_MODES
 
@@ -59,14 +59,6 @@ class LoopOutputs(NamedTuple):
     outputs: Optional[List[torch.Tensor]]
 
 
-def _reset(model: nn.Module) -> None:
-    """Start a new sequence: ``model.reset_state()`` where it has one, and every stateful layer
-    inside (a bare stack of layers has no ``reset_state``)."""
-    if callable(getattr(model, "reset_state", None)):
-        model.reset_state()
-    reset_states(model)
-
-
 def stllr_window(
     model: nn.Module,
     x: StepInputs,
@@ -92,7 +84,7 @@ def stllr_window(
     """
     steps = len(x)
     start = max(0, steps - int(window))  # first step with a learning signal
-    _reset(model)
+    reset_sequence(model)
     pred = None
     outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
     for t in range(steps):
@@ -146,7 +138,7 @@ def bptt_through_time(
         raise ValueError("loss='window' needs window (the number of learning steps)")
     steps = len(x)
     start = max(0, steps - int(window)) if loss == "window" else steps
-    _reset(model)
+    reset_sequence(model)
     total = None
     value = 0.0
     outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
@@ -173,7 +165,7 @@ def forward_through_time(
 ) -> LoopOutputs:
     """One sequence without learning (``no_grad``), the state reset first. x: ``[T, B, ...]`` (or
     a sequence of T inputs ``[B, ...]``). Returns :class:`LoopOutputs`."""
-    _reset(model)
+    reset_sequence(model)
     pred = None
     outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
     for t in range(len(x)):
