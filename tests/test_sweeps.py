@@ -306,3 +306,57 @@ def test_plots_draw_every_trial(serial):
     plot_learning_curves(b, serial)
     assert [l.get_label() for l in b.get_lines()] == ["alpha_post 0", "BPTT"]
     plt.close(fig)
+
+
+def test_validation_split_holds_out_training_samples_and_never_loads_the_test_set(data):
+    """``DataSpec.validation``: n training samples (fixed by the data seed) replace the test set;
+    the runs train on the rest; the two parts are disjoint and together the training set."""
+    full_train, test_set, _ = data.load()
+    spec = data.validation_split(12)
+    assert spec.validation == 12 and data.validation is None
+    assert "validation" not in data.as_dict() and spec.as_dict()["validation"] == 12
+    train, val, info = spec.load()
+    assert (len(train), len(val), info["n_train"], info["n_test"]) == (36, 12, 36, 12)
+    assert info["evaluation"] == "validation" and data.load()[2]["evaluation"] == "test"
+    assert train.num_classes == val.num_classes == full_train.num_classes
+    key = [tuple(full_train[i][0].flatten().tolist()) for i in range(len(full_train))]
+    rows = lambda ds: {tuple(ds[i][0].flatten().tolist()) for i in range(len(ds))}  # noqa: E731
+    assert rows(train).isdisjoint(rows(val)) and rows(train) | rows(val) == set(key)
+    tests = rows(test_set)
+    assert rows(val).isdisjoint(tests)
+    # the same seed holds out the same samples; another seed others
+    again = E.load_datasets("randman", data.data_path, 8, 24, 0, TINY, validation=12)[1]
+    assert rows(again) == rows(val)
+    other = E.load_datasets("randman", data.data_path, 8, 24, 5, TINY, validation=12)[1]
+    assert rows(other) != rows(val)
+    with pytest.raises(ValueError, match=r"^validation: expected fewer than the 48"):
+        E.load_datasets("randman", data.data_path, 8, 24, 0, TINY, validation=48)
+    with pytest.raises(ValueError, match="validation"):
+        E.DataSpec("randman", validation=0)
+
+
+def test_a_methods_own_lr_trains_that_run_and_keys_its_cache(data, serial, tmp_path):
+    a0 = _methods()[0]
+    own = dataclasses.replace(a0, key="a0_own", lr=2e-3)
+    sw = sweeps.run_trials([own], data, trials=2, epochs=2, lr=9e-3, workers=1, progress=False)
+    # lr 2e-3 of the method wins over the sweep's 9e-3: the same numbers as the serial sweep's a0
+    assert [[h["test_acc"] for h in r.history] for r in sw["a0_own"]] == [
+        [h["test_acc"] for h in r.history] for r in serial["a0"]
+    ]
+    # without an lr of its own a method needs the sweep's
+    sweeps.run_trials([own], data, trials=1, epochs=1, workers=1, progress=False)
+    with pytest.raises(ValueError, match=r"^lr: expected a positive number \(methods \['a0'\]"):
+        sweeps.run_trials([a0, own], data, trials=1, epochs=1, progress=False)
+    # lr None leaves the JSON (and so old cache keys) as before; a set lr is part of it
+    assert "lr" not in a0.to_json() and own.to_json()["lr"] == 2e-3
+    assert E.Method.from_json(own.to_json()) == own
+    with pytest.raises(ValueError, match=r"^lr: expected a positive number or None"):
+        dataclasses.replace(a0, lr=0.0)
+    first = sweeps.run_trials(
+        [own], data, trials=1, epochs=1, workers=1, progress=False, cache_dir=tmp_path
+    )
+    faster = dataclasses.replace(own, lr=4e-3)
+    sweeps.run_trials(
+        [faster], data, trials=1, epochs=1, workers=1, progress=False, cache_dir=tmp_path
+    )
+    assert len(list(tmp_path.glob("*.json"))) == 2 and first["a0_own"][0].method.lr == 2e-3

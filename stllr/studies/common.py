@@ -29,11 +29,19 @@ __all__ = [
     "RANDMAN_TASK",
     "SMALL_RANDMAN",
     "DFA_RATE_PENALTY",
+    "SMALL_TASK_WINDOW",
+    "SMALL_TASK_EPOCHS",
+    "SMALL_TASK_LR_GRID",
+    "SMALL_TASK_VALIDATION",
+    "SMALL_TASK_LR",
+    "SMALL_TASK_METHODS",
     "Method",
     "RunResult",
     "DataSpec",
     "StudyConfig",
     "randman_config",
+    "small_task_config",
+    "small_task_method",
     "paper_shd_config",
     "num_threads",
     "load_datasets",
@@ -71,6 +79,50 @@ SMALL_RANDMAN = dict(
 #: ``rate_reg * (s_t - rate_target) / batch`` added at the hook (keyword arguments of
 #: :func:`stllr.models.build_model`, see :class:`stllr.signals.LearningSignal`).
 DFA_RATE_PENALTY = {"rate_reg": 0.3, "rate_target": 0.03}
+
+
+# --------------------------------------------------------------- the one small-task setting
+# Notebooks 00, 03, 04 and 06 train on one setting (:func:`small_task_config`): the task
+# SMALL_RANDMAN, the learning signal on the last SMALL_TASK_WINDOW steps, SMALL_TASK_EPOCHS epochs,
+# and for each method the learning rate that notebook 04's validation sweep chose.
+
+#: Learning steps of the small-task setting: the last 20 of T = 30 (T_l = 10, where the paper's
+#: SHD runs start theirs, of 100); also the window of the windowed-loss BPTT twin.
+SMALL_TASK_WINDOW = 20
+
+#: Training epochs of the small-task setting (about 1.5 s per S-TLLR run on one thread).
+SMALL_TASK_EPOCHS = 12
+
+#: The learning rates notebook 04 tries per method (Adam), on a validation split.
+SMALL_TASK_LR_GRID = (5e-3, 1e-2, 2e-2)
+
+#: Training samples held out as the validation split of that sweep (of 300; 240 train on).
+SMALL_TASK_VALIDATION = 60
+
+#: Each method of :data:`SMALL_TASK_METHODS` with its learning rate, as the validation sweep
+#: chose it (:func:`stllr.studies.accuracy_vs_bptt.choose_lr`: the highest mean final validation
+#: accuracy over 3 seeds, a tie to the smaller rate; the run is in docs/experiments.md).
+#: ``dfa`` (plain DFA, not in the sweep) takes ``dfa_rate``'s.
+SMALL_TASK_LR = {
+    "bp": 2e-2,
+    "bp_rate": 1e-2,
+    "dfa_rate": 1e-2,
+    "dfa": 1e-2,
+    "bptt_window": 2e-2,
+    "bptt": 2e-2,
+}
+
+#: The methods of the small-task setting: ``kind: (label, S-TLLR or BPTT, training mode, learning
+#: signal, build_model options)``. ``bptt_window`` trains the BPTT twin on the loss S-TLLR
+#: differentiates (the per-step losses of the window), ``bptt`` on the loss of the summed logits.
+SMALL_TASK_METHODS = {
+    "bp": ("S-TLLR (BP)", "stllr", "stllr", "bp", {}),
+    "bp_rate": ("S-TLLR (BP + rate penalty)", "stllr", "stllr", "bp", DFA_RATE_PENALTY),
+    "dfa_rate": ("S-TLLR (DFA + rate penalty)", "stllr", "stllr", "dfa", DFA_RATE_PENALTY),
+    "dfa": ("S-TLLR (DFA)", "stllr", "stllr", "dfa", {}),
+    "bptt_window": ("BPTT (loss of the window)", "bptt", "bptt_window", "bp", {}),
+    "bptt": ("BPTT (loss of the summed logits)", "bptt", "bptt", "bp", {}),
+}
 
 
 # ======================================================================================
@@ -131,11 +183,23 @@ class Method:
     feedback_mode: str = "bp"
     #: extra keyword arguments of :func:`stllr.models.build_model`, e.g. ``{"rate_reg": 0.3}``
     options: Dict[str, Any] = field(default_factory=dict)
+    #: this method's own learning rate (None: the one a sweep or study passes to all methods)
+    lr: Optional[float] = None
+
+    def __post_init__(self):
+        if self.lr is not None:
+            lr = self.lr
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+                raise ValueError(f"lr: expected a positive number or None, got {lr!r}")
+            self.lr = float(lr)
 
     def to_json(self) -> Dict[str, Any]:
-        """The fields as JSON-ready data (``factors`` as a list of floats)."""
+        """The fields as JSON-ready data (``factors`` as a list of floats; ``lr`` only when set,
+        so a sweep cache written before the field existed still matches)."""
         d = dataclasses.asdict(self)
         d["factors"] = [float(f) for f in self.factors]
+        if d["lr"] is None:
+            del d["lr"]
         return d
 
     @classmethod
@@ -232,15 +296,25 @@ def load_datasets(
     data_options: Optional[Dict[str, Any]] = None,
     max_train: Optional[int] = None,
     max_test: Optional[int] = None,
+    validation: Optional[int] = None,
 ):
     """``(train_set, test_set, info)`` of :func:`stllr.data.get_dataset` (``max_train`` /
     ``max_test``: a fixed random subset). Loaders come from :func:`loaders_for` so that every method
-    sees the same batches in the same order."""
+    sees the same batches in the same order.
+
+    ``validation``: ``n`` of the training samples (a random subset fixed by ``seed``) are returned
+    in place of the test set, and the rest as the training set (the test set is not loaded);
+    ``info['evaluation']`` says which (``'test'`` or ``'validation'``)."""
     from stllr import data as sdata
 
     options = dict(data_options or {})
     train_set = _subset(sdata.get_dataset(dataset, data_path, True, **options), max_train, seed)
-    test_set = _subset(sdata.get_dataset(dataset, data_path, False, **options), max_test, seed + 1)
+    if validation is None:
+        test_set = _subset(
+            sdata.get_dataset(dataset, data_path, False, **options), max_test, seed + 1
+        )
+    else:
+        train_set, test_set = _split(train_set, validation, seed + 2)
     info = {
         "dataset": dataset,
         "num_classes": int(test_set.num_classes),
@@ -251,8 +325,29 @@ def load_datasets(
         "batch_size": batch_size,
         "val_batch_size": val_batch_size,
         "seed": seed,
+        "evaluation": "test" if validation is None else "validation",
     }
     return train_set, test_set, info
+
+
+def _split(dataset, n: int, seed: int):
+    """``(rest, held_out)``: ``n`` samples of ``dataset`` (a random subset fixed by ``seed``) and
+    the others, both keeping the dataset's ``num_classes`` / ``input_shape`` / ``T``."""
+    n = check_positive_int(n, "validation")
+    if n >= len(dataset):
+        raise ValueError(
+            f"validation: expected fewer than the {len(dataset)} training samples, got {n}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=g)
+    parts = []
+    for idx in (order[n:], order[:n]):
+        sub = torch.utils.data.Subset(dataset, idx.sort().values.tolist())
+        for attr in ("num_classes", "input_shape", "T"):
+            if hasattr(dataset, attr):
+                setattr(sub, attr, getattr(dataset, attr))
+        parts.append(sub)
+    return parts[0], parts[1]
 
 
 def loaders_for(train_set, test_set, info: Dict[str, Any]):
@@ -367,9 +462,14 @@ def train_method(
 class DataSpec:
     """Where a study's data come from (arguments of :func:`load_datasets`).
 
-    ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test``) and the
-    batch order of ``info['seed']``; each trial of :func:`stllr.studies.sweeps.run_trials`
-    shuffles batches with its own seed (or its ``batch_seed``).
+    ``data_seed`` fixes the data (the random subsets of ``max_train`` / ``max_test`` and of
+    ``validation``) and the batch order of ``info['seed']``; each trial of
+    :func:`stllr.studies.sweeps.run_trials` shuffles batches with its own seed (or its
+    ``batch_seed``).
+
+    ``validation``: hold out this many training samples (a fixed random subset) and evaluate on
+    them instead of the test set; the runs then train on the rest of the training set and never
+    see the test set (for choosing settings, such as a learning rate, without the test set).
     """
 
     dataset: str
@@ -380,13 +480,28 @@ class DataSpec:
     max_train: Optional[int] = None
     max_test: Optional[int] = None
     data_seed: int = 0
+    validation: Optional[int] = None
+
+    def __post_init__(self):
+        if self.validation is not None:
+            object.__setattr__(
+                self, "validation", check_positive_int(self.validation, "validation")
+            )
 
     def as_dict(self) -> Dict[str, Any]:
-        """The fields as JSON-ready data (the sweep cache's key)."""
+        """The fields as JSON-ready data (the sweep cache's key; ``validation`` only when set, so
+        a cache written before the field existed still matches)."""
         d = dataclasses.asdict(self)
         d["data_options"] = dict(self.data_options)
         d["data_path"] = None if self.data_path is None else str(self.data_path)
+        if d["validation"] is None:
+            del d["validation"]
         return d
+
+    def validation_split(self, n: int) -> "DataSpec":
+        """The same data with ``n`` training samples held out for evaluation
+        (:attr:`validation`)."""
+        return dataclasses.replace(self, validation=int(n))
 
     def with_seed(self, seed: int) -> "DataSpec":
         """The same data fixed by ``seed`` (``data_seed``)."""
@@ -408,6 +523,7 @@ class DataSpec:
                 spec["data_options"],
                 spec["max_train"],
                 spec["max_test"],
+                validation=spec.get("validation"),
             )
         return _DATA_CACHE[key]
 
@@ -534,6 +650,77 @@ def randman_config(
     )
     settings.update(fields)
     return StudyConfig(**settings)
+
+
+def small_task_config(data_path=None, epochs: Optional[int] = None, **fields) -> StudyConfig:
+    """The one small-task setting of notebooks 00, 03, 04 and 06: :data:`SMALL_RANDMAN` (5
+    classes, T = 30), ``randman_rsnn_stllr`` / ``randman_rsnn_bptt``, psi sigmoid, factors
+    (0.5, 1, 1, 1), learning signal on the last :data:`SMALL_TASK_WINDOW` steps,
+    :data:`SMALL_TASK_EPOCHS` epochs, Adam, batch 32, ``lr`` the S-TLLR (BP) rate of
+    :data:`SMALL_TASK_LR` (each method of :func:`small_task_method` carries its own).
+
+    Parameters:
+        data_path: where the generated data are cached (default: ``stllr.data``'s).
+        epochs: training epochs (default :data:`SMALL_TASK_EPOCHS`).
+        fields: other :class:`StudyConfig` fields to set (``options``, ``methods``, ...).
+
+    Example:
+        >>> c = small_task_config()
+        >>> c.task, c.window, c.epochs, c.lr
+        ('randman (5 classes, T = 30)', 20, 12, 0.02)
+    """
+    return randman_config(
+        SMALL_RANDMAN,
+        data_path,
+        window=SMALL_TASK_WINDOW,
+        lr=SMALL_TASK_LR["bp"],
+        epochs=SMALL_TASK_EPOCHS if epochs is None else int(epochs),
+        **fields,
+    )
+
+
+def small_task_method(
+    config: StudyConfig,
+    kind: str,
+    *,
+    key: Optional[str] = None,
+    label: Optional[str] = None,
+    lr: Optional[float] = None,
+    **changes,
+) -> Method:
+    """One method of :data:`SMALL_TASK_METHODS` for ``config`` (its arch or twin, factors, psi,
+    window), with its learning rate of :data:`SMALL_TASK_LR`.
+
+    Parameters:
+        config: a study's settings (:func:`small_task_config`; a FULL config gives the paper's
+            settings: no rate of its own, so the study's ``lr``, and plain DFA's options only).
+        kind: ``bp``, ``bp_rate``, ``dfa_rate``, ``dfa``, ``bptt_window`` or ``bptt``.
+        key, label: default ``kind`` and the label of :data:`SMALL_TASK_METHODS`.
+        lr: another learning rate (default: :data:`SMALL_TASK_LR` on the small task, else None).
+        changes: other :class:`Method` fields (``factors``, ``window``, ``psi``, ``options``).
+
+    Example:
+        >>> m = small_task_method(small_task_config(), "dfa_rate")
+        >>> m.key, m.mode, m.feedback_mode, m.window, m.lr, m.options["rate_reg"]
+        ('dfa_rate', 'stllr', 'dfa', 20, 0.01, 0.3)
+    """
+    if kind not in SMALL_TASK_METHODS:
+        raise ValueError(f"kind: expected one of {sorted(SMALL_TASK_METHODS)}, got {kind!r}")
+    name, net, mode, signal, options = SMALL_TASK_METHODS[kind]
+    arch = config.arch if net == "stllr" else config.twin
+    if arch is None:
+        raise ValueError(f"kind: {kind!r} needs a BPTT twin, and this config has none")
+    if lr is None and not config.full:
+        lr = SMALL_TASK_LR[kind]
+    fields = dict(
+        factors=tuple(config.factors),
+        window=config.window,
+        psi=config.psi,
+        feedback_mode=signal,
+        options=dict(options),
+    )
+    fields.update(changes)
+    return Method(key or kind, label or name, arch, mode, lr=lr, **fields)
 
 
 def paper_shd_config(data_path, epochs: Optional[int] = None, **changes) -> StudyConfig:

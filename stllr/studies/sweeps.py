@@ -108,7 +108,7 @@ def _job(
         "seed": seed + trial,
         "batch_seed": seed + trial if batch_seed is None else batch_seed,
         "epochs": epochs,
-        "lr": lr,
+        "lr": lr if method.lr is None else method.lr,
         "optimizer": optimizer,
         "device": str(device),
         "threads": threads,
@@ -170,7 +170,7 @@ def run_trials(
     *,
     trials: int = 5,
     epochs: int,
-    lr: float,
+    lr: Optional[float] = None,
     optimizer: str = "Adam",
     seed: int = 0,
     workers: Optional[int] = None,
@@ -188,7 +188,9 @@ def run_trials(
     Args:
         methods: settings to compare; their ``key`` must be unique.
         data: the dataset (:class:`~stllr.studies.common.DataSpec`), the same for every run.
-        trials, epochs, lr, optimizer: per run, as ``stllr train``.
+        trials, epochs, lr, optimizer: per run, as ``stllr train``; a method with its own ``lr``
+            (:attr:`~stllr.studies.common.Method.lr`) trains with that one (``lr`` may then be
+            None).
         workers: processes training at once (default: 2 on CPU, capped by the cores; 1 on a GPU).
             ``1`` trains in this process, ``0`` too and keeps each run's trained ``model`` and
             its Method object (else ``model`` is None and ``method`` a copy, as from a worker).
@@ -224,7 +226,16 @@ def run_trials(
         )
     trials = check_positive_int(trials, "trials", allow_numpy=True)
     epochs = check_positive_int(epochs, "epochs", minimum=0, allow_numpy=True)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if lr is None:
+        without = [m.key for m in methods if m.lr is None]
+        if without:
+            raise ValueError(
+                f"lr: expected a positive number (methods {without} have no lr of their own), "
+                "got None"
+            )
+    elif isinstance(lr, bool) or not (
+        isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
+    ):
         raise ValueError(f"lr: expected a positive number, got {lr!r}")
     if workers is None:
         workers = 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
@@ -240,7 +251,7 @@ def run_trials(
             seed,
             batch_seed,
             epochs,
-            float(lr),
+            None if lr is None else float(lr),
             optimizer,
             device,
             threads,
