@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from stllr import functional as SF
 from stllr.analysis.metrics import angle_degrees, cosine_similarity, mean_std, relative_norm
-from stllr.analysis.stdp import classic_stdp_window, stdp_window_analytic, stdp_window_simulated
+from stllr.analysis.stdp import (
+    classic_stdp_window,
+    stdp_window_analytic,
+    stdp_window_simulated,
+    stdp_window_with_resting_psi,
+)
 
 
 def test_analytic_window_values_written_out():
@@ -36,6 +42,30 @@ def test_simulated_window_changes_sign_with_alpha_post():
     neg = stdp_window_simulated([-2], [0.5, 0.8, -1.0, 1.0])["dw"][0]
     pos = stdp_window_simulated([-2], [0.5, 0.8, 1.0, 1.0])["dw"][0]
     assert neg < -0.3 and pos > 0.3
+
+
+def test_window_with_resting_psi_written_out():
+    # factors [0.5, 0.8, -1, 1]: constant part psi_rest * (1 / 0.2 - 1 / 0.5) = 3 psi_rest
+    w = stdp_window_with_resting_psi([-2, -1, 0, 1], [0.5, 0.8, -1.0, 1.0], 1.0, 0.25)
+    np.testing.assert_allclose(w, 0.75 * np.array([-0.5, -1.0, 1.0, 0.8]) + 0.75, atol=1e-12)
+    # psi_rest = 0: the plain analytic window scaled by psi_post
+    np.testing.assert_allclose(
+        stdp_window_with_resting_psi([-3, 0, 3], [0.2, 0.75, 1.0, 1.0], 0.5, 0.0),
+        0.5 * stdp_window_analytic([-3, 0, 3], [0.2, 0.75, 1.0, 1.0]),
+    )
+    with pytest.raises(ValueError, match="^factors: "):
+        stdp_window_with_resting_psi([0], [0.5, 1.0, -1.0, 1.0], 1.0, 0.1)
+
+
+@pytest.mark.parametrize("psi", ["rational", "sigmoid", "triangle", "fast_sigmoid"])
+def test_simulated_pairs_follow_the_window_with_resting_psi(psi):
+    # a long sequence, so every trace settles and none is cut off: the closed form holds for any
+    # psi up to the psi of the few steps after the post spike (v just above rest, 1e-4 off)
+    factors, dts = [0.5, 0.8, -1.0, 1.0], list(range(-6, 7))
+    sim = stdp_window_simulated(dts, factors, psi=psi, n_steps=120)
+    rest = float(SF.get_psi(psi)(torch.tensor(-0.6, dtype=torch.float64)))
+    expected = stdp_window_with_resting_psi(dts, factors, sim["psi_post"][0], rest)
+    np.testing.assert_allclose(sim["dw"], expected, atol=3e-4)
 
 
 def test_classic_window_and_gradient_metrics():

@@ -244,10 +244,38 @@ def test_plot_frames_and_strip_show_the_frames():
         "t=0\n0 ms",
         "t=2\n150 ms",
         "t=4\n300 ms",
-    ]  # linspace(0, 4, 3)
+    ]  # stride (5 - 1) // (3 - 1) = 2
+    fig = EV.plot_frame_strip(np.zeros((20, 2, 2, 2)), n=10)
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == [f"t={k}" for k in range(0, 20, 2)]  # not the rounded linspace's 8, 11
     fig = EV.plot_frame_strip(frames, steps=[3])
     (ax,) = fig.axes
     assert np.allclose(ax.images[0].get_array(), EV.frames_rgb(frames)[3])
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 19, 20, 25, 100])
+@pytest.mark.parametrize("n", [1, 2, 3, 10])
+def test_regular_steps_one_stride_from_zero(T, n):
+    steps = EV.regular_steps(T, n)
+    assert len(steps) == min(n, T) and steps[0] == 0 and steps[-1] <= T - 1
+    gaps = set(np.diff(steps).tolist())
+    assert len(gaps) <= 1  # one stride
+    if len(steps) > 1:
+        # the largest stride at which min(n, T) steps fit in T, by search
+        best = max(k for k in range(1, T) if (len(steps) - 1) * k <= T - 1)
+        assert gaps == {best}
+
+
+def test_regular_steps_examples_and_errors():
+    assert EV.regular_steps(20, 10) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert EV.regular_steps(100, 10) == [0, 11, 22, 33, 44, 55, 66, 77, 88, 99]
+    assert EV.regular_steps(4, 8) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="^n: "):
+        EV.regular_steps(10, 0)
+    with pytest.raises(ValueError, match="^T: "):
+        EV.regular_steps(0, 3)
+    with pytest.raises(ValueError, match="^n: "):
+        EV.regular_steps(10, 2.5)
 
 
 def test_event_cloud_colours_by_time():

@@ -12,7 +12,13 @@ import torch
 from stllr import functional as SF
 from stllr.layers import LinearSTLLR
 
-__all__ = ["record_layer", "stdp_window_analytic", "stdp_window_simulated", "classic_stdp_window"]
+__all__ = [
+    "record_layer",
+    "stdp_window_analytic",
+    "stdp_window_with_resting_psi",
+    "stdp_window_simulated",
+    "classic_stdp_window",
+]
 
 
 def record_layer(
@@ -85,6 +91,39 @@ def stdp_window_analytic(dts: Sequence[int], factors) -> np.ndarray:
     causal = alpha_pre * np.power(lambda_pre, np.clip(dts, 0, None).astype(float))
     noncausal = alpha_post * np.power(lambda_post, np.clip(-dts - 1, 0, None).astype(float))
     return np.where(dts >= 0, causal, noncausal)
+
+
+def stdp_window_with_resting_psi(
+    dts: Sequence[int], factors, psi_post: float, psi_rest: float
+) -> np.ndarray:
+    """The window of a neuron whose psi is ``psi_rest`` at every step but the post event's
+    (``psi_post`` there), over a long sequence (all traces settled, none cut off), learning
+    signal 1 at every step.
+
+    The rule is linear in the psi of each step, so the window splits into the spike-pair part,
+    ``(psi_post - psi_rest) * stdp_window_analytic(dts, factors)``, plus what a constant
+    ``psi_rest`` gives every pre spike whatever the timing: the causal term sums
+    ``alpha_pre * psi_rest * lambda_pre**k`` over the steps after it, the non-causal one reads a
+    post trace settled at ``psi_rest / (1 - lambda_post)``. So
+
+    ``(psi_post - psi_rest) * window(dt) + psi_rest * (alpha_pre / (1 - lambda_pre)
+    + alpha_post / (1 - lambda_post))``.
+
+    Parameters:
+        dts: dt = t_post - t_pre in steps [D].
+        factors: ``[lambda_post, lambda_pre, alpha_post, alpha_pre]``; both decays below 1.
+        psi_post: psi at the post event; psi_rest: psi at every other step.
+
+    Returns an array [D].
+    """
+    lambda_post, lambda_pre, alpha_post, alpha_pre = SF.check_factors(factors)
+    if not (lambda_post < 1 and lambda_pre < 1):
+        raise ValueError(
+            "factors: lambda_post and lambda_pre must be below 1 (else no settled trace)"
+        )
+    offset = alpha_pre / (1.0 - lambda_pre) + alpha_post / (1.0 - lambda_post)
+    pair = stdp_window_analytic(dts, factors)
+    return (float(psi_post) - float(psi_rest)) * pair + float(psi_rest) * offset
 
 
 def stdp_window_simulated(

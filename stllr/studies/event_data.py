@@ -34,6 +34,7 @@ __all__ = [
     "plot_raster",
     "plot_frames",
     "plot_frame_strip",
+    "regular_steps",
     "plot_event_cloud",
     "plot_trace_spans",
     "animate_frames",
@@ -218,6 +219,25 @@ def plot_frames(
     return fig
 
 
+def regular_steps(T: int, n: int) -> list:
+    """``min(n, T)`` time steps of a sequence of ``T`` taken at one regular stride from step 0:
+    ``0, k, 2k, ...`` with ``k = (T - 1) // (n - 1)``, the largest stride at which ``n`` steps
+    fit (1 when ``n >= T``). Rounding a linspace instead gives uneven gaps (T = 20, n = 10:
+    0, 2, 4, 6, 8, 11, ...).
+
+    Parameters:
+        T: the number of steps of the sequence (>= 1).
+        n: how many steps to take (>= 1).
+    """
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"T: expected a whole number of steps >= 1, got {T!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a whole number of frames >= 1, got {n!r}")
+    n = min(int(n), int(T))
+    stride = 1 if n == 1 else (int(T) - 1) // (n - 1)
+    return list(range(0, stride * n, stride)) if n > 1 else [0]
+
+
 def plot_frame_strip(
     frames,
     n: int = 8,
@@ -226,15 +246,12 @@ def plot_frame_strip(
     vmax: Optional[float] = None,
     steps: Optional[Sequence[int]] = None,
 ):
-    """``n`` evenly spaced camera frames ``[T, 2, H, W]`` side by side (ON red, OFF blue)."""
+    """Camera frames ``[T, 2, H, W]`` side by side (ON red, OFF blue): ``steps`` if given, else
+    ``n`` frames at one regular stride from step 0 (:func:`regular_steps`)."""
     plt = _plt()
     rgb = frames_rgb(frames, vmax)
     T = rgb.shape[0]
-    steps = (
-        list(steps)
-        if steps is not None
-        else sorted({int(round(i)) for i in np.linspace(0, T - 1, min(n, T))})
-    )
+    steps = list(steps) if steps is not None else regular_steps(T, n)
     fig, axes = plt.subplots(1, len(steps), figsize=(1.35 * len(steps), 1.75), squeeze=False)
     for ax, k in zip(axes[0], steps):
         ax.imshow(rgb[k], interpolation="nearest")
