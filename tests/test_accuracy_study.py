@@ -25,7 +25,7 @@ def _fake_sweep(accs: dict) -> Sweep:
 
 def test_default_and_full_configs():
     c = S.study_config()
-    assert (c.T, c.window, c.num_classes, c.data.dataset) == (30, 25, 5, "randman")
+    assert (c.T, c.window, c.num_classes, c.data.dataset) == (30, 20, 5, "randman")
     f = S.study_config(True, "/data", epochs=3)
     # paper Table 3, SHD: T = 100, T_l = 10, 20 classes, batch 128, lr 2e-4
     assert (
@@ -43,20 +43,32 @@ def test_default_and_full_configs():
 
 def test_methods():
     c = S.study_config()
-    bp, dfa, bptt = S.comparison_methods(c)
-    assert (bp.feedback_mode, dfa.feedback_mode, bptt.mode) == ("bp", "dfa", "bptt")
-    assert dfa.options == common.DFA_RATE_PENALTY and bp.options == {}
-    assert S.comparison_methods(c, dfa_rate_reg=False)[1].options == {}
-    assert (
-        S.comparison_methods(S.study_config(True, "/d"))[1].options == {}
-    )  # the paper's plain DFA
+    bp, bp_rate, dfa, bptt_w, bptt = S.comparison_methods(c)
+    assert (bp.feedback_mode, bp_rate.feedback_mode, dfa.feedback_mode) == ("bp", "bp", "dfa")
+    assert (bptt_w.mode, bptt.mode, bptt_w.window) == ("bptt_window", "bptt", 20)
+    assert dfa.options == bp_rate.options == common.DFA_RATE_PENALTY and bp.options == {}
+    # each method at its own rate, the validation sweep's choice
+    assert [m.lr for m in (bp, bp_rate, dfa, bptt_w, bptt)] == [
+        common.SMALL_TASK_LR[k] for k in ("bp", "bp_rate", "dfa_rate", "bptt_window", "bptt")
+    ]
+    plain = S.comparison_methods(c, ["stllr_dfa"], dfa_rate_reg=False)[0]
+    assert plain.options == {} and plain.lr == common.SMALL_TASK_LR["dfa"]
+    full = S.comparison_methods(S.study_config(True, "/d"))
+    assert [m.key for m in full] == ["stllr", "stllr_dfa", "bptt_window", "bptt"]
+    assert full[1].options == {} and all(
+        m.lr is None for m in full
+    )  # the paper: plain DFA, one rate
     assert bptt.arch == "randman_rsnn_bptt" and bp.factors == (0.5, 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="^keys: expected names of"):
+        S.comparison_methods(c, ["nope"])
     w = S.window_methods(c, [1, 30])
     assert [(m.key, m.window) for m in w] == [("d1", 1), ("d30", 30)]
+    assert all(m.lr == bp.lr for m in w)
     b = S.bptt_window_methods(c, [5])
-    assert [(m.key, m.arch, m.mode, m.window) for m in b] == [
-        ("b5", "randman_rsnn_bptt", "bptt_window", 5)
+    assert [(m.key, m.arch, m.mode, m.window, m.lr) for m in b] == [
+        ("b5", "randman_rsnn_bptt", "bptt_window", 5, bptt_w.lr)
     ]
+    assert [m.window for m in S.bptt_window_methods(c)] == [1, 5, 10]
     with pytest.raises(ValueError, match="windows"):
         S.bptt_window_methods(c, [0])
     for bad in (0, 31, 2.5, True):
@@ -85,7 +97,7 @@ def test_table3_beside_uses_the_papers_shd_rows():
     assert [r["paper"] for r in rows] == ["78.24 +- 1.84", "74.60 +- 0.52", "70.57 +- 0.96 *"]
     assert (
         rows[0]["ours"] == f"81.00 +- {np.std([80, 82], ddof=1):.2f}"
-        and rows[0]["ours_T"] == "30 (T_l 5)"
+        and rows[0]["ours_T"] == "30 (T_l 10)"
     )
     assert rows[2]["paper_T"] == "100" and rows[0]["paper_T"] == "100 (T_l 10)"
     text = S.table3_beside(sweep, c)
@@ -112,10 +124,108 @@ def test_plot_accuracy_vs_window():
     bars = [c for c in ax.containers if c.get_label().startswith("S-TLLR")][0]
     line = bars.lines[0]
     assert line.get_xdata().tolist() == [5, 20] and line.get_ydata().tolist() == [35, 85]
-    ctrl = [c for c in ax.containers if c.get_label().startswith("BPTT, same")][0].lines[0]
+    ctrl = [c for c in ax.containers if c.get_label().startswith("BPTT, loss of the same")]
+    ctrl = ctrl[0].lines[0]
     assert ctrl.get_xdata().tolist() == [5] and ctrl.get_ydata().tolist() == [63]
     curve = [l for l in bx.get_lines() if l.get_label().startswith("Eq.")][0]
     assert curve.get_ydata()[0] == pytest.approx(60 / 15)  # d = 5: 2T / 3d = 4
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _lr_sweep(values: dict) -> Sweep:
+    """A fake lr sweep: ``{(key, lr): [final accuracies]}``."""
+    sweep = Sweep()
+    for (key, lr), accs in values.items():
+        m = Method(f"{key}@{lr:g}", f"{key}, lr {lr:g}", "randman_rsnn_stllr", "stllr", lr=lr)
+        sweep.labels[m.key] = m.label
+        sweep[m.key] = [
+            RunResult(
+                m,
+                i,
+                i,
+                [
+                    {"epoch": 0, "test_acc": 20.0},
+                    {"epoch": 1, "test_acc": float(v), "train_acc": 99.0},
+                ],
+            )
+            for i, v in enumerate(accs)
+        ]
+    return sweep
+
+
+def test_lr_methods_rows_and_choice():
+    c = S.study_config()
+    ms = S.lr_methods(c, ["stllr", "bptt"])
+    assert [m.key for m in ms] == [
+        "stllr@0.005",
+        "stllr@0.01",
+        "stllr@0.02",
+        "bptt@0.005",
+        "bptt@0.01",
+        "bptt@0.02",
+    ]
+    assert [m.lr for m in ms] == [5e-3, 1e-2, 2e-2] * 2 and ms[3].mode == "bptt"
+    assert S.lr_methods(c, ["stllr"], grid=[1e-3])[0].label == "S-TLLR (BP), lr 0.001"
+    with pytest.raises(ValueError, match="^grid: expected positive"):
+        S.lr_methods(c, ["stllr"], grid=[0.0])
+    sweep = _lr_sweep(
+        {
+            ("a", 5e-3): [80, 90],
+            ("a", 1e-2): [85, 85],
+            ("a", 2e-2): [60, 70],
+            ("b", 5e-3): [50, 50],
+            ("b", 1e-2): [70, 72],
+        }
+    )
+    rows = S.lr_rows(sweep)
+    assert [(r["key"], r["lr"], r["mean"], r["chosen"]) for r in rows] == [
+        ("a", 5e-3, 85.0, True),
+        ("a", 1e-2, 85.0, False),
+        ("a", 2e-2, 65.0, False),
+        ("b", 5e-3, 50.0, False),
+        ("b", 1e-2, 71.0, True),
+    ]
+    assert S.choose_lr(rows) == {"a": 5e-3, "b": 1e-2}  # a tie goes to the smaller rate
+    text = S.lr_table(rows).splitlines()
+    assert text[0].split()[-3:] == ["0.005", "lr", "0.01"] or "lr 0.02" in text[0]
+    assert (
+        text[2].startswith("a ") and "85.0 +- 7.1 <" in text[2] and text[3].rstrip().endswith("-")
+    )
+
+
+def test_comparison_rows_gap_and_window_sweeps():
+    c = S.study_config()
+    main = _fake_sweep({"stllr": [90, 92], "bptt_window": [80, 84], "bptt": [70, 70]})
+    for runs in main.values():
+        for r in runs:
+            r.history[-1]["train_acc"] = 99.0
+    rows = {r["key"]: r for r in S.comparison_rows(main)}
+    assert rows["stllr"]["gap"] == pytest.approx(8.0) and rows["bptt_window"]["gap"] == 17.0
+    text = S.comparison_table(main, paper={"stllr": (78.24, 1.84), "bptt": (70.57, 0.96)})
+    assert "70.57 +- 0.96 *" in text and text.splitlines()[-1] == paper.PAPER_SHD_BPTT_NOTE
+    both = _fake_sweep({"d1": [20, 22], "d30": [80, 80], "b1": [70, 75]})
+    windows, control = S.window_sweeps(both, main, c)
+    # the main comparison's runs fill in d = 20 (the main window), ordered by d
+    assert list(windows) == ["d1", "d20", "d30"] and windows["d20"] is main["stllr"]
+    assert list(control) == ["b1", "b20"] and control["b20"] is main["bptt_window"]
+    assert control.labels["b20"] == "BPTT, loss of the last 20 steps"
+
+
+def test_plot_comparison_draws_every_method():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    main = _fake_sweep({k: [80, 82] for k in S.COMPARISON})
+    for runs in main.values():
+        for r in runs:
+            r.history[-1]["train_acc"] = 99.0
+    fig = S.plot_comparison(main, chance=20.0)
+    ax, bx, cx, dx = fig.axes
+    assert len([l for l in ax.get_lines() if l.get_label() in S.COMPARISON]) == 5
+    assert [t.get_text() for t in cx.get_xticklabels()] == [v[3] for v in S.COMPARISON.values()]
+    assert len(dx.get_xticklabels()) == len(paper.PAPER_SHD_ROWS)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

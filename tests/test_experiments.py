@@ -368,35 +368,91 @@ def test_training_memory_hand_counts():
     assert only["stllr"]["batch_size"] == 5 and "ratio" not in only
 
 
+def test_training_memory_of_window_bptt_hand_counts():
+    """BPTT on the loss of the window (the matched control of notebook 00): the graph of every step
+    as BPTT, and the cross-entropy of each of the last ``window`` steps keeps its own log_softmax
+    (the int64 target is one storage for all of them); Eq. 18-19 as BPTT's."""
+    runs, info = _runs(), _info()
+    mw = common.Method("bptt_window", "BPTT (window)", "randman_rsnn_bptt", "bptt_window", window=3)
+    runs = {
+        "stllr": runs["stllr"],
+        "bptt_window": common.RunResult(mw, 0, 0, runs["bptt"].history, 45, runs["bptt"].model),
+    }
+    out = quickstart.training_memory(runs, info)
+    w, s = out["bptt_window"], out["stllr"]
+    assert (w["mode"], w["T"], w["window"], w["batch_size"]) == ("bptt_window", T_SEQ, 3, BS)
+    graph = T_SEQ * BS * (M_IN + 2 * HID) * F32  # x_t, v_t, s_t of every step, as BPTT
+    assert w["saved_bytes"] == graph + 3 * BS * CLS * F32 + BS * I64
+    assert w["analytic_bytes_per_sample"] == T_SEQ * 14 * F32
+    assert w["state_bytes"] == BS * (2 * HID + CLS) * F32
+    assert out["ratio"] == {
+        "memory_ratio": w["saved_bytes"] / s["saved_bytes"],
+        "memory_ratio_analytic": T_SEQ / 2,
+        "T": T_SEQ,
+    }
+    model = runs["bptt_window"].model
+    assert model.training and all(p.grad is None for p in model.parameters())
+    # the same model measured as plain BPTT (loss of the summed logits): one loss term only
+    plain = quickstart.training_memory({"bptt": _runs()["bptt"]}, info)["bptt"]
+    assert plain["saved_bytes"] == graph + BS * CLS * F32 + BS * I64
+
+
 def test_results_table_rows():
     runs = _runs()
     memory = {"stllr": {"saved_bytes_per_sample": 1234.0, "analytic_bytes_per_sample": 112.0}}
     lines = quickstart.results_table(
         runs, memory=memory, paper={"stllr": (78.24, 1.84)}
     ).splitlines()
-    assert lines[0].split("  ")[:5] == [
+    assert lines[0].split("  ")[:6] == [
         "method",
         "params",
         "train acc %",
         "test acc %",
+        "train - test",
         "best test %",
     ]
     assert "saved kB/sample (measured)" in lines[0] and "paper SHD test %" in lines[0]
     s = lines[2].split()
-    assert s[:5] == [
-        "S-TLLR",
-        "123",
-        "75.00",
-        "60.00",
-        "62.50",
-    ]  # final train/test, best test over epochs >= 1
-    assert s[5:] == ["1.2", "0.1", "78.24", "+-", "1.84"]  # kB/sample
+    # final train/test, their difference (points), best test over epochs >= 1
+    assert s[:6] == ["S-TLLR", "123", "75.00", "60.00", "+15.00", "62.50"]
+    assert s[6:] == ["1.2", "0.1", "78.24", "+-", "1.84"]  # kB/sample
     b = lines[3].split()
-    assert b == ["BPTT", "45", "40.00", "33.33", "33.33", "-", "-", "-"]
+    assert b == ["BPTT", "45", "40.00", "33.33", "+6.67", "33.33", "-", "-", "-"]
     assert (
-        len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 5
+        len(quickstart.results_table(runs).splitlines()[0].split("  ")) == 6
     )  # no memory / paper columns
     # with the paper's BPTT number: marked, and the note that it is not a matched model under the table
     lines = quickstart.results_table(runs, paper=paper.PAPER_SHD_ACCURACY).splitlines()
     assert lines[3].split()[-4:] == ["70.57", "+-", "0.96", "*"]
     assert lines[-1] == paper.PAPER_SHD_BPTT_NOTE
+    # a method without a paper row of its own key gets the row of its kind: the window-loss BPTT
+    # the paper's BPTT (still marked), S-TLLR with DFA the paper's S-TLLR (DFA)
+    mw = common.Method("bptt_window", "BPTT (window)", "randman_rsnn_bptt", "bptt_window")
+    md = common.Method("dfa", "S-TLLR (DFA)", "randman_rsnn_stllr", "stllr", feedback_mode="dfa")
+    kinds = {
+        "bptt_window": common.RunResult(mw, 0, 0, runs["bptt"].history, 45),
+        "dfa": common.RunResult(md, 0, 0, runs["stllr"].history, 123),
+    }
+    lines = quickstart.results_table(kinds, paper=paper.PAPER_SHD_ACCURACY).splitlines()
+    bptt, dfa = paper.PAPER_SHD_ACCURACY["bptt"], paper.PAPER_SHD_ACCURACY["stllr_dfa"]
+    assert lines[2].endswith(f"{bptt[0]:.2f} +- {bptt[1]:.2f} *")
+    assert lines[3].endswith(f"{dfa[0]:.2f} +- {dfa[1]:.2f}")
+    assert lines[-1] == paper.PAPER_SHD_BPTT_NOTE
+    # no row of its kind (S-TLLR with DFA is not S-TLLR with BP): no number, no note
+    only = quickstart.results_table({"dfa": kinds["dfa"]}, paper={"stllr": (1.0, 0.5)})
+    assert only.splitlines()[-1].split()[-1] == "-" and "1.00" not in only
+    assert paper.PAPER_SHD_BPTT_NOTE not in only
+
+
+def test_quickstart_full_trains_the_papers_two_methods(tmp_path):
+    """FULL: S-TLLR and BPTT on the loss of the summed logits (the reference's baseline), both at
+    the study's one rate (no rate of their own), the paper's window of 90 of 100 steps."""
+    c = quickstart.quickstart_config(True, None, tmp_path)
+    assert [(m.key, m.label, m.arch, m.mode, m.window, m.psi, m.lr) for m in c.methods] == [
+        ("stllr", "S-TLLR", "stllr_shd_net", "stllr", 90, None, None),
+        ("bptt", "BPTT", "bptt_shd_net", "bptt", 90, None, None),
+    ]
+    assert (c.lr, c.epochs) == (2e-4, 200)
+    assert all(m.factors == (0.5, 1.0, 1.0, 1.0) and m.feedback_mode == "bp" for m in c.methods)
+    with pytest.raises(ValueError, match="^data_path: "):
+        quickstart.quickstart_config(True)

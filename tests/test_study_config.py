@@ -23,7 +23,7 @@ from stllr.studies import (
     quickstart,
     sweeps,
 )
-from stllr.studies.common import DFA_RATE_PENALTY, RANDMAN_TASK, SMALL_RANDMAN, StudyConfig
+from stllr.studies.common import DFA_RATE_PENALTY, SMALL_RANDMAN, StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHD = next(r for r in paper.PAPER_SHD_ROWS if r["key"] == "stllr")  # Table 3: T = 100, T_l = 10
@@ -62,35 +62,53 @@ def test_quickstart_small_is_what_notebook_00_says():
     c = quickstart.quickstart_config()
     text = _prose("00_quickstart")
     assert (
-        f"{RANDMAN_TASK['n_units']} input units, each firing exactly once within T = {c.T} steps "
-        f"(with {RANDMAN_TASK['jitter']:g} steps of timing jitter), {c.num_classes} classes, "
-        f"{c.num_classes * RANDMAN_TASK['n_train_per_class']} training and "
-        f"{c.num_classes * RANDMAN_TASK['n_test_per_class']} test samples" in text
+        f"{SMALL_RANDMAN['n_units']} input units, each firing exactly once within T = {c.T} steps "
+        f"(with {SMALL_RANDMAN['jitter']:g} steps of timing jitter), {c.num_classes} classes, "
+        f"{c.num_classes * SMALL_RANDMAN['n_train_per_class']} training and "
+        f"{c.num_classes * SMALL_RANDMAN['n_test_per_class']} test samples" in text
     )
-    assert f"at each of the last {c.window} steps" in text
+    assert f"`100 -> 128 recurrent LIF -> {c.num_classes} leaky readout`" in text
+    assert (
+        f"the cross-entropy of the readout at each of the last {c.window} of the {c.T} steps, "
+        f"summed (the first `T_l = {c.T - c.window}` steps carry no learning signal)" in text
+    )
+    assert f"at each of the last {c.window} steps calls `loss(out_t, y).backward()`" in text
+    assert f"at each of the {c.window} learning steps instead of once" in text
     assert "`factors` are the paper's SHD setting `[0.5, 1, 1, 1]`" in text
-    assert c.factors == (0.5, 1.0, 1.0, 1.0)
-    assert (c.full, c.data.dataset, dict(c.data.data_options)) == (False, "randman", RANDMAN_TASK)
-    assert (c.arch, c.twin, c.psi, c.task) == (
+    assert "`stllr.studies.common.SMALL_TASK_LR` keeps its choice" in text
+    # notebook 00 is the one small-task setting (notebooks 03, 04, 06), nothing of its own
+    small = common.small_task_config()
+    assert dataclasses.replace(c, methods=[]) == small
+    assert (c.full, c.data.dataset, dict(c.data.data_options)) == (False, "randman", SMALL_RANDMAN)
+    assert (c.task, c.T, c.num_classes, c.window, c.epochs) == (
+        "randman (5 classes, T = 30)",
+        30,
+        5,
+        20,
+        12,
+    )
+    assert (c.arch, c.twin, c.psi, c.factors) == (
         "randman_rsnn_stllr",
         "randman_rsnn_bptt",
         "sigmoid",
-        "randman (10 classes, T = 50)",
+        (0.5, 1.0, 1.0, 1.0),
     )
-    # the docstring's settings of benchmarks/accuracy.py; the notebook asks for EPOCHS = 10
-    assert (c.optimizer, c.lr, c.data.batch_size, c.data.val_batch_size, c.epochs) == (
-        "Adam",
-        2e-3,
-        32,
-        250,
-        8,
-    )
+    assert (c.optimizer, c.data.batch_size, c.data.val_batch_size) == ("Adam", 32, 250)
     assert quickstart.quickstart_config(epochs=10).epochs == 10
-    assert [(m.key, m.arch, m.mode) for m in c.methods] == [
-        ("stllr", "randman_rsnn_stllr", "stllr"),
-        ("bptt", "randman_rsnn_bptt", "bptt"),
+    # S-TLLR (BP) and the BPTT twin on the same (window) loss, each with notebook 04's rate
+    assert [(m.key, m.arch, m.mode, m.feedback_mode, m.window, m.lr) for m in c.methods] == [
+        ("stllr", "randman_rsnn_stllr", "stllr", "bp", 20, common.SMALL_TASK_LR["bp"]),
+        (
+            "bptt_window",
+            "randman_rsnn_bptt",
+            "bptt_window",
+            "bp",
+            20,
+            common.SMALL_TASK_LR["bptt_window"],
+        ),
     ]
-    assert c.groups == {} and c.options == {} and c.chance == 10.0
+    assert all(m.options == {} and m.psi == "sigmoid" for m in c.methods)
+    assert c.groups == {} and c.options == {} and c.chance == 20.0
 
 
 def test_factor_choices_small_is_what_notebook_03_says():
@@ -129,18 +147,35 @@ def test_accuracy_vs_bptt_small_is_what_notebook_04_says():
     assert f"once within T = {c.T} steps, {c.num_classes} classes" in text
     assert "`[lambda_post, lambda_pre, alpha_post, alpha_pre] = [0.5, 1, 1, 1]`" in text
     assert c.factors == (0.5, 1.0, 1.0, 1.0)
-    assert f"on the last {c.window} of {c.T} steps (T_l = {c.T - c.window})" in text
+    assert (
+        f"learning signal on the last {c.window} of {c.T} steps (`T_l = {c.T - c.window}`" in text
+    )
+    assert f"{c.epochs} epochs, Adam, batch {c.data.batch_size}" in text
     assert f"T = {c.T} and trains for {c.epochs} epochs" in text
     assert f"(`rate_reg = {DFA_RATE_PENALTY['rate_reg']:g}`, e-prop style)" in text
+    n = c.options["validation"]
+    assert f"on {300 - n} of the 300 training samples and evaluated on the other {n}" in text
     assert (c.arch, c.twin, c.psi, c.lr, c.data.batch_size) == (
         "randman_rsnn_stllr",
         "randman_rsnn_bptt",
         "sigmoid",
-        5e-3,
+        2e-2,
         32,
     )
-    assert c.options == {"windows": (1, 5, 10, 20, 30)} and c.chance == 20.0
-    assert [m.key for m in c.methods] == ["stllr", "stllr_dfa", "bptt"]
+    assert c.options == {
+        "windows": (1, 5, 10, 20, 30),
+        "control_windows": (1, 5, 10),
+        "lr_grid": (5e-3, 1e-2, 2e-2),
+        "validation": 60,
+    }
+    assert c.chance == 20.0 and c.data.max_train is None
+    assert [m.key for m in c.methods] == [
+        "stllr",
+        "stllr_bp_rate",
+        "stllr_dfa",
+        "bptt_window",
+        "bptt",
+    ]
     assert c.methods == accuracy_vs_bptt.comparison_methods(c)
 
 
@@ -151,23 +186,40 @@ def test_learning_signals_small_is_what_notebook_06_says():
         f"(`rate_reg = {DFA_RATE_PENALTY['rate_reg']:g}`, "
         f"`rate_target = {DFA_RATE_PENALTY['rate_target']:g}`)" in text
     )
-    # the docstring: SMALL_RANDMAN, Adam lr 3e-3, batch 32, psi sigmoid, the last 25 of 30 steps
+    # the one small-task setting (common.small_task_config), as the notebook says
+    assert "the one small-task setting that notebooks 00, 03 and 04 use" in text
+    assert "`common.small_task_config`" in text and "`common.SMALL_TASK_LR`" in text
     assert (c.data.dataset, dict(c.data.data_options), c.num_classes, c.T, c.window) == (
         "randman",
         SMALL_RANDMAN,
         5,
         30,
-        25,
+        common.SMALL_TASK_WINDOW,
     )
     assert (c.optimizer, c.lr, c.data.batch_size, c.psi, c.epochs) == (
         "Adam",
-        3e-3,
+        common.SMALL_TASK_LR["bp"],
         32,
         "sigmoid",
-        12,
+        common.SMALL_TASK_EPOCHS,
     )
     assert c.options == {"record_every": 1, "model_options": {}} and c.twin is None
-    assert [m.key for m in c.methods] == ["bp", "dfa", "dfa_rate"]
+    keys = ["bp", "dfa", "dfa_frozen", "dfa_rate", "bp_rate", "sdfa_rate"]
+    assert [m.key for m in c.methods] == keys
+    # "the three DFA variants it does not cover ... take the rate of DFA + rate penalty"
+    assert "take the rate of DFA + rate penalty" in text
+    lr = {m.key: m.lr for m in c.methods}
+    assert lr == {
+        "bp": common.SMALL_TASK_LR["bp"],
+        "bp_rate": common.SMALL_TASK_LR["bp_rate"],
+        "dfa_rate": common.SMALL_TASK_LR["dfa_rate"],
+        "dfa": common.SMALL_TASK_LR["dfa_rate"],
+        "dfa_frozen": common.SMALL_TASK_LR["dfa_rate"],
+        "sdfa_rate": common.SMALL_TASK_LR["dfa_rate"],
+    }
+    # "W_rec (and their gain) kept at their initial values (`build_model(..., train_recurrent=False)`)"
+    assert "`build_model(..., train_recurrent=False)`" in text
+    assert {m.key for m in c.methods if m.options.get("train_recurrent") is False} == {"dfa_frozen"}
 
 
 def test_full_configs_are_the_papers_shd_setting(tmp_path):
