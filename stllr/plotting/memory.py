@@ -1,5 +1,7 @@
-"""Plots of memory and compute (notebook 05): memory against T, MACs against the learning window,
-the paper's Table 3 recomputed, time per step. Published numbers are drawn in grey."""
+"""Plots of memory and compute (notebook 05): bytes saved for backward and peak memory against T,
+the memory of a training sequence by part, the analytic calculator's bars, MACs against the
+learning window, the paper's Table 3 recomputed, time per step. Published numbers are drawn in
+grey."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ import numpy as np
 
 from stllr.plotting.style import PAPER_STYLE, _clean, method_color, plt
 
-__all__ = ["plot_memory_vs_T", "plot_macs_vs_window", "plot_table3", "plot_time_per_step"]
+__all__ = [
+    "BREAKDOWN_STYLE",
+    "plot_memory_vs_T",
+    "plot_memory_breakdown",
+    "plot_analytic_breakdown",
+    "plot_macs_vs_window",
+    "plot_table3",
+    "plot_time_per_step",
+]
 
 
 def _log_T_axis(ax, ticks):
@@ -19,15 +29,10 @@ def _log_T_axis(ax, ticks):
     ax.set_xlabel("time steps T (log scale)")
 
 
-def plot_memory_vs_T(
-    rows: Sequence[Dict[str, Any]], paper_ratios: Optional[Sequence[tuple]] = None, title: str = ""
-):
-    """Paper Fig. 3 setup: (a) memory of one training sequence vs T, measured saved bytes (markers),
-    Eq. 18-19 (dashed) and the GPU allocator peak (dotted, when measured); (b) BPTT / S-TLLR ratio
-    vs T against T/2, with Table 3's published ratios (``paper_ratios``: (T, ratio, label))."""
+def _saved_panel(ax, rows):
+    """Bytes saved for backward vs T (this run's rows), Eq. 18-19, and the allocator peak when the
+    rows have it (a CUDA run)."""
     T = np.array([r["T"] for r in rows])
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.0))
-    ax = axes[0]
     for name in ("bptt", "stllr"):
         c = method_color(name)
         lab = "BPTT" if name == "bptt" else "S-TLLR"
@@ -38,7 +43,7 @@ def plot_memory_vs_T(
             color=c,
             lw=2,
             ms=5,
-            label=f"{lab}: saved for backward (measured)",
+            label=f"{lab}: bytes saved for backward (measured)",
         )
         ax.plot(
             T,
@@ -56,15 +61,86 @@ def plot_memory_vs_T(
                 color=c,
                 ms=4,
                 lw=1.3,
-                label=f"{lab}: GPU peak (max_memory_allocated)",
+                label=f"{lab}: GPU peak increase (max_memory_allocated)",
             )
     _log_T_axis(ax, T)
     ax.set_yscale("log")
     ax.set_ylabel("MB (1e6 bytes), log scale")
-    ax.set_title(f"memory of one training sequence (batch {rows[0]['batch_size']})")
+    ax.set_title(
+        f"bytes saved for backward, one training sequence\n(this run, batch {rows[0]['batch_size']})",
+        fontsize=10,
+    )
     ax.legend(frameon=False, fontsize=7.5, loc="lower right", bbox_to_anchor=(1.0, 0.2))
     _clean(ax)
-    ax = axes[1]
+
+
+def _recorded_name(recorded) -> str:
+    return recorded.get("gpu") or str(recorded.get("device", "")).upper()
+
+
+def _recorded_panel(ax, recorded):
+    """The recorded run: bytes saved for backward beside the allocator's peak increase."""
+    rows = [r for r in recorded["rows"] if r["bptt_saved_mb"] is not None]
+    T = np.array([r["T"] for r in rows])
+    for name in ("bptt", "stllr"):
+        c = method_color(name)
+        lab = "BPTT" if name == "bptt" else "S-TLLR"
+        ax.plot(
+            T,
+            [r[f"{name}_peak_mb"] for r in rows],
+            "s-",
+            color=c,
+            lw=2,
+            ms=5,
+            label=f"{lab}: peak memory increase (what Fig. 3 plots)",
+        )
+        ax.plot(
+            T,
+            [r[f"{name}_saved_mb"] for r in rows],
+            "o:",
+            color=c,
+            lw=1.3,
+            ms=4,
+            mfc="white",
+            label=f"{lab}: bytes saved for backward",
+        )
+    _log_T_axis(ax, T)
+    ax.set_yscale("log")
+    ax.set_ylabel("MB (1e6 bytes), log scale")
+    ax.set_title(
+        f"recorded {_recorded_name(recorded)} run (batch {recorded['batch_size']}): peak vs saved",
+        fontsize=10,
+    )
+    ax.legend(frameon=False, fontsize=7.5, loc="lower right", bbox_to_anchor=(1.0, 0.12))
+    _clean(ax)
+
+
+def plot_memory_vs_T(
+    rows: Sequence[Dict[str, Any]],
+    paper_ratios: Optional[Sequence[tuple]] = None,
+    title: str = "",
+    recorded: Optional[Dict[str, Any]] = None,
+):
+    """Paper Fig. 3 setup: bytes saved for backward and peak memory against T.
+
+    Parameters:
+        rows: of :func:`stllr.studies.memory_and_compute.memory_vs_T`.
+        paper_ratios: Table 3's published MB ratios as (T, ratio, label).
+        title: the figure's title.
+        recorded: a recorded run (:func:`stllr.studies.memory_and_compute.read_recorded_fig3`).
+
+    Panels: (a) bytes saved for backward by one training sequence vs T, measured (markers) and
+    Eq. 18-19 (dashed), and the GPU allocator peak (dotted, when the rows have it); with
+    ``recorded``, (b) the recorded run's peak memory increase beside its saved bytes; last, the
+    BPTT / S-TLLR ratio vs T against T/2: saved bytes, the peaks (recorded or measured) and
+    ``paper_ratios``."""
+    T = np.array([r["T"] for r in rows])
+    n = 3 if recorded is not None else 2
+    fig, axes = plt.subplots(1, n, figsize=(5.6 * n + 0.3, 4.3))
+    _saved_panel(axes[0], rows)
+    if recorded is not None:
+        _recorded_panel(axes[1], recorded)
+    ax = axes[-1]
     tt = np.linspace(T.min(), T.max(), 100)
     ax.plot(tt, tt / 2, "--", color="k", lw=1.2, label="Eq. 22: T / 2")
     ax.plot(
@@ -74,7 +150,7 @@ def plot_memory_vs_T(
         color=PAPER_STYLE["stllr"],
         lw=2,
         ms=5,
-        label="measured (saved bytes)",
+        label="bytes saved for backward (this run)",
     )
     if "bptt_peak_bytes" in rows[0]:
         ax.plot(
@@ -83,7 +159,18 @@ def plot_memory_vs_T(
             ":s",
             color=PAPER_STYLE["dfa"],
             ms=4,
-            label="GPU peak ratio",
+            label="GPU peak increase (this run)",
+        )
+    if recorded is not None:
+        rec = [r for r in recorded["rows"] if r["peak_ratio"] is not None]
+        ax.plot(
+            [r["T"] for r in rec],
+            [r["peak_ratio"] for r in rec],
+            "s-",
+            color=PAPER_STYLE["noncausal"],
+            lw=2,
+            ms=5,
+            label=f"peak memory increase (recorded {_recorded_name(recorded)} run)",
         )
     if paper_ratios:
         for i, (t, ratio, lab) in enumerate(paper_ratios):
@@ -108,12 +195,136 @@ def plot_memory_vs_T(
         ax, np.unique(np.concatenate([T, [p[0] for p in (paper_ratios or [])]]).astype(int))
     )
     ax.set_yscale("log")
-    ax.set_ylabel("BPTT / S-TLLR memory (log scale)")
-    ax.set_title("memory saving")
+    ax.set_ylabel("BPTT / S-TLLR (log scale)")
+    ax.set_title("memory saving: saved bytes vs peak", fontsize=10)
     ax.legend(frameon=False, fontsize=7.5)
     _clean(ax)
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+#: The parts of a memory breakdown (stllr.studies.memory_and_compute.BREAKDOWN_PARTS): label, colour.
+BREAKDOWN_STYLE = {
+    "weights": ("weights", "#4d4d4d"),
+    "gradients": ("gradients", "#8c8c8c"),
+    "optimizer": ("optimizer state (Adam: 2 moments)", "#c7c7c7"),
+    "weight_copies": ("standardised weight copies", "#e5c494"),
+    "neuron_states": ("neuron states (traces, membranes)", PAPER_STYLE["dfa"]),
+    "saved_activations": ("saved activations", PAPER_STYLE["bptt"]),
+}
+
+
+def plot_memory_breakdown(panels: Sequence[tuple], title: str = ""):
+    """The memory of one training sequence by part, as shares of its total (stacked to 100 %),
+    S-TLLR and BPTT side by side.
+
+    Parameters:
+        panels: (panel title, groups); each group is (label, S-TLLR breakdown, BPTT breakdown)
+            with the parts of :data:`BREAKDOWN_STYLE` in bytes and ``total``
+            (:func:`stllr.studies.memory_and_compute.memory_breakdown` or ``breakdown_at_batch``).
+        title: the figure's title.
+
+    Each bar carries its total in MB; each group the BPTT / S-TLLR ratio of the totals."""
+    widths = [max(len(g), 1) for _, g in panels]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(sum(1.45 * w + 0.9 for w in widths) + 1.0, 4.6),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+    )
+    axes = axes[0]
+    for ax, (ptitle, groups) in zip(axes, panels):
+        ticks, labels = [], []
+        for gi, (glabel, s_bd, b_bd) in enumerate(groups):
+            for k, (name, bd) in enumerate((("S-TLLR", s_bd), ("BPTT", b_bd))):
+                x = 2.6 * gi + 1.05 * k
+                bottom = 0.0
+                for part, (_, color) in BREAKDOWN_STYLE.items():
+                    share = 100.0 * bd[part] / bd["total"]
+                    ax.bar(
+                        x, share, bottom=bottom, width=0.95, color=color, edgecolor="white", lw=0.4
+                    )
+                    bottom += share
+                ax.text(
+                    x,
+                    101,
+                    f"{bd['total'] / 1e6:,.0f}\nMB"
+                    if bd["total"] >= 1e7
+                    else f"{bd['total'] / 1e6:,.1f}\nMB",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6.8,
+                )
+                ticks.append(x)
+                labels.append(name)
+            ax.annotate(
+                f"{glabel}\nBPTT / S-TLLR x{b_bd['total'] / s_bd['total']:.2f}",
+                xy=(2.6 * gi + 0.525, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -17),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=7.5,
+            )
+        ax.set_xticks(ticks, labels, fontsize=6.5)
+        ax.set_ylim(0, 118)
+        ax.set_yticks([0, 25, 50, 75, 100])
+        ax.set_title(ptitle, fontsize=9.5)
+        _clean(ax)
+    axes[0].set_ylabel("share of the memory held (%)")
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=c) for _, c in reversed(list(BREAKDOWN_STYLE.values()))
+    ]
+    fig.legend(
+        handles,
+        [lab for lab, _ in reversed(list(BREAKDOWN_STYLE.values()))],
+        frameon=False,
+        fontsize=7.5,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.55),
+    )
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.subplots_adjust(bottom=0.22)
+    return fig
+
+
+def plot_analytic_breakdown(r: Dict[str, Any]):
+    """The calculator's figure: the analytic memory of S-TLLR and BPTT by part (weights,
+    gradients, optimizer, Eq. 18-19 activations) as stacked horizontal bars in MB.
+
+    Parameters:
+        r: a result of :func:`stllr.studies.memory_and_compute.analytic_breakdown`."""
+    parts = {
+        "weights": BREAKDOWN_STYLE["weights"],
+        "gradients": BREAKDOWN_STYLE["gradients"],
+        "optimizer": (f"optimizer ({r['optimizer_moments']} x weights)", "#c7c7c7"),
+        "activations": ("learning memory (Eq. 18 / 19)", PAPER_STYLE["bptt"]),
+    }
+    fig, ax = plt.subplots(figsize=(8.5, 2.5))
+    for y, (name, key) in enumerate((("BPTT", "bptt"), ("S-TLLR", "stllr"))):
+        left = 0.0
+        for part, (lab, color) in parts.items():
+            v = r[key]["bytes"][part] / 1e6
+            ax.barh(y, v, left=left, color=color, height=0.6, label=lab if y == 0 else None)
+            left += v
+        ax.text(left, y, f" {left:,.1f} MB", va="center", fontsize=8)
+    ax.set_yticks([0, 1], ["BPTT", "S-TLLR"])
+    ax.set_xlim(0, max(r["bptt"]["bytes"]["total"], r["stllr"]["bytes"]["total"]) / 1e6 * 1.25)
+    ax.set_xlabel("MB (1e6 bytes)")
+    ax.set_title(
+        f"T = {r['T']}, window {r['window']}, batch {r['batch_size']}: memory BPTT / S-TLLR "
+        f"x{r['total_ratio']:.2f} in total (Eq. 22: x{r['memory_ratio']:g}), "
+        f"MACs x{r['mac_ratio']:.3f} (Eq. 23)",
+        fontsize=9,
+    )
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=4)
+    _clean(ax)
     fig.tight_layout()
     return fig
 
