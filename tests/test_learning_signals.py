@@ -24,7 +24,7 @@ from stllr.studies import common as E
 from stllr.studies import learning_signals as LS
 from stllr.studies import paper
 from stllr.training.config import make_optimizer
-from stllr.training.loop import train_batch
+from stllr.training.loop import seed_everything, train_batch
 
 DT = torch.float64
 B, T, M, H, C, WINDOW = 6, 8, 10, 12, 4, 5
@@ -358,7 +358,14 @@ def test_run_trials_summary_and_table(tmp_path):
     # every trial sees the batches of the data seed: trial 1 is train_recording with seed 6
     train_set, test_set, info = data.load()
     one = LS.train_recording(
-        cfg.methods[1], train_set, test_set, info, epochs=1, lr=cfg.lr, seed=6, record_every=2
+        cfg.methods[1],
+        train_set,
+        test_set,
+        info,
+        epochs=1,
+        lr=cfg.methods[1].lr,
+        seed=6,
+        record_every=2,
     )
 
     def untimed(history):
@@ -397,15 +404,25 @@ def test_mean_std_and_configs():
         2e-4,
     )
     assert full.epochs == 200 and list(full.factors) == [0.5, 1.0, 1.0, 1.0]
-    assert [m.arch for m in full.methods] == ["stllr_shd_net"] * 3
+    assert [m.arch for m in full.methods] == ["stllr_shd_net"] * len(LS.SIGNALS)
+    assert {m.lr for m in full.methods} == {None}  # FULL: the paper's lr for every signal
     small = LS.signal_config()
     assert small.data.data_options["n_classes"] == 5 and small.window <= small.T
-    assert [m.key for m in small.methods] == ["bp", "dfa", "dfa_rate"]
-    assert [m.feedback_mode for m in small.methods] == ["bp", "dfa", "dfa"]
+    keys = ["bp", "dfa", "dfa_frozen", "dfa_rate", "bp_rate", "sdfa_rate"]
+    assert [m.key for m in small.methods] == keys == list(LS.SIGNALS)
+    assert [m.feedback_mode for m in small.methods] == ["bp", "dfa", "dfa", "dfa", "bp", "sdfa"]
     assert {(m.arch, m.mode, m.factors, m.window, m.psi) for m in small.methods} == {
-        ("randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), 25, "sigmoid")
+        ("randman_rsnn_stllr", "stllr", (0.5, 1.0, 1.0, 1.0), 20, "sigmoid")
     }
-    assert [m.options for m in small.methods] == [{}, {}, E.DFA_RATE_PENALTY]
+    pen = E.DFA_RATE_PENALTY
+    assert [m.options for m in small.methods] == [
+        {},
+        {},
+        {"train_recurrent": False},
+        pen,
+        pen,
+        pen,
+    ]
     assert paper.PAPER_SHD_SIGNALS == {"bp": (78.24, 1.84), "dfa": (74.60, 0.52)}
     info = {"num_classes": 3, "input_shape": (7,)}
     (dfa_rate,) = LS.signal_methods(
@@ -419,6 +436,84 @@ def test_mean_std_and_configs():
         model.linear1_hook.rate_reg,
         model.linear1_hook.rate_target,
     ) == ("dfa", 0.3, 0.03)
+    with pytest.raises(ValueError, match="^keys: expected keys of SIGNALS"):
+        LS.signal_methods(small, ["bp", "nope"])
+
+
+def test_small_setting_is_the_shared_one_with_each_kinds_learning_rate():
+    """Notebook 06 trains in the one small-task setting (common.small_task_config) and each signal
+    with notebook 04's rate for its kind: the methods the four notebooks share are the same Method
+    as common.small_task_method builds (labels aside), so they train identically."""
+    small = LS.signal_config()
+    shared = E.small_task_config()
+    for field in ("data", "task", "T", "arch", "psi", "factors", "window", "optimizer", "lr"):
+        assert getattr(small, field) == getattr(shared, field), field
+    assert (small.epochs, small.twin) == (E.SMALL_TASK_EPOCHS, None)
+    assert LS.signal_config(epochs=3).epochs == 3
+    by_key = {m.key: m for m in small.methods}
+    for key, kind in LS.SIGNAL_LR_KIND.items():
+        assert by_key[key].lr == E.SMALL_TASK_LR[kind], key
+    for kind in ("bp", "dfa", "dfa_rate", "bp_rate"):
+        ref = E.small_task_method(shared, kind)
+        ours = by_key[kind]
+        assert dataclasses.replace(ours, label=ref.label) == ref, kind
+    frozen = E.small_task_method(
+        shared, "dfa", key="dfa_frozen", options={"train_recurrent": False}
+    )
+    assert dataclasses.replace(by_key["dfa_frozen"], label=frozen.label) == frozen
+    # another key: the rate of its signal, _rate with a penalty; an explicit lr wins
+    assert LS.signal_method(small, "x", "x", "sdfa", rate_reg=1.0).lr == E.SMALL_TASK_LR["dfa_rate"]
+    assert LS.signal_method(small, "x", "x", "bp").lr == E.SMALL_TASK_LR["bp"]
+    assert LS.signal_method(small, "x", "x", "dfa").lr == E.SMALL_TASK_LR["dfa"]
+    assert LS.signal_method(small, "x", "x", "bp", lr=3e-3).lr == 3e-3
+
+
+def test_frozen_recurrent_weights_stay_at_their_initial_values(tmp_path):
+    """DFA with W_rec frozen (``train_recurrent=False``): after training W_rec and its gain equal
+    the initial ones, bit for bit, while the input weights and the readout changed; plain DFA
+    from the same seed changes W_rec."""
+    cfg = _tiny_config(tmp_path)
+    train_set, test_set, info = LS.load_data(cfg, 0)
+    by_key = {m.key: m for m in cfg.methods}
+    trained = {}
+    for key in ("dfa", "dfa_frozen"):
+        seed_everything(2)  # the initial weights train_recording builds with seed 2
+        initial = E.build_model_for(by_key[key], info).state_dict()
+        initial = {k: v.clone() for k, v in initial.items()}
+        run = LS.train_recording(
+            by_key[key], train_set, test_set, info, epochs=1, lr=1e-2, seed=2, record_every=3
+        )
+        trained[key] = (initial, run.model.state_dict(), run)
+    init, after, run = trained["dfa_frozen"]
+    for name in ("linear1.weight_rec", "linear1.gain_rec"):
+        assert torch.equal(after[name], init[name]), name
+    for name in ("linear1.weight", "last_layer.weight"):
+        assert not torch.equal(after[name], init[name]), name
+    frozen = dict(run.model.named_parameters())
+    assert not frozen["linear1.weight_rec"].requires_grad
+    assert run.num_parameters == trained["dfa"][2].num_parameters - sum(
+        frozen[n].numel() for n in ("linear1.weight_rec", "linear1.gain_rec")
+    )
+    init, after, _ = trained["dfa"]
+    assert torch.equal(init["linear1.weight_rec"], trained["dfa_frozen"][0]["linear1.weight_rec"])
+    assert not torch.equal(after["linear1.weight_rec"], init["linear1.weight_rec"])
+
+
+def test_accuracy_table_shows_each_methods_learning_rate(tmp_path):
+    cfg = _tiny_config(tmp_path)
+    runs = LS.run_trials(cfg.methods[:2], cfg.data, cfg, trials=1, epochs=1)
+    rows = LS.summarise_trials(runs)
+    assert [r["lr"] for r in rows] == [m.lr for m in cfg.methods[:2]] == [2e-2, 1e-2]
+    header, _, bp, dfa = LS.summary_table(rows, kind="accuracy").splitlines()
+    assert header.split()[:4] == ["learning", "signal", "trials", "lr"]
+    assert bp.split()[:3] == ["BP", "1", "0.02"] and dfa.split()[:3] == ["DFA", "1", "0.01"]
+    # trained with its own rate: the run's lr is the method's, not the study's fallback
+    one = LS.train_recording(
+        cfg.methods[1], *cfg.data.load(), epochs=1, lr=cfg.methods[1].lr, seed=0, record_every=2
+    )
+    assert [h["test_acc"] for h in one.history] == [h["test_acc"] for h in runs["dfa"][0].history]
+    without = [dict(r, lr=None) for r in rows]
+    assert " lr " not in LS.summary_table(without, kind="accuracy").splitlines()[0] + " "
 
 
 def test_plots_draw(tmp_path):

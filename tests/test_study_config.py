@@ -124,19 +124,51 @@ def test_factor_choices_small_is_what_notebook_03_says():
         f"psi = {c.psi} (Eq. 27), a learning signal at the last {c.window} of the {c.T} steps "
         f"(`T_l = {c.T - c.window}`" in text
     )
-    assert "Adam, lr 4e-3, batch 32, 5 epochs" in text
-    assert (c.optimizer, c.lr, c.data.batch_size, c.epochs) == ("Adam", 4e-3, 32, 5)
+    # the one small-task setting, each method's learning rate as the prose lists it
+    assert (c.window, c.epochs) == (common.SMALL_TASK_WINDOW, common.SMALL_TASK_EPOCHS)
+    assert f"Adam, batch {c.data.batch_size}, {c.epochs} epochs: the setting" in text
+    assert (c.optimizer, c.lr, c.data.batch_size) == ("Adam", common.SMALL_TASK_LR["bp"], 32)
+    lr = common.SMALL_TASK_LR
+    assert (
+        f"BP {lr['bp']:g}, BP + rate penalty {lr['bp_rate']:g}, DFA + rate penalty "
+        f"{lr['dfa_rate']:g}, plain DFA {lr['dfa']:g}" in text
+    )
+    kinds = {"bp": "bp", "bp_rate": "bp_rate", "dfa": "dfa_rate", "dfa_plain": "dfa"}
+    for group, kind in kinds.items():
+        assert all(m.lr == lr[kind] for m in c.groups[group]), group
+    assert all(
+        m.lr == lr["bp"] for g in ("lambda_pre", "lambda_pre_fast", "psi") for m in c.groups[g]
+    )
+    # the short sweeps, as the prose says
+    sweep_epochs = c.options["sweep_epochs"]
+    assert f"train `SWEEP_EPOCHS = {sweep_epochs}` epochs" in text
+    assert f"Why the two sweeps train {sweep_epochs} epochs, not {c.epochs}" in text
+    assert {g: e for g, e in c.options["group_epochs"].items() if e != c.epochs} == {
+        "lambda_pre": sweep_epochs,
+        "lambda_pre_fast": sweep_epochs,
+        "psi": sweep_epochs,
+    }
+    lps = [m.factors[1] for m in c.groups["lambda_pre"]]
+    assert "`lambda_pre` in {" + ", ".join(f"{lp:g}" for lp in lps) + "}" in text
+    assert [m.factors[1] for m in c.groups["lambda_pre_fast"]] == lps[1:]  # "without 0"
+    leak = c.options["leaks"]["lambda_pre_fast"]
+    assert f"hidden `leak = {leak:g}`, `beta = sigmoid({leak:g}) = 0.88`" in text
+    assert f"{len(c.methods)} settings (5 trials each, 3 for the psi grid)" in text
     assert (
         f"`rate_reg = {DFA_RATE_PENALTY['rate_reg']:g}`, "
         f"`rate_target = {DFA_RATE_PENALTY['rate_target']:g}`" in text
     )
-    assert f"({len(c.methods)} settings x 5 trials" in text
-    assert c.options == {
-        "dfa_options": DFA_RATE_PENALTY,
-        "plain_dfa_alphas": (1.0,),
-        "device": "cpu",
-    }
-    assert list(c.groups) == ["bp", "dfa", "dfa_plain", "lambda_pre"]
+    assert c.options["dfa_options"] == DFA_RATE_PENALTY
+    assert c.options["plain_dfa_alphas"] == (1.0,) and c.options["device"] == "cpu"
+    assert list(c.groups) == [
+        "bp",
+        "bp_rate",
+        "dfa",
+        "dfa_plain",
+        "lambda_pre",
+        "lambda_pre_fast",
+        "psi",
+    ]
     assert c.methods == [m for g in c.groups.values() for m in g]
     assert (c.twin, c.task, c.chance) == (None, "randman (5 classes, T = 30)", 20.0)
 

@@ -7,12 +7,21 @@ Importing this package imports matplotlib; ``import stllr`` does not.
 """
 
 from stllr.plotting.memory import (
+    BREAKDOWN_STYLE,
+    plot_analytic_breakdown,
     plot_macs_vs_window,
+    plot_memory_breakdown,
     plot_memory_vs_T,
     plot_table3,
     plot_time_per_step,
 )
-from stllr.plotting.neuron import plot_neuron_record, plot_psi_functions, plot_stdp_window
+from stllr.plotting.neuron import (
+    STDP_YLABEL,
+    plot_neuron_record,
+    plot_psi_at_spikes,
+    plot_psi_functions,
+    plot_stdp_window,
+)
 from stllr.plotting.style import PAPER_STYLE, interactive_figure, method_color, plt, savefig
 from stllr.plotting.training import (
     plot_learning_curves,
@@ -30,6 +39,8 @@ __all__ = [
     "plot_psi_functions",
     "plot_neuron_record",
     "plot_stdp_window",
+    "plot_psi_at_spikes",
+    "STDP_YLABEL",
     "plot_training_comparison",
     "plot_sample_raster",
     "plot_trial_boxes",
@@ -38,4 +49,7 @@ __all__ = [
     "plot_macs_vs_window",
     "plot_table3",
     "plot_time_per_step",
+    "plot_memory_breakdown",
+    "plot_analytic_breakdown",
+    "BREAKDOWN_STYLE",
 ]

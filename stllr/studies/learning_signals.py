@@ -20,8 +20,10 @@ Three groups:
 - one batch: :func:`signals_for_batch` -> :class:`BatchSignals` (all three signals for the same batch,
   the same weights and the same output errors), :func:`stepwise_angles`,
   :func:`readout_angle`;
-- training: :func:`signal_config`, :func:`signal_methods` (one
-  :class:`~stllr.studies.common.Method` per learning signal), :func:`load_data`,
+- training: :func:`signal_config` (the one small-task setting of
+  :func:`stllr.studies.common.small_task_config`), :func:`signal_methods` (one
+  :class:`~stllr.studies.common.Method` per learning signal of :data:`SIGNALS`, each with its
+  learning rate of :data:`stllr.studies.common.SMALL_TASK_LR`), :func:`load_data`,
   :func:`train_batch_recording`, :func:`train_recording` (one run, per-epoch accuracy and the signal
   angles recorded during training), :func:`run_trials`, :func:`summarise_trials`, :func:`summary_table`;
 - plots: :func:`plot_signals`, :func:`plot_accuracy`, :func:`plot_feedback_alignment`.
@@ -46,18 +48,19 @@ from stllr.plotting.style import _clean
 from stllr.signals import LearningSignal, feedback_signal
 from stllr.studies import common, sweeps
 from stllr.studies.common import (
-    SMALL_RANDMAN,
+    SMALL_TASK_LR,
     DataSpec,
     Method,
     RunResult,
     StudyConfig,
     paper_shd_config,
-    randman_config,
+    small_task_config,
 )
 from stllr.training.loop import stllr_window, time_major, train_batch
 
 __all__ = [
     "SIGNALS",
+    "SIGNAL_LR_KIND",
     "SIGNAL_COLORS",
     "signal_config",
     "signal_method",
@@ -84,19 +87,41 @@ __all__ = [
 # ======================================================================================
 # Settings
 # ======================================================================================
-#: The learning signals of notebook 06, ``key: (label, feedback mode, build_model options)``: BP,
-#: plain DFA (the reference's), DFA with the e-prop-style rate penalty
-#: (:data:`stllr.studies.common.DFA_RATE_PENALTY`, docs/experiments.md) and sign-DFA with it (the
-#: optional fourth method).
+#: The learning signals of notebook 06, ``key: (label, feedback mode, build_model options)``, in
+#: the notebook's order: BP, plain DFA (the reference's), plain DFA with the recurrent weights
+#: W_rec (and their gain) kept at their initial values (``train_recurrent=False``), DFA with the
+#: e-prop-style rate penalty (:data:`stllr.studies.common.DFA_RATE_PENALTY`, docs/experiments.md),
+#: BP with the same penalty (the control: what the penalty does without DFA) and sign-DFA with it.
 SIGNALS = {
     "bp": ("BP", "bp", {}),
     "dfa": ("DFA", "dfa", {}),
-    "dfa_rate": ("DFA + rate_reg", "dfa", common.DFA_RATE_PENALTY),
-    "sdfa_rate": ("sDFA + rate_reg", "sdfa", common.DFA_RATE_PENALTY),
+    "dfa_frozen": ("DFA, W_rec frozen", "dfa", {"train_recurrent": False}),
+    "dfa_rate": ("DFA + rate penalty", "dfa", common.DFA_RATE_PENALTY),
+    "bp_rate": ("BP + rate penalty", "bp", common.DFA_RATE_PENALTY),
+    "sdfa_rate": ("sDFA + rate penalty", "sdfa", common.DFA_RATE_PENALTY),
+}
+
+#: The method kind of :data:`stllr.studies.common.SMALL_TASK_LR` whose learning rate each signal
+#: of :data:`SIGNALS` trains with on the small task: the swept kinds their own; DFA with W_rec
+#: frozen plain DFA's, sDFA + rate penalty DFA + rate penalty's (neither was swept).
+SIGNAL_LR_KIND = {
+    "bp": "bp",
+    "dfa": "dfa",
+    "dfa_frozen": "dfa",
+    "dfa_rate": "dfa_rate",
+    "bp_rate": "bp_rate",
+    "sdfa_rate": "dfa_rate",
 }
 
 #: The plots' colour of each learning signal (by Method key; others: matplotlib's cycle).
-SIGNAL_COLORS = {"bp": "#1f77b4", "dfa": "#ff7f0e", "dfa_rate": "#2ca02c", "sdfa_rate": "#9467bd"}
+SIGNAL_COLORS = {
+    "bp": "#1f77b4",
+    "dfa": "#ff7f0e",
+    "dfa_frozen": "#8c564b",
+    "dfa_rate": "#2ca02c",
+    "bp_rate": "#17becf",
+    "sdfa_rate": "#9467bd",
+}
 
 
 def _color(method: Method, index: int) -> str:
@@ -106,41 +131,80 @@ def _color(method: Method, index: int) -> str:
 def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> StudyConfig:
     """Settings of notebook 06, a :class:`~stllr.studies.common.StudyConfig`.
 
-    ``full=False``: :data:`SMALL_RANDMAN` with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5),
-    Adam lr 3e-3, batch 32, psi sigmoid (as ``benchmarks/accuracy.py``), factors 0.5 1 1 1, learning
-    signal on the last 25 of 30 steps, ``epochs`` default 12, signal angles recorded at every batch.
-    ``full=True``: the paper's SHD setting (:func:`stllr.studies.common.paper_shd_config`:
-    ``stllr_shd_net``, real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4, batch 128,
-    psi rational, 200 epochs), angles recorded every 20 batches. Raises ``ValueError`` when ``data_path`` is missing.
-    ``methods``: :func:`signal_methods` of these settings (BP, DFA, DFA + rate_reg);
+    ``full=False``: the one small-task setting of notebooks 00, 03, 04 and 06
+    (:func:`stllr.studies.common.small_task_config`): :data:`~stllr.studies.common.SMALL_RANDMAN`
+    with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5), psi sigmoid, factors 0.5 1 1 1,
+    learning signal on the last 20 of 30 steps, Adam, batch 32, ``epochs`` default 12, ``lr`` BP's
+    rate (each method carries its own, :data:`SIGNAL_LR_KIND`), signal angles recorded at every
+    batch. ``full=True``: the paper's SHD setting (:func:`stllr.studies.common.paper_shd_config`:
+    ``stllr_shd_net``, real SHD from ``data_path``, T = 100, window 90, Adam lr 2e-4 for every
+    method, batch 128, psi rational, 200 epochs), angles recorded every 20 batches.
+
+    Parameters:
+        full: the paper's SHD setting instead of the small task.
+        epochs: training epochs (default: 12 small, 200 full).
+        data_path: where the data are (full: the folder holding SHD; small: the procedural
+            task's cache, default ``stllr.data``'s).
+
+    ``methods``: :func:`signal_methods` of these settings (every signal of :data:`SIGNALS`);
     ``options``: ``record_every`` (batches between recorded batches) and ``model_options`` (more
-    :func:`stllr.models.build_model` arguments of every method, default none).
+    :func:`stllr.models.build_model` arguments of every method, default none). Raises
+    ``ValueError`` when ``full`` and ``data_path`` is missing.
     """
     if full:
         config = paper_shd_config(
             data_path, epochs, twin=None, options={"record_every": 20, "model_options": {}}
         )
     else:
-        config = randman_config(
-            SMALL_RANDMAN,
-            data_path,
-            twin=None,
-            window=25,
-            lr=3e-3,
-            epochs=12 if epochs is None else int(epochs),
-            options={"record_every": 1, "model_options": {}},
+        config = small_task_config(
+            data_path, epochs, twin=None, options={"record_every": 1, "model_options": {}}
         )
     config.methods = signal_methods(config)
     return config
 
 
+def _lr_kind(key: str, feedback_mode: str, options: Mapping[str, Any]) -> str:
+    """The :data:`stllr.studies.common.SMALL_TASK_LR` kind of a signal: :data:`SIGNAL_LR_KIND`
+    for the keys of :data:`SIGNALS`, else by its signal (``bp`` for BP, ``dfa`` for DFA and sDFA),
+    with ``_rate`` when it has a rate penalty."""
+    if key in SIGNAL_LR_KIND:
+        return SIGNAL_LR_KIND[key]
+    kind = "bp" if feedback_mode == "bp" else "dfa"
+    return kind + ("_rate" if options.get("rate_reg") else "")
+
+
 def signal_method(
-    config: StudyConfig, key: str, label: str, feedback_mode: str, **options
+    config: StudyConfig,
+    key: str,
+    label: str,
+    feedback_mode: str,
+    *,
+    lr: Optional[float] = None,
+    **options,
 ) -> Method:
     """An S-TLLR :class:`~stllr.studies.common.Method` of ``config`` (its ``arch``, ``factors``,
     ``window``, ``psi`` and ``options["model_options"]``) whose hidden layer learns from the
-    ``feedback_mode`` signal (``'bp'``, ``'dfa'`` or ``'sdfa'``); ``options``: more
-    :func:`stllr.models.build_model` arguments, e.g. ``rate_reg=1.0`` (the firing-rate penalty)."""
+    ``feedback_mode`` signal.
+
+    Parameters:
+        config: :func:`signal_config`'s settings.
+        key, label: the method's key and its label in tables and plots.
+        feedback_mode: ``'bp'``, ``'dfa'`` or ``'sdfa'``.
+        lr: the method's own learning rate; None: on the small task the rate of
+            :data:`stllr.studies.common.SMALL_TASK_LR` for its kind (:data:`SIGNAL_LR_KIND`;
+            another key: ``bp`` / ``dfa`` by the signal, ``_rate`` with a rate penalty), with
+            ``full`` none (the study's ``lr``).
+        options: more :func:`stllr.models.build_model` arguments, e.g. ``rate_reg=1.0`` (the
+            firing-rate penalty) or ``train_recurrent=False`` (W_rec kept at its initial value).
+
+    Example:
+        >>> m = signal_method(signal_config(), "mine", "sDFA, penalty 1", "sdfa", rate_reg=1.0)
+        >>> m.feedback_mode, m.window, m.lr, m.options
+        ('sdfa', 20, 0.01, {'rate_reg': 1.0})
+    """
+    options = {**config.options.get("model_options", {}), **options}
+    if lr is None and not config.full:
+        lr = SMALL_TASK_LR[_lr_kind(key, feedback_mode, options)]
     return Method(
         key,
         label,
@@ -150,14 +214,18 @@ def signal_method(
         config.window,
         config.psi,
         feedback_mode,
-        {**config.options.get("model_options", {}), **options},
+        options,
+        lr=lr,
     )
 
 
-def signal_methods(
-    config: StudyConfig, keys: Sequence[str] = ("bp", "dfa", "dfa_rate")
-) -> List[Method]:
-    """:func:`signal_method` of each of ``keys`` of :data:`SIGNALS` for ``config``."""
+def signal_methods(config: StudyConfig, keys: Optional[Sequence[str]] = None) -> List[Method]:
+    """:func:`signal_method` of each of ``keys`` of :data:`SIGNALS` (default: all of them, in
+    their order) for ``config``, each with its learning rate."""
+    keys = list(SIGNALS) if keys is None else list(keys)
+    unknown = [k for k in keys if k not in SIGNALS]
+    if unknown:
+        raise ValueError(f"keys: expected keys of SIGNALS {list(SIGNALS)}, got {unknown}")
     return [signal_method(config, k, SIGNALS[k][0], SIGNALS[k][1], **SIGNALS[k][2]) for k in keys]
 
 
@@ -518,8 +586,9 @@ def run_trials(
     (:func:`stllr.studies.sweeps.run_trials` with ``workers=0``: the trained models kept); trial k
     (0-based) uses seed ``seed + k`` and every trial the batch order of ``data.data_seed`` (so every
     method starts trial k from the same initial weights and sees the same batches). ``config``:
-    :func:`signal_config` (``lr``, ``optimizer``; ``epochs`` and ``options["record_every"]`` unless
-    given). Returns ``{method.key: [RunResult per trial]}``."""
+    :func:`signal_config` (``optimizer``; ``lr`` for the methods without a rate of their own,
+    ``epochs`` and ``options["record_every"]`` unless given). Returns
+    ``{method.key: [RunResult per trial]}``."""
     every = config.options["record_every"] if record_every is None else record_every
     return sweeps.run_trials(
         methods,
@@ -552,7 +621,8 @@ def _window_mean(run: RunResult, key: str, first: bool) -> float:
 
 
 def summarise_trials(runs: Mapping[str, Sequence[RunResult]]) -> List[Dict[str, Any]]:
-    """One row per method: ``key``, ``label``, ``trials``, ``test`` / ``test_std`` (final test accuracy,
+    """One row per method: ``key``, ``label``, ``lr`` (the method's own learning rate, None
+    without one), ``trials``, ``test`` / ``test_std`` (final test accuracy,
     mean and sample std over trials), ``best`` / ``best_std`` (best epoch), ``train`` (final train
     accuracy, mean), ``angle_start`` / ``angle_end`` (feedback-vs-BP angle at the first batch / over the
     last epoch, mean over trials, degrees), ``angle_end_std``, ``signal_start`` / ``signal_end`` (the
@@ -568,6 +638,7 @@ def summarise_trials(runs: Mapping[str, Sequence[RunResult]]) -> List[Dict[str, 
             {
                 "key": key,
                 "label": m.label,
+                "lr": m.lr,
                 "trials": len(rs),
                 "test": test[0],
                 "test_std": test[1],
@@ -594,9 +665,10 @@ def summary_table(
     kind: str = "all",
     paper_header: str = "paper SHD test % (other task)",
 ) -> str:
-    """Plain-text table of :func:`summarise_trials` rows. ``kind``: ``'accuracy'`` (accuracies, and the
-    ``paper``'s published ``{key: (mean, std)}`` in a column headed ``paper_header``), ``'alignment'``
-    (angles and firing rate, first batch -> last epoch) or ``'all'``."""
+    """Plain-text table of :func:`summarise_trials` rows. ``kind``: ``'accuracy'`` (each method's
+    learning rate where one has its own, accuracies, and the ``paper``'s published
+    ``{key: (mean, std)}`` in a column headed ``paper_header``), ``'alignment'`` (angles and firing
+    rate, first batch -> last epoch) or ``'all'``."""
     if kind not in ("accuracy", "alignment", "all"):
         raise ValueError(f"kind: expected 'accuracy', 'alignment' or 'all', got {kind!r}")
     out = []
@@ -617,6 +689,8 @@ def summary_table(
         out.append(o)
     cols = [("label", "learning signal", ""), ("trials", "trials", "d")]
     if kind in ("accuracy", "all"):
+        if any(r.get("lr") is not None for r in rows):
+            cols += [("lr", "lr", "g")]
         cols += [
             ("test_pm", "final test %", ""),
             ("best_pm", "best test %", ""),
@@ -792,8 +866,13 @@ def plot_accuracy(
             ax.text(i + w / 2, pm + ps + 1, f"{pm:.1f}", ha="center", fontsize=8, color="#555555")
     if chance is not None:
         ax.axhline(chance, color="k", lw=0.8, ls=":")
-    ax.set_xticks(xs, [runs[k][0].method.label for k in keys], fontsize=8)
-    ax.set_ylim(0, 100)
+    ticks = [runs[k][0].method.label for k in keys]
+    if len(keys) > 3:  # long labels side by side would overlap
+        ax.set_xticks(xs, ticks, fontsize=8, rotation=25, ha="right")
+    else:
+        ax.set_xticks(xs, ticks, fontsize=8)
+    ax.set_ylim(0, 132)  # room above the bars for the legend
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
     ax.set_ylabel("final test accuracy %")
     ax.set_title(
         "(b) final test accuracy; grey: the paper's published numbers"
@@ -816,7 +895,7 @@ def plot_accuracy(
                 facecolor="#c7c7c7", hatch="//", edgecolor="#7f7f7f", label=f"paper ({paper_task})"
             )
         )
-    ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper right")
+    ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper left")
     _clean(ax)
     fig.tight_layout()
     return fig
@@ -831,7 +910,9 @@ def plot_feedback_alignment(runs: Mapping[str, Sequence[RunResult]], title: str 
     for i, rs in enumerate(runs.values()):
         m, color = rs[0].method, _color(rs[0].method, i)
         x = rs[0].series("epoch")
-        label = m.label if m.feedback_mode != "bp" else "BP (control: e_t B it would get)"
+        label = (
+            m.label if m.feedback_mode != "bp" else f"{m.label} (control: the e_t B it would get)"
+        )
         _band(axes[0], x, [r.series("angle_feedback") for r in rs], color, label)
         _band(axes[1], x, [r.series("angle_readout") for r in rs], color, m.label)
         _band(axes[2], x, [100 * r.series("rate") for r in rs], color, m.label)
