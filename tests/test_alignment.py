@@ -10,6 +10,11 @@ References are written here without the module's helpers:
   window when its lambda_pre equals its own membrane decay; for the hidden layers when
   lambda_pre = beta, alpha_post = 0 and no gradient can cross time except through the membrane
   (psi = 0 before the last step, so neither the reset nor a spike carries gradient);
+- the BPTT gradient without the recurrent spike path: autograd on a plain-ops network written from
+  docs/rule.md (standardisation, LIF step, a surrogate spike with derivative psi, the leaky readout), with the
+  previous spikes detached in the recurrent input; and the exact coincidence it predicts (with memoryless
+  membranes the rule equals it even with W_rec != 0);
+- psi swaps against a model built with that psi; sweeps over several references against single sweeps;
 - metrics against numpy; training against Adam's first step written out.
 Everything runs in float64 on a 6-5-3 recurrent net, T = 6, batch 4.
 """
@@ -522,9 +527,9 @@ def test_alignment_sweep_summaries(sweep_setup):
     _, _, sweep, _ = sweep_setup
     at = sweep.at(-1.0, 0.9, 0.6, 2)
     assert set(at) == set(sweep.layers)
-    assert at["input W"]["cos"] == pytest.approx(sweep.cos[0, 0, 1, 0, 0].mean())
-    assert at["input W"]["cos_std"] == pytest.approx(sweep.cos[0, 0, 1, 0, 0].std())
-    assert at["readout W"]["rel"] == pytest.approx(sweep.rel[2, 0, 1, 0, 0].mean())
+    assert at["input W_in"]["cos"] == pytest.approx(sweep.cos[0, 0, 1, 0, 0].mean())
+    assert at["input W_in"]["cos_std"] == pytest.approx(sweep.cos[0, 0, 1, 0, 0].std())
+    assert at["readout W_out"]["rel"] == pytest.approx(sweep.rel[2, 0, 1, 0, 0].mean())
     assert np.allclose(sweep.mean("rel"), sweep.rel.mean(-1))
     # best: the highest mean cosine over the hidden layers (readout excluded)
     score = sweep.cos.mean(-1)[:2].mean(0)
@@ -547,7 +552,10 @@ def test_alignment_sweep_summaries(sweep_setup):
         sweep.at(-1.0, 0.7, 0.6, 2)
     table = sweep.table([(-1.0, 0.9, 0.6, 2)], digits=4).splitlines()
     assert len(table) == 3
-    assert f"{at['input W']['cos']:.4f}" in table[2] and f"{at['readout W']['rel']:.4f}" in table[2]
+    assert (
+        f"{at['input W_in']['cos']:.4f}" in table[2]
+        and f"{at['readout W_out']['rel']:.4f}" in table[2]
+    )
 
 
 def test_alignment_sweep_needs_batches():
@@ -620,3 +628,253 @@ def test_test_accuracy_counts_correct_samples_over_all_batches():
     assert acc == pytest.approx(50.0)
     assert not model.training
     assert A.test_accuracy(model, [(f1, pred[0])]) == pytest.approx(100.0)
+
+
+# ----------------------------------------------------------------------------- psi and the recurrent spike path
+
+
+def plain_bptt_grads(model, x, y, window, cut):
+    """d/d(W_in, W_rec, W_out) of the fair loss on a plain-ops copy of the network written from docs/rule.md:
+    W~ = gain (W - mean) / sqrt(var fan_in + 1e-4), m_t = beta u_{t-1} + x_t W~^T + b [+ s_{t-1} W~_rec^T],
+    s_t = H(v_t) with ds/dv = psi(v_t), soft reset u_t = m_t - theta s_t, readout u_t = beta_o u_{t-1} + s_t W^T + b.
+    ``cut``: s_{t-1} enters the recurrent input detached."""
+    L, R = model.linear1, model.last_layer
+    W, Wr, Wo = (
+        p.detach().clone().requires_grad_(True) for p in (L.weight, L.weight_rec, R.weight)
+    )
+
+    def ws(w, gain):
+        mean = w.mean(1, keepdim=True)
+        var = w.var(1, keepdim=True, unbiased=True)
+        return gain * (w - mean) / torch.sqrt(var * w.shape[1] + 1e-4)
+
+    psi = SF.get_psi(SF.psi_name(L.psi))
+    beta, beta_o = torch.sigmoid(L.leak.detach()), torch.sigmoid(R.leak.detach())
+    theta = max(float(L.threshold), 0.5)
+    Wt, Wrt = ws(W, L.gain.detach()), ws(Wr, L.gain_rec.detach())
+    u = torch.zeros(x.shape[1], Wt.shape[0], dtype=DT)
+    uo = torch.zeros(x.shape[1], Wo.shape[0], dtype=DT)
+    s_prev, outs = None, []
+    for t in range(x.shape[0]):
+        cur = x[t] @ Wt.t() + L.bias.detach()
+        if s_prev is not None:
+            cur = cur + (s_prev.detach() if cut else s_prev) @ Wrt.t()
+        m = beta * u + cur
+        v = m - theta
+        s = (v > 0).to(DT) + psi(v).detach() * (v - v.detach())  # value H(v), derivative psi(v)
+        u = m - theta * s
+        uo = beta_o * uo + s @ Wo.t() + R.bias.detach()
+        outs.append(uo)
+        s_prev = s
+    loss = sum(F.cross_entropy(outs[t], y) for t in range(x.shape[0] - window, x.shape[0]))
+    return dict(zip(NAMES, torch.autograd.grad(loss, [W, Wr, Wo])))
+
+
+def test_without_recurrent_spike_path_equals_the_plain_network_with_detached_spikes():
+    model, (x, y) = make_model(), make_batch()
+    x = 1.5 * x  # enough spikes for the recurrent path to matter
+    twin = A.bptt_twin(model)
+    full = A.bptt_gradients(twin, x, y, [4])[4]
+    with A.without_recurrent_spike_path(twin) as same:
+        assert same is twin
+        cut = A.bptt_gradients(twin, x, y, [4])[4]
+        twin.reset_state()
+        with torch.no_grad():  # the forward pass does not change
+            cut_logits = [twin(x[t]) for t in range(T)]
+    twin.reset_state()
+    with torch.no_grad():
+        logits = [twin(x[t]) for t in range(T)]
+    assert all(torch.equal(a, b) for a, b in zip(cut_logits, logits))
+    ref_full, ref_cut = (
+        plain_bptt_grads(model, x, y, 4, False),
+        plain_bptt_grads(model, x, y, 4, True),
+    )
+    for n in NAMES:
+        assert_close(full[n], ref_full[n])  # the reference is the twin's network
+        assert_close(cut[n], ref_cut[n])
+    assert not torch.allclose(
+        cut["linear1.weight"], full["linear1.weight"], rtol=1e-3
+    )  # the path matters here
+    assert ref_cut["linear1.weight_rec"].abs().max() > 1e-3  # W_rec keeps its own gradient
+    again = A.bptt_gradients(twin, x, y, [4])[4]  # the hooks are gone after the block
+    for n in NAMES:
+        assert_close(again[n], full[n])
+    with pytest.raises(ValueError, match="twin has no recurrent"):
+        with A.without_recurrent_spike_path(model):  # the S-TLLR model is not a BPTT twin
+            pass
+
+
+def test_rule_equals_bptt_without_the_recurrent_path_when_membranes_forget():
+    """Membrane and readout decays ~ 0 (leak -40) and W_rec != 0: the only gradient across time runs through
+    s_{t-1} W~_rec^T. Without it, S-TLLR (lambda_pre 0, alpha_post 0) is exact for every weight matrix; with it,
+    it is not."""
+    model = make_model(
+        factors=[0.3, 0.0, 0.0, 1.0],
+        leak=-40.0,
+        readout_leak=-40.0,
+        readout_factors=(0.0, 0.0, 0.0, 1.0),
+    )
+    with torch.no_grad():
+        model.linear1.weight_rec.mul_(3.0)
+    x, y = make_batch()
+    x = 2.0 * x
+    twin = A.bptt_twin(model)
+    full = A.bptt_gradients(twin, x, y, [T])[T]
+    with A.without_recurrent_spike_path(twin):
+        cut = A.bptt_gradients(twin, x, y, [3, T])
+    for w in (3, T):
+        g = A.stllr_update(model, x, y, w)
+        for n in NAMES:
+            assert cut[w][n].abs().max() > 1e-3, (w, n)
+            assert_close(g[n], cut[w][n])
+    g = A.stllr_update(model, x, y, T)
+    assert not torch.allclose(g["linear1.weight"], full["linear1.weight"], rtol=1e-3)
+
+
+def test_with_psi_keeps_the_state_and_the_spikes_and_swaps_psi():
+    model = make_model(psi="sigmoid", leak=3.0, readout_leak=4.0)
+    with torch.no_grad():
+        model.linear1.gain.uniform_(0.7, 1.4)
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    other = A.with_psi(model, "rational")
+    assert torch.equal(torch.rand(3), expected_draw)  # the global random state is untouched
+    assert (
+        SF.psi_name(other.linear1.psi) == "rational" and SF.psi_name(model.linear1.psi) == "sigmoid"
+    )
+    assert SF.psi_name(A.bptt_twin(other).linear1.psi) == "rational"
+    state, new = model.state_dict(), other.state_dict()
+    assert set(state) == set(new)
+    for k in state:
+        assert torch.equal(state[k], new[k]) and new[k].dtype == state[k].dtype, k
+    assert float(other.linear1.leak) == 3.0 and other.linear1.out_features == H
+    x, y = make_batch()
+    model.reset_state(), other.reset_state()
+    with torch.no_grad():
+        for t in range(T):
+            assert torch.equal(model(x[t]), other(x[t]))
+    model.reset_state(), other.reset_state()
+    # the update differs by psi alone: compare with a model built with rational and the same state
+    ref = make_model(psi="rational", leak=3.0, readout_leak=4.0)
+    ref.load_state_dict(state)
+    g, g_ref = A.stllr_update(other, x, y, 3), A.stllr_update(ref, x, y, 3)
+    for n in NAMES:
+        assert_close(g[n], g_ref[n])
+    assert not torch.allclose(
+        g["linear1.weight"], A.stllr_update(model, x, y, 3)["linear1.weight"], rtol=1e-3
+    )
+    with pytest.raises(ValueError, match="psi"):
+        A.with_psi(model, "nope")
+    with pytest.raises(ValueError, match="expected an S-TLLR model"):
+        A.with_psi(A.bptt_twin(model), "rational")
+
+
+def test_alignment_sweeps_share_the_rule_runs_and_equal_single_sweeps():
+    model = make_model()
+    g = torch.Generator().manual_seed(12)
+    batches = [
+        ((torch.rand(B, T, M, generator=g) < 0.5).to(DT), torch.randint(0, C, (B,), generator=g))
+        for _ in range(2)
+    ]
+    grid = dict(
+        alpha_posts=(0.0, 1.0), lambda_pres=(0.5, 0.9), lambda_posts=(0.0, 0.6), windows=(2, T)
+    )
+    full, cut = A.bptt_twin(model), A.bptt_twin(model)
+    with A.without_recurrent_spike_path(cut):
+        both = A.alignment_sweeps(model, batches, {"full": full, "cut": cut}, **grid)
+        single_cut = A.alignment_sweep(model, batches, twin=cut, **grid)
+    single_full = A.alignment_sweep(model, batches, twin=full, **grid)
+    assert list(both) == ["full", "cut"]
+    for got, ref in ((both["full"], single_full), (both["cut"], single_cut)):
+        assert np.array_equal(got.cos, ref.cos) and np.array_equal(got.rel, ref.rel)
+        assert got.windows == ref.windows and got.layers == ref.layers
+    assert not np.allclose(both["full"].cos[0], both["cut"].cos[0])
+    with pytest.raises(ValueError, match="twins"):
+        A.alignment_sweeps(model, batches, {}, **grid)
+    with pytest.raises(ValueError, match="no batches"):
+        A.alignment_sweeps(model, [], {"full": full}, **grid)
+
+
+@pytest.fixture(scope="module")
+def two_psi_sweeps():
+    model = make_model(psi="rational")
+    g = torch.Generator().manual_seed(13)
+    batches = [
+        ((torch.rand(B, T, M, generator=g) < 0.5).to(DT), torch.randint(0, C, (B,), generator=g))
+        for _ in range(2)
+    ]
+    grid = dict(
+        alpha_posts=(-1.0, 0.0),
+        lambda_pres=(0.0, 0.5, 0.9),
+        lambda_posts=(0.0, 0.6),
+        windows=(2, T),
+    )
+    return {
+        "rational": A.alignment_sweep(model, batches, **grid),
+        "sigmoid": A.alignment_sweep(A.with_psi(model, "sigmoid"), batches, **grid),
+    }
+
+
+def test_lambda_pre_profile_is_the_best_lambda_post_of_the_hidden_mean(two_psi_sweeps):
+    sw = two_psi_sweeps["rational"]
+    assert A.hidden_layers(sw) == ["input W_in", "recurrent W_rec"]
+    for a in sw.alpha_posts:
+        prof = A.lambda_pre_profile(sw, 2, a)
+        assert prof.shape == (3,)
+        for pi, lp in enumerate(sw.lambda_pres):
+            cells = [
+                np.mean([sw.at(a, lp, lq, 2)[l]["cos"] for l in ("input W_in", "recurrent W_rec")])
+                for lq in sw.lambda_posts
+            ]
+            assert prof[pi] == pytest.approx(max(cells), abs=1e-12)
+    # alpha_post = 0: lambda_post is unused, every lambda_post gives the same cosine
+    m = sw.mean("cos")[:2, 1, :, :, 0].mean(0)
+    assert np.allclose(m[:, 0], m[:, 1], atol=1e-12)
+    only_in = A.lambda_pre_profile(sw, T, -1.0, layers=["input W_in"])
+    assert only_in == pytest.approx(sw.mean("cos")[0, 0, :, :, 1].max(1))
+    with pytest.raises(KeyError, match="window"):
+        A.lambda_pre_profile(sw, 3, 0.0)
+
+
+def test_compare_sweeps_table_prints_each_sweeps_cosines(two_psi_sweeps):
+    rows = A.compare_sweeps_table(
+        two_psi_sweeps, [(0.0, 0.9, 0.0, T), (-1.0, 0.5, 0.6, 2)]
+    ).splitlines()
+    assert len(rows) == 4
+    assert "rational" in rows[0] and "sigmoid" in rows[0] and " d " in rows[0]
+    assert rows[1].split("|")[1].split() == ["W_in", "W_rec", "mean"]
+    for row, pt in zip(rows[2:], [(0.0, 0.9, 0.0, T), (-1.0, 0.5, 0.6, 2)]):
+        blocks = row.split("|")[1:]
+        for block, sw in zip(blocks, two_psi_sweeps.values()):
+            r = sw.at(*pt)
+            vals = [r["input W_in"]["cos"], r["recurrent W_rec"]["cos"]]
+            expected = [f"{v:.3f}" for v in vals + [np.mean(vals)]]
+            assert block.split() == expected
+    with pytest.raises(ValueError, match="sweeps"):
+        A.compare_sweeps_table({}, [(0.0, 0.9, 0.0, T)])
+
+
+def test_plot_psi_comparison_draws_the_profiles(two_psi_sweeps):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = A.plot_psi_comparison(
+        two_psi_sweeps, T, cut={"sigmoid": two_psi_sweeps["rational"]}, cut_alpha_posts=(-1.0, 0.0)
+    )
+    try:
+        left, mid, right = fig.axes[:3]
+        sig = two_psi_sweeps["sigmoid"]
+        # left: one line per (sweep, alpha_post) in order; sigmoid, alpha_post 0 is the 4th
+        assert np.allclose(left.lines[3].get_ydata(), A.lambda_pre_profile(sig, T, 0.0))
+        assert left.lines[3].get_linestyle() == "--"
+        score = sig.mean("cos")[:2].mean(0)
+        assert np.allclose(mid.lines[3].get_ydata(), score[1].max(axis=(0, 1)))
+        # right: for each of cut_alpha_posts, the cut profile, then the full one
+        rat = two_psi_sweeps["rational"]
+        for k, a in enumerate((-1.0, 0.0)):
+            assert np.allclose(right.lines[2 * k].get_ydata(), A.lambda_pre_profile(rat, T, a))
+            assert np.allclose(right.lines[2 * k + 1].get_ydata(), A.lambda_pre_profile(sig, T, a))
+        assert right.get_title().startswith("alpha_post -1, +0")
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="cut"):
+        A.plot_psi_comparison(two_psi_sweeps, T, cut={"triangle": two_psi_sweeps["rational"]})

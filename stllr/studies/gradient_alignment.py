@@ -1,15 +1,16 @@
 """Gradient alignment: how close is the S-TLLR update to the exact BPTT gradient of the same loss?
 
 The fair comparison (notebook 07). S-TLLR (``training_mode="stllr"``) gives a learning signal at
-the last ``W`` steps of a sequence of ``T`` (the learning window, ``window``; ``--delay-ls`` of
-``stllr train``) and calls ``CE(out_t, y).backward()`` at each of them; the rule's per-step
-gradients sum in ``.grad``. So the loss S-TLLR descends is
+the last ``d`` steps of a sequence of ``T`` (the learning window, ``window``; ``--delay-ls`` of
+``stllr train``; ``d`` as in notebooks 04 and 05, while ``W`` always names a weight matrix) and
+calls ``CE(out_t, y).backward()`` at each of them; the rule's per-step gradients sum in ``.grad``.
+So the loss S-TLLR descends is
 
-    L_W = sum_{t = T-W}^{T-1} CE(out_t, y),
+    L_d = sum_{t = T-d}^{T-1} CE(out_t, y),
 
-and its update is ``g_S = weight.grad`` after those ``W`` backward calls (before the optimizer
-step). The reference is the exact gradient of the *same* ``L_W`` with respect to the *same*
-weights on the *same* batch: ``g_B = dL_W / dW``, computed by backpropagation through time on the
+and its update is ``g_S = weight.grad`` after those ``d`` backward calls (before the optimizer
+step). The reference is the exact gradient of the *same* ``L_d`` with respect to the *same*
+weights on the *same* batch: ``g_B = dL_d / dW``, computed by backpropagation through time on the
 BPTT twin (same topology and dynamics, ``psi`` as surrogate derivative) into which the S-TLLR
 model's weights were loaded. (The BPTT *training mode* uses ``CE(sum_t out_t, y)`` instead: a
 different loss, so comparing against it would mix a change of loss into the rule's error.)
@@ -25,7 +26,16 @@ steps, the whole grid (alpha_post x lambda_pre x lambda_post x window) needs one
 :class:`RuleComponents` holds those parts, :func:`alignment_sweep` combines them.
 
 Metrics: :func:`~stllr.analysis.cosine_similarity` (direction) and
-:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_B|`` (scale), per layer, averaged over batches."""
+:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_B|`` (scale), per layer, averaged over batches.
+
+psi (the secondary activation) plays two parts: in the rule it multiplies the learning signal and
+feeds the post trace; in the BPTT twin it is the surrogate derivative ``ds_t/dv_t`` of every spike,
+so it sets how much gradient BPTT sends back through time along paths that cross a spike (the
+recurrent input ``s_{t-1} W~_rec^T`` and the soft reset ``u_t = m_t - theta s_t``), paths the rule
+does not follow. :func:`with_psi` gives the same model with another psi (same weights, same forward
+pass), :func:`without_recurrent_spike_path` cuts the recurrent path out of a twin's gradient, and
+:func:`alignment_sweeps` compares the same S-TLLR runs with several twins at once (e.g. the full
+one and a cut one), so the second reference costs one more BPTT pass per batch."""
 
 from __future__ import annotations
 
@@ -56,26 +66,33 @@ __all__ = [
     "rule_components",
     "AlignmentSweep",
     "alignment_sweep",
+    "alignment_sweeps",
+    "hidden_layers",
+    "lambda_pre_profile",
+    "compare_sweeps_table",
+    "with_psi",
+    "without_recurrent_spike_path",
     "train_briefly",
     "test_accuracy",
     "plot_alignment_heatmaps",
     "plot_alignment_vs_window",
     "plot_alignment_bars",
     "plot_alignment_point",
+    "plot_psi_comparison",
     "first_batches",
 ]
 
 #: The layers compared for the recurrent networks (randman_rsnn_*, *_shd_net): display name ->
 #: parameter name (the same in the S-TLLR model and its BPTT twin).
 RECURRENT_LAYERS: Dict[str, str] = {
-    "input W": "linear1.weight",
+    "input W_in": "linear1.weight",
     "recurrent W_rec": "linear1.weight_rec",
-    "readout W": "last_layer.weight",
+    "readout W_out": "last_layer.weight",
 }
 
 
 def fair_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor, window: int) -> torch.Tensor:
-    """``L_W = sum over the last ``window`` steps of CE(out_t, y)``: the loss S-TLLR descends."""
+    """``L_d = sum over the last d = ``window`` steps of CE(out_t, y)``: the loss S-TLLR descends."""
     steps = len(outputs)
     window = _check_window(window, steps)
     return sum(F.cross_entropy(out, labels) for out in outputs[steps - window :])
@@ -204,9 +221,9 @@ def bptt_gradients(
     windows: Sequence[int],
     names: Optional[Iterable[str]] = None,
 ) -> Dict[int, Dict[str, torch.Tensor]]:
-    """Exact gradients ``dL_W/dW`` of :func:`fair_loss` for every window ``W`` in ``windows``:
+    """Exact gradients ``dL_d/dW`` of :func:`fair_loss` for every window ``d`` in ``windows``:
     one forward pass through time with the graph kept, one backward per window.
-    Returns ``{W: {name: gradient}}``."""
+    Returns ``{d: {name: gradient}}``."""
     names = list(names or RECURRENT_LAYERS.values())
     params = _params(twin, names)
     steps = x.shape[0]
@@ -226,7 +243,7 @@ def bptt_gradients(
 
 def _window_parts(model, x, labels, windows, factors, names) -> Dict[int, Dict[str, torch.Tensor]]:
     """One S-TLLR run over the largest window; ``.grad`` is read (and zeroed) at every window
-    boundary, so the sum over the last W steps is the sum of the parts after ``T - W``."""
+    boundary, so the sum over the last d steps is the sum of the parts after ``T - d``."""
     params = _params(model, names)
     steps = x.shape[0]
     windows = sorted({_check_window(w, steps) for w in windows})
@@ -259,8 +276,8 @@ def _window_parts(model, x, labels, windows, factors, names) -> Dict[int, Dict[s
 class RuleComponents:
     """The S-TLLR update of one batch split into its linear parts, for every window.
 
-    ``causal[lambda_pre][W][name]``: the update with factors ``[., lambda_pre, 0, 1]`` (the
-    ``alpha_pre`` term alone, per unit alpha_pre); ``noncausal[lambda_post][W][name]``: with
+    ``causal[lambda_pre][d][name]``: the update with factors ``[., lambda_pre, 0, 1]`` (the
+    ``alpha_pre`` term alone, per unit alpha_pre); ``noncausal[lambda_post][d][name]``: with
     ``[lambda_post, ., 1, 0]`` (the ``alpha_post`` term alone). Parameters the hidden factors do not
     touch (the readout) get the same value in both; ``fixed`` lists them.
     """
@@ -378,9 +395,11 @@ class AlignmentSweep:
         """The grid point with the highest mean cosine, averaged over ``layers`` (default: the
         layers whose alignment depends on the hidden factors), optionally at a fixed window and/or
         alpha_post. Returns ``{"alpha_post", "lambda_pre", "lambda_post", "window", "cos"}``."""
-        layers = list(layers or [l for l in self.layers if l != "readout W"] or self.layers)
+        layers = list(
+            layers or [l for l in self.layers if not l.startswith("readout")] or self.layers
+        )
         idx = [self.layers.index(l) for l in layers]
-        score = self.mean("cos")[idx].mean(0)  # [A, P, Q, W]
+        score = self.mean("cos")[idx].mean(0)  # [alpha_post, lambda_pre, lambda_post, window]
         mask = np.ones_like(score, dtype=bool)
         if window is not None:
             mask[..., [i for i, w in enumerate(self.windows) if w != window]] = False
@@ -399,7 +418,7 @@ class AlignmentSweep:
     def table(self, points: Sequence[tuple], digits: int = 3) -> str:
         """A text table: one row per ``(alpha_post, lambda_pre, lambda_post, window)`` point,
         cosine and relative norm per layer."""
-        head = f"{'alpha_post':>10} {'l_pre':>6} {'l_post':>6} {'W':>4} | " + " | ".join(
+        head = f"{'alpha_post':>10} {'l_pre':>6} {'l_post':>6} {'d':>4} | " + " | ".join(
             f"{l:^17}" for l in self.layers
         )
         sub = " " * 31 + "| " + " | ".join(f"{'cos':>7} {'|S|/|B|':>9}" for _ in self.layers)
@@ -437,52 +456,245 @@ def alignment_sweep(
     Costs per batch one BPTT forward (+ one backward per window) and
     ``len(lambda_pres) + len(lambda_posts)`` S-TLLR runs.
     """
+    twin = bptt_twin(model) if twin is None else twin
+    return alignment_sweeps(
+        model,
+        batches,
+        {"": twin},
+        alpha_posts=alpha_posts,
+        lambda_pres=lambda_pres,
+        lambda_posts=lambda_posts,
+        windows=windows,
+        alpha_pre=alpha_pre,
+        layers=layers,
+        progress=progress,
+    )[""]
+
+
+def alignment_sweeps(
+    model: nn.Module,
+    batches: Iterable,
+    twins: Mapping[str, nn.Module],
+    *,
+    alpha_posts: Sequence[float] = (-1.0, 0.0, 1.0),
+    lambda_pres: Sequence[float] = (0.0, 0.5, 0.8, 0.95, 1.0),
+    lambda_posts: Sequence[float] = (0.0, 0.5, 0.8),
+    windows: Sequence[int] = (1, 5, 25),
+    alpha_pre: float = 1.0,
+    layers: Optional[Mapping[str, str]] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Dict[str, AlignmentSweep]:
+    """:func:`alignment_sweep` against several BPTT references at once: the S-TLLR runs of each
+    batch are made once and compared with the gradient of every twin of ``twins`` (e.g. the full
+    twin and one inside :func:`without_recurrent_spike_path`). Each entry equals
+    :func:`alignment_sweep` with that twin.
+
+    Parameters:
+        model: the S-TLLR model; batches: ``(frames [B, T, ...], labels [B])`` pairs.
+        twins: ``{label: BPTT twin}`` holding ``model``'s weights (:func:`bptt_twin`).
+        alpha_posts, lambda_pres, lambda_posts, windows, alpha_pre, layers, progress: as in
+            :func:`alignment_sweep`.
+
+    Returns: ``{label: AlignmentSweep}``, arrays ``[layer, alpha_post, lambda_pre, lambda_post,
+    window, batch]``.
+    """
+    if not twins:
+        raise ValueError("twins: expected at least one BPTT twin, got none")
     layers = dict(layers or RECURRENT_LAYERS)
     names = list(layers.values())
-    twin = bptt_twin(model) if twin is None else twin
     p = next(model.parameters())
     A, P, Q = (
         [float(a) for a in alpha_posts],
         sorted(float(v) for v in lambda_pres),
         sorted(float(v) for v in lambda_posts),
     )
-    cos_rows, rel_rows = [], []
-    n_batches = 0
+    rows = {label: ([], []) for label in twins}
+    Wl = None
     for b, (frames, labels) in enumerate(batches):
         x = time_major(frames).to(device=p.device, dtype=p.dtype)
         labels = labels.to(p.device)
         Wl = sorted({_check_window(w, x.shape[0]) for w in windows})
         if progress:
-            progress(f"batch {b}: BPTT")
-        exact = bptt_gradients(twin, x, labels, Wl, names)
+            progress(f"batch {b}: BPTT" + (f" ({len(twins)} twins)" if len(twins) > 1 else ""))
+        exact = {label: bptt_gradients(tw, x, labels, Wl, names) for label, tw in twins.items()}
         if progress:
             progress(f"batch {b}: S-TLLR ({len(P) + len(Q)} runs)")
         comp = rule_components(model, x, labels, Wl, P, Q, names)
-        cos = np.empty((len(names), len(A), len(P), len(Q), len(Wl)))
-        rel = np.empty_like(cos)
+        out = {
+            label: (
+                np.empty((len(names), len(A), len(P), len(Q), len(Wl))),
+                np.empty((len(names), len(A), len(P), len(Q), len(Wl))),
+            )
+            for label in twins
+        }
         for (ai, a), (pi, lp), (qi, lq), (wi, w) in itertools.product(
             enumerate(A), enumerate(P), enumerate(Q), enumerate(Wl)
         ):
             g = comp.update(a, lp, lq, w, alpha_pre)
-            for li, n in enumerate(names):
-                cos[li, ai, pi, qi, wi] = cosine_similarity(g[n], exact[w][n])
-                rel[li, ai, pi, qi, wi] = relative_norm(g[n], exact[w][n])
-        cos_rows.append(cos)
-        rel_rows.append(rel)
-        n_batches += 1
-    if n_batches == 0:
-        raise ValueError("alignment_sweep: no batches")
-    return AlignmentSweep(
-        list(layers),
-        names,
-        A,
-        P,
-        Q,
-        Wl,
-        float(alpha_pre),
-        np.stack(cos_rows, -1),
-        np.stack(rel_rows, -1),
+            for label, (cos, rel) in out.items():
+                for li, n in enumerate(names):
+                    cos[li, ai, pi, qi, wi] = cosine_similarity(g[n], exact[label][w][n])
+                    rel[li, ai, pi, qi, wi] = relative_norm(g[n], exact[label][w][n])
+        for label, (cos, rel) in out.items():
+            rows[label][0].append(cos)
+            rows[label][1].append(rel)
+    if Wl is None:
+        raise ValueError("batches: no batches to measure the alignment on")
+    return {
+        label: AlignmentSweep(
+            list(layers),
+            names,
+            A,
+            P,
+            Q,
+            Wl,
+            float(alpha_pre),
+            np.stack(cos_rows, -1),
+            np.stack(rel_rows, -1),
+        )
+        for label, (cos_rows, rel_rows) in rows.items()
+    }
+
+
+def hidden_layers(sweep: AlignmentSweep) -> list:
+    """The display names of the layers whose update the hidden factors change (all but the
+    readout), in the sweep's order."""
+    return [l for l in sweep.layers if not l.startswith("readout")] or list(sweep.layers)
+
+
+def lambda_pre_profile(
+    sweep: AlignmentSweep,
+    window: int,
+    alpha_post: float,
+    layers: Optional[Sequence[str]] = None,
+) -> np.ndarray:
+    """The cosine with BPTT against lambda_pre: for each ``sweep.lambda_pres`` value, the batch-mean
+    cosine averaged over ``layers`` (default :func:`hidden_layers`) at ``window`` and
+    ``alpha_post``, taking the best lambda_post (with ``alpha_post = 0`` lambda_post is unused).
+
+    Parameters:
+        sweep: an :class:`AlignmentSweep`.
+        window: a window of the sweep; alpha_post: one of its alpha_posts.
+        layers: display names (default: the hidden layers).
+
+    Returns: array ``[len(sweep.lambda_pres)]``.
+    """
+    layers = list(layers or hidden_layers(sweep))
+    a, _, _, w = sweep._index(alpha_post, sweep.lambda_pres[0], sweep.lambda_posts[0], window)
+    idx = [sweep.layers.index(l) for l in layers]
+    score = sweep.mean("cos")[idx][:, a, :, :, w].mean(0)  # [lambda_pre, lambda_post]
+    return np.nanmax(score, axis=1)
+
+
+def compare_sweeps_table(
+    sweeps: Mapping[str, AlignmentSweep],
+    points: Sequence[tuple],
+    layers: Optional[Sequence[str]] = None,
+    digits: int = 3,
+) -> str:
+    """A text table comparing sweeps (e.g. one per psi) point by point: one row per
+    ``(alpha_post, lambda_pre, lambda_post, window)``, for each sweep the batch-mean cosine of
+    each of ``layers`` (default: the first sweep's hidden layers) and their mean.
+
+    Parameters:
+        sweeps: ``{label: AlignmentSweep}``, all holding every point of ``points``.
+        points: ``(alpha_post, lambda_pre, lambda_post, window)`` tuples.
+        layers: display names; digits: decimals printed.
+    """
+    if not sweeps:
+        raise ValueError("sweeps: expected at least one sweep, got none")
+    first = next(iter(sweeps.values()))
+    layers = list(layers or hidden_layers(first))
+    short = [l.split()[-1] for l in layers] + ["mean"]
+    width = max(len(f"{-1.0:.{digits}f}"), *(len(c) for c in short))
+    block = len(short) * (width + 1) - 1
+    head = f"{'alpha_post':>10} {'l_pre':>6} {'l_post':>6} {'d':>4} | " + " | ".join(
+        f"{label:^{block}}" for label in sweeps
     )
+    sub = " " * 31 + "| " + " | ".join(" ".join(f"{c:>{width}}" for c in short) for _ in sweeps)
+    rows = [head, sub]
+    for pt in points:
+        cells = []
+        for sw in sweeps.values():
+            r = sw.at(*pt)
+            vals = [r[l]["cos"] for l in layers]
+            vals.append(float(np.mean(vals)))
+            cells.append(" ".join(f"{v:>{width}.{digits}f}" for v in vals))
+        rows.append(f"{pt[0]:>+10g} {pt[1]:>6g} {pt[2]:>6g} {pt[3]:>4d} | " + " | ".join(cells))
+    return "\n".join(rows)
+
+
+def with_psi(model: nn.Module, psi, **kwargs) -> nn.Module:
+    """The registry S-TLLR ``model`` rebuilt with another secondary activation ``psi`` in its
+    layers and its state (weights, gains, factors) loaded: the same forward pass (psi never
+    changes the spikes), another rule and another BPTT surrogate (:func:`bptt_twin` reads psi from
+    the model). The global random state is left as it was.
+
+    Parameters:
+        model: a registry S-TLLR model (e.g. ``randman_rsnn_stllr``); it is not changed.
+        psi: a name of :data:`stllr.functional.PSI_FUNCTIONS` (``"rational"``, ``"sigmoid"``, ...).
+        kwargs: more :func:`stllr.models.build_model` options (needed for other architectures;
+            for the recurrent nets hidden size and leaks are read from ``model``).
+    """
+    from stllr.models.recurrent import RecurrentNet
+    from stllr.models.registry import build_model, get_model_spec
+
+    SF.get_psi(psi)  # a clear ValueError naming psi for an unknown name
+    spec = get_model_spec(getattr(model, "arch", ""))
+    if not spec.is_stllr:
+        raise ValueError(f"with_psi: model: expected an S-TLLR model, got {spec.arch}")
+    if isinstance(model, RecurrentNet):
+        kwargs = {
+            "hidden": model.linear1.out_features,
+            "leak": float(model.linear1.leak),
+            "readout_leak": float(model.last_layer.leak),
+            **kwargs,
+        }
+    with torch.random.fork_rng(devices=[]):
+        new = build_model(
+            spec.arch,
+            num_classes=model.num_classes,
+            input_shape=model.input_shape,
+            psi=psi,
+            **kwargs,
+        )
+    dtype, device = _model_dtype_device(model)
+    new = new.to(device=device, dtype=dtype)
+    new.load_state_dict(model.state_dict())
+    new.train(model.training)
+    return new
+
+
+@contextlib.contextmanager
+def without_recurrent_spike_path(twin: nn.Module):
+    """Within the block, the recurrent input ``s_{t-1} W~_rec^T`` of every recurrent layer of the
+    BPTT ``twin`` (:class:`stllr.bptt.RecurrentLIF`) uses the previous spikes detached: the forward
+    pass is unchanged, ``W_rec`` still gets its gradient ``sum_t (dL/dm_t)^T s_{t-1}``, but no
+    gradient flows back through ``s_{t-1}`` into earlier steps (as in the rule, whose recurrent
+    input gets no gradient). Every other path through time (membrane, reset, readout) stays.
+
+    Parameters:
+        twin: a BPTT model with at least one ``RecurrentLIF`` layer.
+    """
+    from stllr.bptt import RecurrentLIF
+
+    layers = [m for m in twin.modules() if isinstance(m, RecurrentLIF)]
+    if not layers:
+        raise ValueError(
+            "without_recurrent_spike_path: twin has no recurrent BPTT layer (stllr.bptt.RecurrentLIF)"
+        )
+
+    def detach_previous_spikes(module, args):
+        state = module.state
+        if state is not None and state.spikes is not None:
+            module.state = state._replace(spikes=state.spikes.detach())
+
+    handles = [layer.register_forward_pre_hook(detach_previous_spikes) for layer in layers]
+    try:
+        yield twin
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _model_dtype_device(model):
@@ -541,7 +753,7 @@ def _plt():
 def plot_alignment_heatmaps(
     sweep: AlignmentSweep,
     window: int,
-    layers: Sequence[str] = ("input W", "recurrent W_rec"),
+    layers: Sequence[str] = ("input W_in", "recurrent W_rec"),
     metric: str = "cos",
     title: str = "",
 ):
@@ -608,7 +820,7 @@ def plot_alignment_heatmaps(
     )
     fig.suptitle(
         title
-        or f"alignment with BPTT, learning window W = {window} (mean of {sweep.cos.shape[-1]} batches)",
+        or f"alignment with BPTT, learning window d = {window} (mean of {sweep.cos.shape[-1]} batches)",
         fontsize=10,
     )
     return fig
@@ -676,7 +888,7 @@ def plot_alignment_vs_window(
         axes[0, c].axhline(1.0, color="k", lw=0.5, ls=":")
         axes[0, c].axhline(0.0, color="k", lw=0.5)
         axes[1, c].set_ylim(0, None)
-        axes[1, c].set_xlabel("learning window W (steps)")
+        axes[1, c].set_xlabel("learning window d (steps)")
         axes[1, c].set_xticks(sweep.windows, [str(w) for w in sweep.windows])
     axes[0, 0].set_ylabel("cosine(S-TLLR, BPTT)")
     axes[1, 0].set_ylabel("|S-TLLR| / |BPTT|")
@@ -769,17 +981,106 @@ def plot_alignment_point(
                 f"{l} cos {results[name][l]['cos']:+.3f} (|S|/|B| {results[name][l]['rel']:.3f})"
                 for l in sw.layers
             )
-            + f"  | best at this W and alpha_post: lambda_pre {best['lambda_pre']:g}, "
+            + f"  | best at this d and alpha_post: lambda_pre {best['lambda_pre']:g}, "
             f"lambda_post {best['lambda_post']:g}"
         )
     fig.suptitle(
         f"factors [lambda_post, lambda_pre, alpha_post, alpha_pre] = [{lambda_post:g}, {lambda_pre:g}, "
-        f"{alpha_post:+g}, {next(iter(sweeps.values())).alpha_pre:g}], window W = {window}  "
+        f"{alpha_post:+g}, {next(iter(sweeps.values())).alpha_pre:g}], window d = {window}  "
         "(dashes: best lambdas)",
         fontsize=9,
     )
     fig.tight_layout()
     return fig, "\n".join(lines)
+
+
+def plot_psi_comparison(
+    sweeps: Mapping[str, AlignmentSweep],
+    window: int,
+    colors: Optional[Mapping[float, str]] = None,
+    styles: Sequence[str] = ("-", "--", ":", "-."),
+    cut: Optional[Mapping[str, AlignmentSweep]] = None,
+    cut_color: str = "#e6550d",
+    cut_alpha_posts: Sequence[float] = (0.0,),
+):
+    """Panels comparing sweeps (e.g. one per psi) on the hidden layers: (left) the mean cosine with
+    BPTT against lambda_pre at ``window`` (:func:`lambda_pre_profile`, best lambda_post), per
+    alpha_post; (middle) the best cosine over the two decays against the window, per alpha_post.
+    Colours: alpha_post; line styles: the sweeps, in order. With ``cut``, a third panel: for each
+    of ``cut_alpha_posts``, the profile against lambda_pre against the full gradient (black) and
+    against the one without the recurrent spike path (``cut_color``; ``cut``'s sweeps were made
+    against it, :func:`without_recurrent_spike_path`).
+
+    Parameters:
+        sweeps: ``{label: AlignmentSweep}`` over the same grid.
+        window: the window of the profiles; colors: ``{alpha_post: colour}``.
+        styles: one matplotlib line style per sweep.
+        cut: ``{label: AlignmentSweep}`` against the cut gradient, labels among ``sweeps``'s, each
+            with ``window``, the same lambda_pres and ``cut_alpha_posts``; or None.
+        cut_alpha_posts: the alpha_posts of the third panel.
+    """
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    if not sweeps:
+        raise ValueError("sweeps: expected at least one sweep, got none")
+    unknown = [label for label in (cut or {}) if label not in sweeps]
+    if unknown:
+        raise ValueError(f"cut: labels {unknown} are not among the sweeps' {list(sweeps)}")
+    first = next(iter(sweeps.values()))
+    colors = {a: (colors or {}).get(a) or f"C{i}" for i, a in enumerate(first.alpha_posts)}
+    style = {label: styles[k % len(styles)] for k, label in enumerate(sweeps)}
+    ncols = 3 if cut else 2
+    fig, axes = plt.subplots(1, ncols, figsize=(4.1 * ncols + 2.4, 3.6), squeeze=False)
+    left, mid = axes[0, 0], axes[0, 1]
+    for label, sw in sweeps.items():
+        idx = [sw.layers.index(l) for l in hidden_layers(sw)]
+        score = sw.mean("cos")[idx].mean(0)  # [alpha_post, lambda_pre, lambda_post, window]
+        for ai, a in enumerate(sw.alpha_posts):
+            kw = dict(ls=style[label], marker="o", ms=3, color=colors.get(a, f"C{ai}"))
+            left.plot(range(len(sw.lambda_pres)), lambda_pre_profile(sw, window, a), **kw)
+            best = [float(np.nanmax(score[ai, :, :, wi])) for wi in range(len(sw.windows))]
+            mid.plot(sw.windows, best, **kw)
+    handles = [Line2D([], [], color=colors[a], label=f"alpha_post {a:+g}") for a in colors]
+    handles += [Line2D([], [], color="k", ls=style[l], label=f"psi {l}") for l in sweeps]
+    panels = [left]
+    if cut:
+        ax = axes[0, 2]
+        panels.append(ax)
+        for label, sw in cut.items():
+            for a in cut_alpha_posts:
+                kw = dict(ls=style[label], marker="o", ms=3)
+                cut_profile = lambda_pre_profile(sw, window, a)
+                ax.plot(range(len(cut_profile)), cut_profile, color=cut_color, lw=2.5, **kw)
+                full = lambda_pre_profile(sweeps[label], window, a)
+                ax.plot(range(len(full)), full, color="k", lw=1, **kw)
+        ax.set_title(
+            "alpha_post " + ", ".join(f"{a:+g}" for a in cut_alpha_posts) + f", d = {window}",
+            fontsize=9,
+        )
+        handles += [
+            Line2D([], [], color="k", lw=1, label="against full BPTT"),
+            Line2D([], [], color=cut_color, label="against BPTT without\nthe recurrent spike path"),
+        ]
+    for ax in panels:
+        ax.set_xticks(range(len(first.lambda_pres)), [f"{v:g}" for v in first.lambda_pres])
+        ax.set_xlabel("lambda_pre (grid points, not to scale)")
+    left.set_ylabel("cosine(S-TLLR, BPTT), hidden layers")
+    left.set_title(f"against lambda_pre, d = {window} (best lambda_post)", fontsize=9)
+    mid.set_xlabel("learning window d (steps)")
+    mid.set_xticks(first.windows, [str(w) for w in first.windows])
+    mid.set_title("best over the decays, against d", fontsize=9)
+    for ax in axes[0]:
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
+        ax.axhline(1.0, color="k", lw=0.5, ls=":")
+        ax.axhline(0.0, color="k", lw=0.5)
+    fig.legend(handles=handles, frameon=False, fontsize=7, loc="center right")
+    fig.suptitle(
+        f"alignment with BPTT per psi: mean of the hidden layers over {first.cos.shape[-1]} batches",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0.0, 0.0, 1.0 - 2.4 / (4.1 * ncols + 2.4), 1.0))
+    return fig
 
 
 def first_batches(loader, n: int, steps: Optional[int] = None) -> list:
