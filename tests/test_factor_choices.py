@@ -19,6 +19,10 @@ from stllr.studies import paper, sweeps  # noqa: E402
 from stllr.studies.common import (  # noqa: E402
     DFA_RATE_PENALTY,
     SMALL_RANDMAN,
+    SMALL_TASK_EPOCHS,
+    SMALL_TASK_LR,
+    SMALL_TASK_METHODS,
+    SMALL_TASK_WINDOW,
     DataSpec,
     Method,
     RunResult,
@@ -101,36 +105,70 @@ def test_paper_fig5_factors_equal_the_spec():
     assert paper.FIG5_FACTORS == {"lambda_post": 0.2, "alpha_post": -1.0, "alpha_pre": 1.0}
 
 
-def test_default_grid_has_the_papers_factors():
+def test_default_grid_is_the_shared_setting_with_the_papers_factors():
     s = FC.sweep_settings()
     g = s.groups
-    assert [m.factors for m in g["bp"]] == [
-        (0.5, 1.0, a, 1.0) for a in (-1.0, 0.0, 1.0)
-    ]  # Table 2, SHD row
-    assert [m.factors for m in g["dfa"]] == [m.factors for m in g["bp"]]
-    assert all(m.feedback_mode == "bp" and m.options == {} for m in g["bp"] + g["lambda_pre"])
-    assert all(
-        m.feedback_mode == "dfa"
-        and m.options == DFA_RATE_PENALTY == {"rate_reg": 0.3, "rate_target": 0.03}
-        for m in g["dfa"]
-    )
-    assert [(m.feedback_mode, m.options, m.factors[2]) for m in g["dfa_plain"]] == [
-        ("dfa", {}, 1.0)
+    assert list(g) == [
+        "bp",
+        "bp_rate",
+        "dfa",
+        "dfa_plain",
+        "lambda_pre",
+        "lambda_pre_fast",
+        "psi",
     ]
-    # Fig. 5: BP, lambda_post 0.2, alpha_post -1, alpha_pre 1, lambda_pre swept from 0 to 1
+    table2 = [(0.5, 1.0, a, 1.0) for a in (-1.0, 0.0, 1.0)]  # Table 2, SHD row
+    assert [m.factors for m in g["bp"]] == table2
+    assert [m.factors for m in g["bp_rate"]] == [m.factors for m in g["dfa"]] == table2
+    # each kind of method with its learning rate and options of the one small-task setting
+    for group, kind in (("bp", "bp"), ("bp_rate", "bp_rate"), ("dfa", "dfa_rate")):
+        for m in g[group]:
+            _, _, _, signal, options = SMALL_TASK_METHODS[kind]
+            assert (m.lr, m.feedback_mode, m.options) == (SMALL_TASK_LR[kind], signal, options)
+    assert SMALL_TASK_LR["bp"] == 2e-2 and SMALL_TASK_LR["dfa_rate"] == SMALL_TASK_LR["bp_rate"]
+    assert all(m.options == DFA_RATE_PENALTY for m in g["bp_rate"] + g["dfa"])
+    assert [(m.feedback_mode, m.options, m.factors[2], m.lr) for m in g["dfa_plain"]] == [
+        ("dfa", {}, 1.0, SMALL_TASK_LR["dfa"])
+    ]
+    # Fig. 5: BP, lambda_post 0.2, alpha_post -1, alpha_pre 1, lambda_pre around both betas
     assert [m.factors for m in g["lambda_pre"]] == [
-        (0.2, lp, -1.0, 1.0) for lp in (0.0, 0.25, 0.5, 0.75, 1.0)
+        (0.2, lp, -1.0, 1.0) for lp in (0.0, 0.5, 0.75, 0.88, 0.95, 1.0)
     ]
+    assert [m.factors for m in g["lambda_pre_fast"]] == [
+        (0.2, lp, -1.0, 1.0) for lp in (0.5, 0.75, 0.88, 0.95, 1.0)
+    ]
+    assert all(m.options == {} for m in g["lambda_pre"] + g["psi"])
+    assert all(m.options == {"leak": 2.0} for m in g["lambda_pre_fast"])
     assert all(
-        m.mode == "stllr" and m.arch == "randman_rsnn_stllr" and m.psi == "sigmoid"
-        for m in s.methods
+        m.feedback_mode == "bp" and m.lr == SMALL_TASK_LR["bp"]
+        for m in g["lambda_pre"] + g["lambda_pre_fast"] + g["psi"]
     )
-    assert all(0 < m.window <= s.T for m in s.methods)
+    # Table 5: psi x alpha_post with Table 2's SHD factors
+    assert [(m.psi, m.factors) for m in g["psi"]] == [
+        (psi, f) for psi in ("rational", "triangle", "sigmoid") for f in table2
+    ]
+    assert all(m.psi == "sigmoid" for gr in ("bp", "bp_rate", "dfa", "lambda_pre") for m in g[gr])
+    assert all(m.mode == "stllr" and m.arch == "randman_rsnn_stllr" for m in s.methods)
+    assert all(m.window == SMALL_TASK_WINDOW == 20 for m in s.methods)
     keys = [m.key for m in s.methods]
-    assert len(set(keys)) == len(keys) == 12
+    assert len(set(keys)) == len(keys) == 30
     assert s.data.dataset == "randman" and dict(s.data.data_options) == SMALL_RANDMAN
-    assert s.chance == 20.0 and s.epochs == 5
+    assert s.chance == 20.0 and s.epochs == SMALL_TASK_EPOCHS == 12
+    assert s.options["sweep_epochs"] == FC.SWEEP_EPOCHS == 4
+    assert s.options["group_epochs"] == {
+        "bp": 12,
+        "bp_rate": 12,
+        "dfa": 12,
+        "dfa_plain": 12,
+        "lambda_pre": 4,
+        "lambda_pre_fast": 4,
+        "psi": 4,
+    }
+    assert s.options["leaks"] == {"lambda_pre": 5.0, "lambda_pre_fast": 2.0}
     assert FC.sweep_settings(epochs=3).epochs == 3
+    assert FC.sweep_settings(sweep_epochs=6).options["group_epochs"]["psi"] == 6
+    with pytest.raises(ValueError, match="^sweep_epochs: "):
+        FC.sweep_settings(sweep_epochs=0)
 
 
 def test_full_grid_is_the_papers_shd_setting(tmp_path):
@@ -155,6 +193,12 @@ def test_full_grid_is_the_papers_shd_setting(tmp_path):
         all(m.arch == "stllr_shd_net" and m.window == 90 for m in s.methods)
         and s.options["device"] == "cuda"
     )
+    # no rate penalty, so no BP + penalty control; every run at the study's lr and 200 epochs
+    assert "bp_rate" not in s.groups and all(m.lr is None for m in s.methods)
+    assert set(s.options["group_epochs"].values()) == {200} and s.options["sweep_epochs"] == 200
+    assert all(m.psi == "rational" for m in s.groups["bp"] + s.groups["lambda_pre"])
+    assert [m.psi for m in s.groups["psi"]] == [p for p in FC.PSIS for _ in range(3)]
+    assert s.options["leaks"] == {"lambda_pre": 5.0, "lambda_pre_fast": 2.0}
 
 
 def test_full_needs_the_data(tmp_path):
@@ -208,6 +252,11 @@ def test_membrane_decay_is_sigmoid_of_the_leak():
     )
     assert FC.membrane_decay("randman_rsnn_stllr", leak=2.0) == pytest.approx(
         1 / (1 + math.exp(-2.0)), abs=1e-7
+    )
+    assert FC.membrane_leak("randman_rsnn_stllr") == pytest.approx(5.0)
+    assert FC.membrane_leak("randman_rsnn_stllr", leak=2.0) == pytest.approx(2.0)
+    assert FC.membrane_decay("randman_rsnn_stllr", leak=FC.FAST_LEAK) == pytest.approx(
+        0.8808, abs=1e-4
     )
 
 
@@ -282,9 +331,12 @@ def test_box_plots_draw_one_box_per_setting_and_mark_beta():
     rng = np.random.default_rng(0)
     sw = _fake_sweep({m.key: list(rng.uniform(30, 70, 5)) for m in s.methods})
     fig = FC.plot_alpha_post_boxes(
-        sw, [("BP", g["bp"]), ("DFA", g["dfa"])], extra=g["dfa_plain"], chance=20.0
+        sw,
+        [("BP", g["bp"]), ("BP + penalty", g["bp_rate"]), ("DFA", g["dfa"])],
+        extra=g["dfa_plain"],
+        chance=20.0,
     )
-    ax_bp, ax_dfa = fig.axes
+    ax_bp, ax_rate, ax_dfa = fig.axes
     assert [t.get_text() for t in ax_bp.get_xticklabels()] == ["-1", "0", "+1"]
     assert (
         len(ax_dfa.get_xticklabels()) == 4
@@ -294,15 +346,121 @@ def test_box_plots_draw_one_box_per_setting_and_mark_beta():
     assert len(dots) == 3 and np.allclose(
         sorted(dots[0].get_offsets()[:, 1]), sorted(sw.accuracies("bp_a-1"))
     )
+    plain = [
+        ln for ln in ax_bp.get_lines() if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 3
+    ]
+    assert plain == []  # no per-seed lines unless paired=True
     plt.close(fig)
     fig = FC.plot_lambda_pre_boxes(sw, g["lambda_pre"], beta=0.9, chance=20.0)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.25", "0.5", "0.75", "1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5", "0.75", "0.88", "0.95", "1"]
     vlines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert len(vlines) == 1 and vlines[0].get_xdata()[0] == pytest.approx(
-        3.6
-    )  # 0.9 between 0.75 and 1
+        3 + 0.02 / 0.07
+    )  # 0.9 between 0.88 (box 3) and 0.95 (box 4)
     plt.close(fig)
+
+
+def test_paired_plots_draw_one_line_per_seed_through_its_dots():
+    """paired=True: trial k's line passes through trial k's dot in every box of a panel."""
+    s = FC.sweep_settings()
+    g = s.groups
+    rng = np.random.default_rng(1)
+    sw = _fake_sweep({m.key: list(rng.uniform(30, 70, 5)) for m in s.methods})
+    fig = FC.plot_alpha_post_boxes(
+        sw, [("BP", g["bp"]), ("DFA", g["dfa"])], extra=g["dfa_plain"], paired=True
+    )
+    for ax, methods in zip(fig.axes, (g["bp"], g["dfa"])):
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3 and ln.get_alpha()]
+        assert len(lines) == 5  # one per trial, none through the extra (plain DFA) box
+        dots = {}
+        for c in ax.collections:
+            off = c.get_offsets()
+            if off.shape[0] == 5:
+                dots[int(round(off[:, 0].mean()))] = off
+        for k, ln in enumerate(lines):
+            expect = [sw.accuracies(m.key)[k] for m in methods]
+            assert np.allclose(ln.get_ydata(), expect)
+            for box, (x, y) in enumerate(zip(ln.get_xdata(), ln.get_ydata())):
+                assert np.allclose(dots[box][k], (x, y))  # the same jittered position
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    out = FC.plot_lambda_pre_boxes(sw, g["lambda_pre_fast"], beta=0.88, ax=axes[1], paired=True)
+    assert out is fig and not axes[0].get_lines()
+    lines = [ln for ln in axes[1].get_lines() if len(ln.get_xdata()) == 5 and ln.get_alpha()]
+    assert len(lines) == 5 + 1  # a line per trial and the line of the means
+    vlines = [ln for ln in axes[1].get_lines() if ln.get_linestyle() == "--"]
+    assert vlines[0].get_xdata()[0] == pytest.approx(2.0)  # beta 0.88 on the box of 0.88
+    plt.close(fig)
+
+
+def test_paired_alpha_effects_are_mean_and_std_of_per_seed_differences():
+    sw = _fake_sweep({"bp_a-1": [60, 62, 70], "bp_a0": [61, 65, 64], "bp_a+1": [70, 71, 75]})
+    bp = FC.sweep_settings().groups["bp"]
+    eff = FC.paired_alpha_effects(sw, bp)
+    d_minus, d_plus = np.array([-1, -3, 6]), np.array([9, 6, 11])
+    assert eff[-1.0] == pytest.approx((d_minus.mean(), d_minus.std(ddof=1)))
+    assert eff[1.0] == pytest.approx((d_plus.mean(), d_plus.std(ddof=1)))
+    # the unpaired spread of the same numbers is another (here larger) quantity
+    unpaired = FC.alpha_post_effects(FC.sweep_alpha_values(sw, bp))
+    assert unpaired[1.0][1] > eff[1.0][1]
+    with pytest.raises(ValueError, match="^methods: "):
+        FC.paired_alpha_effects(sw, [bp[0], bp[2]])
+
+
+def test_plot_alpha_post_effects_draws_given_paired_effects():
+    groups = [
+        dict(
+            label="ours",
+            values={-1.0: (60.0, 3.0), 0.0: (65.0, 4.0), 1.0: (66.0, 0.0)},
+            effects={-1.0: (-4.0, 1.5), 1.0: (2.0, 0.5)},
+            source="ours",
+        )
+    ]
+    fig = FC.plot_alpha_post_effects(groups)
+    ax = fig.axes[0]
+    bars = [
+        p
+        for c in ax.containers
+        if isinstance(c, matplotlib.container.BarContainer)
+        for p in c.patches
+    ]
+    assert [round(b.get_height(), 2) for b in bars] == [-4.0, 2.0]
+    caps = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    spans = sorted(
+        float(np.ptp(seg[:, 1])) for c in caps for lc in c.lines[2] for seg in lc.get_segments()
+    )
+    assert spans == pytest.approx([1.0, 3.0])  # 2 x the given errors
+    assert "65.0%" in ax.get_xticklabels()[0].get_text()
+    plt.close(fig)
+
+
+def test_psi_table_sets_ours_beside_table5():
+    g = FC.sweep_settings().groups
+    values = {m.key: [50.0 + i, 52.0 + i] for i, m in enumerate(g["psi"])}
+    sw = _fake_sweep(values)
+    text = FC.psi_table(sw, g["psi"], "SHD")
+    lines = text.splitlines()
+    assert len(lines) == 2 + 3
+    rational = next(line for line in lines if line.startswith("rational (Eq. 25)"))
+    assert "51.0 +- 1.4" in rational and "53.0 +- 1.4" in rational  # alpha_post -1 and +1
+    for a in (-1.0, 0.0, 1.0):
+        assert f"{paper.PAPER_TABLE5['SHD'][25][a]:.2f}" in rational
+    sigmoid = next(line for line in lines if line.startswith("sigmoid (Eq. 27)"))
+    assert f"{paper.PAPER_TABLE5['SHD'][27][1.0]:.2f}" in sigmoid
+    assert "trials" in lines[0] and " 2 " in rational
+
+
+def test_merge_sweeps_keeps_order_labels_and_refuses_a_key_twice():
+    a = _fake_sweep({"x": [1.0], "y": [2.0]})
+    b = _fake_sweep({"z": [3.0]})
+    a.settings, b.settings = {"epochs": 12}, {"epochs": 4}
+    m = FC.merge_sweeps(a, b)
+    assert list(m) == ["x", "y", "z"] and m.labels["z"] == "label z"
+    assert m.settings == {"parts": [{"epochs": 12}, {"epochs": 4}]}
+    assert list(m.accuracies("z")) == [3.0]
+    with pytest.raises(ValueError, match="^parts: "):
+        FC.merge_sweeps(a, _fake_sweep({"x": [0.0]}))
 
 
 def test_factor_windows_plot_the_analytic_windows():
@@ -318,6 +476,17 @@ def test_factor_windows_plot_the_analytic_windows():
     lines = {ln.get_label(): ln for ln in b.get_lines()}
     assert np.allclose(lines["lambda_pre 0.5"].get_ydata(), 0.5 ** np.arange(6))
     assert np.allclose(lines["membrane beta^dt (beta = 0.990)"].get_ydata(), 0.99 ** np.arange(6))
+    plt.close(fig)
+
+
+def test_factor_windows_label_the_gradient_and_draw_each_beta():
+    fig = FC.plot_factor_windows(np.arange(-2, 4), beta=(0.99, 0.88))
+    a, b = fig.axes
+    assert "dL/dW for delta = +1" in a.get_ylabel() and "-lr" in a.get_ylabel()
+    assert "dL/dW for delta = +1" in b.get_ylabel()
+    lines = {ln.get_label(): ln for ln in b.get_lines()}
+    assert np.allclose(lines["membrane beta^dt (beta = 0.880)"].get_ydata(), 0.88 ** np.arange(4))
+    assert np.allclose(lines["membrane beta^dt (beta = 0.990)"].get_ydata(), 0.99 ** np.arange(4))
     plt.close(fig)
 
 
@@ -341,6 +510,57 @@ def test_grid_methods_train(tmp_path):
     sw = sweeps.run_trials(methods, data, trials=1, epochs=1, lr=4e-3, workers=1, progress=False)
     assert list(sw) == ["bp_a-1", "dfa_a+1", "dfa_plain_a+1"]
     assert all(len(v) == 1 and len(v[0].history) == 2 for v in sw.values())
+
+
+def test_run_sweeps_trains_each_group_with_its_epochs_and_trials(tmp_path):
+    """run_sweeps: each group for its epochs, the psi group with psi_trials, paired seeds; the
+    same numbers as run_trials called on one group; a method that trains as one of a longer group
+    is read from the longer runs, and equals a run of its own."""
+    import dataclasses
+
+    tiny = dict(
+        SMALL_RANDMAN, n_classes=3, n_steps=10, n_units=30, n_train_per_class=8, n_test_per_class=4
+    )
+    data = DataSpec(
+        "randman", data_path=str(tmp_path), data_options=tiny, batch_size=8, val_batch_size=12
+    )
+    s = FC.sweep_settings(epochs=2, sweep_epochs=1)
+    small = lambda ms: [Method(**{**m.__dict__, "window": 5}) for m in ms]  # noqa: E731
+    psi = {m.key: m for m in s.groups["psi"]}
+    groups = {
+        "bp": small(s.groups["bp"][:1]),
+        "lambda_pre_fast": small(s.groups["lambda_pre_fast"][:1]),
+        "psi": small([psi["psi_rational_a-1"], psi["psi_sigmoid_a-1"]]),
+    }
+    s = dataclasses.replace(s, data=data, groups=groups)
+    plan = FC.sweep_plan(s, trials=2, psi_trials=1)
+    assert plan["reused"] == {"psi_sigmoid_a-1": ("bp_a-1", 1, 1)}
+    assert (plan["runs"], plan["run_epochs"]) == (2 + 2 + 1, 2 * 2 + 2 * 1 + 1 * 1)
+    assert FC.sweep_plan(s, trials=2, psi_trials=1, reuse=False)["runs"] == 6
+    assert FC.sweep_plan(s, trials=2, psi_trials=3)["reused"] == {}  # more trials than the source
+    sw = FC.run_sweeps(s, trials=2, psi_trials=1, workers=1)
+    assert list(sw) == ["bp_a-1", "lpre_fast_0.5", "psi_rational_a-1", "psi_sigmoid_a-1"]
+    assert [len(sw[k]) for k in sw] == [2, 2, 1, 1]
+    assert [len(sw[k][0].history) - 1 for k in sw] == [2, 1, 1, 1]  # epochs per group
+    assert [r.seed for r in sw["bp_a-1"]] == [0, 1] and sw["psi_rational_a-1"][0].seed == 0
+    alone = sweeps.run_trials(groups["bp"], data, trials=2, epochs=2, workers=1, progress=False)
+    assert list(alone.accuracies("bp_a-1")) == list(sw.accuracies("bp_a-1"))
+    own = sweeps.run_trials(groups["psi"][1:], data, trials=1, epochs=1, workers=1, progress=False)
+    got = sw["psi_sigmoid_a-1"][0]
+    assert got.method.key == "psi_sigmoid_a-1" and got.seconds == 0.0
+    for key in ("test_acc", "test_loss", "train_acc", "train_loss"):
+        assert [h[key] for h in got.history] == [h[key] for h in own["psi_sigmoid_a-1"][0].history]
+    assert sw["lpre_fast_0.5"][0].method.options == {"leak": 2.0}
+    with pytest.raises(ValueError, match="^groups: "):
+        FC.run_sweeps(s, groups=["nope"])
+
+
+def test_the_notebooks_plan_reuses_the_psi_grids_sigmoid_row():
+    s = FC.sweep_settings()
+    plan = FC.sweep_plan(s, trials=5, psi_trials=3)
+    assert plan["reused"] == {f"psi_sigmoid_a{a}": (f"bp_a{a}", 4, 3) for a in ("-1", "0", "+1")}
+    assert plan["runs"] == 10 * 5 + 11 * 5 + 6 * 3
+    assert plan["run_epochs"] == 10 * 5 * 12 + 11 * 5 * 4 + 6 * 3 * 4
 
 
 def test_full_grid_runs_on_shd_files(tmp_path):

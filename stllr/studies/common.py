@@ -553,10 +553,11 @@ class StudyConfig:
         window: learning steps, the last ``window`` of T carry a learning signal (1 <= window <= T).
         optimizer, lr, epochs: per run, as ``stllr train`` (epochs >= 1).
         methods: every :class:`Method` the study trains by default.
-        groups: the methods by sweep (notebook 03: ``bp``, ``dfa``, ``dfa_plain``,
-            ``lambda_pre``); empty elsewhere.
-        options: what only one study needs (04: ``windows``; 06: ``record_every``,
-            ``model_options``; 03: ``dfa_options``, ``plain_dfa_alphas``, ``device``).
+        groups: the methods by sweep (notebook 03: ``bp``, ``bp_rate``, ``dfa``, ``dfa_plain``,
+            ``lambda_pre``, ``lambda_pre_fast``, ``psi``); empty elsewhere.
+        options: what only one study needs (04: ``windows``, ``control_windows``, ``lr_grid``,
+            ``validation``; 06: ``record_every``, ``model_options``; 03: ``dfa_options``,
+            ``plain_dfa_alphas``, ``device``, ``sweep_epochs``, ``group_epochs``, ``leaks``).
 
     Raises a one-line ``ValueError`` naming the field for a ``window`` outside [1, T], an
     ``epochs`` below 1, a non-positive ``T`` or ``num_classes`` or malformed ``factors``.
@@ -565,7 +566,7 @@ class StudyConfig:
         >>> from stllr.studies import accuracy_vs_bptt
         >>> config = accuracy_vs_bptt.study_config()
         >>> config.data.dataset, config.T, config.window, config.chance
-        ('randman', 30, 25, 20.0)
+        ('randman', 30, 20, 20.0)
     """
 
     full: bool
