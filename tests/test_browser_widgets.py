@@ -4,7 +4,8 @@ For notebooks 01, 02 and 05: open a copy in JupyterLab, run all cells from the R
 the kernel is idle and every code cell has an execution count, check that the ipywidgets sliders
 render, move one slider with the keyboard and check that the demo's plot was redrawn (the
 ``<img>`` data changed) without an error in any output. Screenshots before and after the move
-go to ``build/test-browser/``.
+go to ``build/test-browser/``. The copy of 05 holds only its parameters, imports and calculator cells
+(``DEMO_CELLS``): the demo as a user runs it, without the measurements before it.
 
 Chromium comes from the system (``chromium`` or ``chromium-browser`` on PATH; ``make test``
 installs it with tools/ensure_chromium.sh); with STLLR_SKIP_BROWSER=1 a missing Chromium skips
@@ -39,6 +40,10 @@ NOTEBOOKS = {
     "02_stdp_window.ipynb": "alpha_post",
     "05_memory_and_compute.ipynb": "T",
 }
+#: notebooks whose copy keeps only these cells (ids): the parameters, the imports and the demo, in
+#: the stored order and with the stored code, so the browser runs the demo as a user does without
+#: the minute of measurements before it (05: the memory calculator at the end)
+DEMO_CELLS = {"05_memory_and_compute.ipynb": ("cell-01", "cell-02", "calc-print", "calc-widget")}
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 SERVER_START_S = 120
 RUN_ALL_S = 240
@@ -79,6 +84,19 @@ def chromium_path() -> str:
         )
     pytest.importorskip("playwright.sync_api")
     return path
+
+
+def _copy_notebook(src: Path, dst: Path, keep=None) -> None:
+    """Copy a notebook; with ``keep`` (cell ids) only those cells, which must all exist."""
+    if keep is None:
+        shutil.copy2(src, dst)
+        return
+    nb = json.loads(src.read_text())
+    cells = [c for c in nb["cells"] if c.get("id") in keep]
+    missing = sorted(set(keep) - {c.get("id") for c in cells})
+    assert not missing, f"{src.name}: the demo's cells {missing} are gone (update DEMO_CELLS)"
+    nb["cells"] = cells
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _free_port() -> int:
@@ -145,7 +163,7 @@ class LabServer:
     def start(self):
         self.root.mkdir(parents=True)
         for nb in NOTEBOOKS:  # copies: JupyterLab never writes to the stored notebooks
-            shutil.copy2(ROOT / "notebooks" / nb, self.root / nb)
+            _copy_notebook(ROOT / "notebooks" / nb, self.root / nb, DEMO_CELLS.get(nb))
         for name, values in LAB_SETTINGS.items():
             path = self.base / "settings" / f"{name}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
