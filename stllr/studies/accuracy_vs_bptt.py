@@ -67,10 +67,10 @@ __all__ = [
 #: paper's SHD rows (:data:`stllr.studies.paper.PAPER_SHD_ROWS`).
 COMPARISON = {
     "stllr": ("bp", PAPER_STYLE["stllr"], "-", "S-TLLR\nBP"),
-    "stllr_bp_rate": ("bp_rate", "#7fb2dc", "--", "S-TLLR\nBP + rate"),
-    "stllr_dfa": ("dfa_rate", PAPER_STYLE["dfa"], "-", "S-TLLR\nDFA + rate"),
-    "bptt_window": ("bptt_window", PAPER_STYLE["bptt"], "-", "BPTT\nwindow loss"),
-    "bptt": ("bptt", "#f09b9b", "--", "BPTT\nsummed logits"),
+    "stllr_bp_rate": ("bp_rate", "#7fb2dc", "--", "S-TLLR\nBP +\nrate"),
+    "stllr_dfa": ("dfa_rate", PAPER_STYLE["dfa"], "-", "S-TLLR\nDFA +\nrate"),
+    "bptt_window": ("bptt_window", PAPER_STYLE["bptt"], "-", "BPTT\nwindow\nloss"),
+    "bptt": ("bptt", "#f09b9b", "--", "BPTT\nsummed\nlogits"),
 }
 
 
