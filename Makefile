@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 browser:
 	@sh tools/ensure_chromium.sh
 
-# make test runs three parts (the two nbval parts side by side), each even when an earlier one
+# make test runs three parts (side by side), each even when another one
 # failed, and names the failed ones:
 #   package       the package tests (tests/), once
 #   nbval-native  every notebook under nbval (stored outputs compared), with the CPU kernels torch
@@ -58,7 +58,7 @@ test_part = echo ">> [$(1)] $(TEST_DESC_$(1))"; echo '$(subst ','\'',$(strip $(T
 	if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then failed="$$failed $(1)"; \
 		echo ">> [$(1)] FAILED: $(TEST_DESC_$(1)) (again alone: make test-$(1))"; fi
 
-# the two nbval parts run side by side (TEST_PARALLEL=0: one after the other); see tools/run_test_parts.sh
+# the three parts run side by side (TEST_PARALLEL=0: one after the other); see tools/run_test_parts.sh
 test: venv browser
 	@sh tools/run_test_parts.sh "$(MAKE)"
 
