@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -138,24 +138,33 @@ def set_factors(model: nn.Module, factors):
                 layer.factors.copy_(old)
 
 
+def _recurrent_options(model: nn.Module, psi: bool) -> Dict[str, Any]:
+    """The build_model options a registry recurrent net was built with (hidden size, leaks and,
+    with ``psi``, its psi's name); ``{}`` for other architectures."""
+    from stllr.models.recurrent import RecurrentNet
+
+    if not isinstance(model, RecurrentNet):
+        return {}
+    options = {
+        "hidden": model.linear1.out_features,
+        "leak": float(model.linear1.leak),
+        "readout_leak": float(model.last_layer.leak),
+    }
+    if psi:
+        options["psi"] = SF.psi_name(model.linear1.psi)
+    return options
+
+
 def bptt_twin(model: nn.Module, **kwargs) -> nn.Module:
     """The BPTT twin of a registry S-TLLR model with the model's weights loaded (same dtype and
     device). For the recurrent nets the hidden size, leaks and psi are read from ``model``;
     ``kwargs`` go to :func:`stllr.models.build_model` (needed for other architectures)."""
-    from stllr.models.recurrent import RecurrentNet
     from stllr.models.registry import build_model, get_model_spec
 
     spec = get_model_spec(getattr(model, "arch", ""))
     if not spec.is_stllr:
         raise ValueError(f"bptt_twin: {spec.arch} is already a BPTT model")
-    if isinstance(model, RecurrentNet):
-        kwargs = {
-            "hidden": model.linear1.out_features,
-            "leak": float(model.linear1.leak),
-            "readout_leak": float(model.last_layer.leak),
-            "psi": SF.psi_name(model.linear1.psi),
-            **kwargs,
-        }
+    kwargs = {**_recurrent_options(model, psi=True), **kwargs}
     twin = build_model(
         spec.twin, num_classes=model.num_classes, input_shape=model.input_shape, **kwargs
     )
@@ -636,20 +645,13 @@ def with_psi(model: nn.Module, psi, **kwargs) -> nn.Module:
         kwargs: more :func:`stllr.models.build_model` options (needed for other architectures;
             for the recurrent nets hidden size and leaks are read from ``model``).
     """
-    from stllr.models.recurrent import RecurrentNet
     from stllr.models.registry import build_model, get_model_spec
 
     SF.get_psi(psi)  # a clear ValueError naming psi for an unknown name
     spec = get_model_spec(getattr(model, "arch", ""))
     if not spec.is_stllr:
         raise ValueError(f"with_psi: model: expected an S-TLLR model, got {spec.arch}")
-    if isinstance(model, RecurrentNet):
-        kwargs = {
-            "hidden": model.linear1.out_features,
-            "leak": float(model.linear1.leak),
-            "readout_leak": float(model.last_layer.leak),
-            **kwargs,
-        }
+    kwargs = {**_recurrent_options(model, psi=False), **kwargs}
     with torch.random.fork_rng(devices=[]):
         new = build_model(
             spec.arch,

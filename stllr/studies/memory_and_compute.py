@@ -161,18 +161,16 @@ def memory_vs_T(
                 "memory_ratio_analytic": ana["memory_ratio"],
             }
             for name, model, mode in (("stllr", s_model, "stllr"), ("bptt", b_model, "bptt")):
+                run = dict(
+                    steps=int(T),
+                    mode=mode,
+                    window=min(window, int(T)),
+                    loss_fn=_mse_to_zero,
+                    bptt_loss="last",
+                    peak=peak,
+                )
                 if breakdown:
-                    bd = memory_breakdown(
-                        model,
-                        inputs,
-                        target,
-                        steps=int(T),
-                        mode=mode,
-                        window=min(window, int(T)),
-                        loss_fn=_mse_to_zero,
-                        bptt_loss="last",
-                        peak=peak,
-                    )
+                    bd = memory_breakdown(model, inputs, target, **run)
                     model.reset_state()
                     model.zero_grad(set_to_none=True)
                     row[f"{name}_saved_bytes"] = bd["saved_activations"]
@@ -182,18 +180,7 @@ def memory_vs_T(
                         row[f"{name}_peak_bytes"] = bd["peak"]["increase_bytes"]
                         row["peak_method"] = bd["peak"]["method"]
                     continue
-                m = sequence.measure_sequence(
-                    model,
-                    inputs,
-                    target,
-                    steps=int(T),
-                    mode=mode,
-                    window=min(window, int(T)),
-                    loss_fn=_mse_to_zero,
-                    bptt_loss="last",
-                    macs=False,
-                    peak=peak,
-                )
+                m = sequence.measure_sequence(model, inputs, target, macs=False, **run)
                 model.reset_state()
                 model.zero_grad(set_to_none=True)
                 row[f"{name}_saved_bytes"] = m.saved.peak_activation_bytes
