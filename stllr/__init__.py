@@ -7,6 +7,7 @@ from stllr._base import reset_states
 from . import functional
 from ._checks import input_checks, set_input_checks
 from .bptt import Conv2dLIF, LeakyIntegrator, LinearLIF, RecurrentLIF, surrogate_spike
+from .deferral import DeferredUpdates, deferred_updates
 from .functional import (
     CLI_DEFAULT_FACTORS,
     DEFAULT_FACTORS,
@@ -36,6 +37,8 @@ __all__ = [
     "Conv2dSTLLR",
     "LeakyReadout",
     "STLLRState",
+    "deferred_updates",
+    "DeferredUpdates",
     "LinearLIF",
     "RecurrentLIF",
     "Conv2dLIF",

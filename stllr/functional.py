@@ -302,6 +302,7 @@ def stllr_gemm_operands(
     pre_trace_t: torch.Tensor,
     alpha_post: float,
     alpha_pre: float,
+    out: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two factors ``(left, right)`` of the rule's weight gradient ``left^T right``.
 
@@ -311,7 +312,21 @@ def stllr_gemm_operands(
     [2B, N], ``right = [x_t; tr_in_t]`` [2B, M]. With alpha_post = 0 only the causal half remains
     (inner dimension B; post_trace_prev and x_t may then be None). ``tr_out_{t-1}`` is the post
     trace *before* psi_t is added. Conv: the same along dim 0 of [B, C, H, W] tensors.
+    ``out``: two tensors of the result's shapes to write into (rows of a
+    :func:`stllr.deferred_updates` buffer) instead of allocating; the values are the same.
     """
+    if out is not None:
+        left, right = out
+        b = delta.shape[0]
+        causal = left if alpha_post == 0.0 else left[b:]
+        torch.mul(delta, psi_t, out=causal)
+        if alpha_pre != 1.0:
+            causal.mul_(alpha_pre)
+        (right if alpha_post == 0.0 else right[b:]).copy_(pre_trace_t)
+        if alpha_post != 0.0:
+            torch.mul(delta, post_trace_prev, out=left[:b]).mul_(alpha_post)
+            right[:b].copy_(x_t)
+        return left, right
     causal = delta * psi_t
     if alpha_pre != 1.0:
         causal = causal * alpha_pre

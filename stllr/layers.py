@@ -25,6 +25,7 @@ from stllr._base import StatefulLayer
 
 from . import _checks
 from . import functional as SF
+from .deferral import gemm_operands_into
 from .functional import DEFAULT_FACTORS, PsiLike
 
 __all__ = ["STLLRState", "LinearSTLLR", "RecurrentSTLLR", "Conv2dSTLLR", "LeakyReadout"]
@@ -86,6 +87,7 @@ class _STLLRBase(StatefulLayer):
 
     _default_psi = "rational"
     _uses_standardization = True
+    _deferral = None  # a stllr.deferral buffer while stllr.deferred_updates is active
 
     def __init__(
         self,
@@ -242,6 +244,30 @@ class _STLLRBase(StatefulLayer):
         saved = (x_in if noncausal else None, pre_trace, post_prev if noncausal else None, step.psi)
         return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
 
+    def _defer_step(self, c, delta, psi_t, post_prev, x_in, pre_trace, grad_b):
+        """Inside :func:`stllr.deferred_updates`: store this step's GEMM operands and dL/db."""
+        gemm_operands_into(self._deferral, c, delta, psi_t, post_prev, x_in, pre_trace)
+        self._deferral.add_bias(grad_b)
+
+    def _deferred_weight_grad(self, left, right):
+        """dL/dW~ of the deferred rows: ``left^T right`` (conv: ``conv2d_weight``)."""
+        return left.t() @ right
+
+    def _deferred_param_grads(self, acc, bias_acc, c: _SequenceConstants):
+        """[(parameter, gradient)] from the summed dL/dW~ ``acc`` (recurrent: ``[W~ | W~_rec]``
+        columns) and the summed dL/db, through each matrix's standardisation backward."""
+        pairs = self._weights()
+        out, offset = [], 0
+        for (w, gain), cache in zip(pairs, c.ws_caches):
+            if len(pairs) == 1:
+                part = acc
+            else:
+                part = acc[:, offset : offset + w.shape[1]].contiguous()
+                offset += w.shape[1]
+            gw, gg = self._standardization_backward(part, cache)
+            out += [(w, gw), (gain, gg)]
+        return out + [(self.bias, bias_acc)]
+
     @staticmethod
     def _standardization_backward(grad_w_tilde, cache):
         """Carry dL/dW~ through the standardisation: [dL/dW, dL/dgain] (gain grad None if raw)."""
@@ -304,6 +330,9 @@ class LinearSTLLR(_STLLRBase):
         x_in, pre_trace, post_prev, psi_t = saved
         g = delta * psi_t  # learning signal x psi
         grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None  # one-step spatial BP
+        if self._deferral is not None:
+            self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace, self._bias_grad(g))
+            return self._pack(grad_x, [None] * (2 * len(self._weights())), None)
         # dL/dW~: causal and non-causal terms in one GEMM per weight matrix ([W | W_rec] columns)
         grads_w_tilde = SF.stllr_linear_weight_grads(
             delta,
@@ -318,8 +347,10 @@ class LinearSTLLR(_STLLRBase):
         param_grads = []
         for grad_w_tilde, cache in zip(grads_w_tilde, c.ws_caches):
             param_grads += self._standardization_backward(grad_w_tilde, cache)
-        grad_b = g.sum(0) if self.bias is not None else None
-        return self._pack(grad_x, param_grads, grad_b)
+        return self._pack(grad_x, param_grads, self._bias_grad(g))
+
+    def _bias_grad(self, g):
+        return g.sum(0) if self.bias is not None else None
 
     def _pack(self, grad_x, param_grads, grad_b):
         # order of _rule_params(): weight, gain, bias
@@ -505,6 +536,10 @@ class Conv2dSTLLR(_STLLRBase):
             if needs[4]
             else None
         )
+        grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
+        if self._deferral is not None:
+            self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace, grad_b)
+            return (grad_x, None, None, None)
         grad_w_tilde = SF.stllr_conv2d_weight_grad(
             delta,
             psi_t,
@@ -520,8 +555,12 @@ class Conv2dSTLLR(_STLLRBase):
             self.groups,
         )
         gw, gg = self._standardization_backward(grad_w_tilde, c.ws_caches[0])
-        grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
         return (grad_x, gw, gg, grad_b)
+
+    def _deferred_weight_grad(self, left, right):
+        return torch.nn.grad.conv2d_weight(
+            right, self.weight.shape, left, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class LeakyReadout(_STLLRBase):
@@ -590,6 +629,14 @@ class LeakyReadout(_STLLRBase):
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         (pre_trace,) = saved
         grad_x = delta @ c.w_tilde if needs[4] else None
-        grad_w = SF.readout_weight_grad(delta, pre_trace)
         grad_b = delta.sum(0) if self.bias is not None else None
+        if self._deferral is not None:  # operands: delta and tr_in (readout_weight_grad)
+            left, right = self._deferral.step_operands(
+                c, delta.shape[0], delta.shape[1:], pre_trace.shape[1:], delta.dtype, delta.device
+            )
+            left.copy_(delta)
+            right.copy_(pre_trace)
+            self._deferral.add_bias(grad_b)
+            return (grad_x, None, None, None)
+        grad_w = SF.readout_weight_grad(delta, pre_trace)
         return (grad_x, grad_w, None, grad_b)

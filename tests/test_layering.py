@@ -16,7 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "stllr"
 
 #: the rule: the modules at the top of stllr/ (``__init__.py`` among them)
-RULE = ("__init__", "functional", "layers", "bptt", "neurons", "signals", "_base", "_checks", "_io")
+RULE = (
+    "__init__",
+    "functional",
+    "layers",
+    "deferral",
+    "bptt",
+    "neurons",
+    "signals",
+    "_base",
+    "_checks",
+    "_io",
+)
 SUBPACKAGES = ("models", "data", "measure", "analysis", "training", "studies", "plotting", "cli")
 PLOTTING_LIBS = ("matplotlib", "ipywidgets", "IPython")
 _TOP = ("stllr.studies", "stllr.plotting", "stllr.cli")

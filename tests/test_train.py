@@ -81,15 +81,22 @@ def test_after_backward_sees_each_window_step_before_the_optimizer_step():
         seen.append((t, steps.n, w.grad is not None))
 
     x, y = _batch(steps=8)
+    train_batch(
+        model, x, y, opt, F.cross_entropy, "stllr", window=3, after_backward=after_backward, chunk=0
+    )
+    assert seen == [(5, 0, True), (6, 0, True), (7, 0, True)]  # per step: .grad after each backward
+    seen.clear()
+    model.zero_grad(set_to_none=True)
     train_batch(model, x, y, opt, F.cross_entropy, "stllr", window=3, after_backward=after_backward)
-    assert seen == [(5, 0, True), (6, 0, True), (7, 0, True)]
+    # deferred (the default): .grad is written when the sequence ends, before the optimizer step
+    assert seen == [(5, 1, False), (6, 1, False), (7, 1, False)] and w.grad is not None
     seen.clear()
     train_batch(
         model, x, y, opt, F.cross_entropy, "stllr_online", window=2, after_backward=after_backward
     )
     assert [(t, n) for t, n, _ in seen] == [
-        (6, 1),
-        (7, 2),
+        (6, 2),
+        (7, 3),
     ]  # online: before that step's optimizer step
 
 

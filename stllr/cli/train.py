@@ -86,6 +86,13 @@ def add_train_subcommand(subparsers) -> argparse.ArgumentParser:
         help="number of final time steps with a learning signal (T - T_l)",
     )
     g.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="stllr mode: learning steps per deferred weight-gradient GEMM (stllr.deferred_updates; "
+        "default 16; 0 = a GEMM and the standardisation backward at every step)",
+    )
+    g.add_argument(
         "--scheduler",
         type=_scheduler_value,
         default=0,
@@ -228,6 +235,7 @@ def config_from_args(args) -> "TrainConfig":  # noqa: F821
         only_trial=args.only_trial,
         progress=args.progress,
         num_workers=args.num_workers,
+        chunk=args.chunk,
         data_options=parse_option_values(args.data_option, "--data-option"),
         model_options=parse_option_values(args.model_option, "--model-option"),
     )

@@ -150,6 +150,9 @@ class TrainConfig:
     only_trial: Optional[int] = None
     progress: Optional[bool] = None  # None: on when stderr is a terminal
     num_workers: int = 0
+    chunk: Optional[int] = (
+        None  # deferred weight-gradient GEMMs (stllr mode); None: default, 0: per step
+    )
     data_options: Dict[str, Any] = field(default_factory=dict)
     model_options: Dict[str, Any] = field(default_factory=dict)
 
@@ -271,6 +274,14 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
             f"arch {c.arch} is a BPTT model: use --training-mode bptt or bptt_window "
             f"(or the S-TLLR arch {spec.twin})"
         )
+    if c.chunk is not None:
+        if isinstance(c.chunk, bool) or not isinstance(c.chunk, int) or c.chunk < 0:
+            raise ConfigError(f"--chunk: expected an integer >= 0 (0 = per step), got {c.chunk!r}")
+        if c.chunk and c.training_mode != "stllr":
+            raise ConfigError(
+                f"--chunk: deferred weight gradients need --training-mode stllr (weights fixed for "
+                f"the sequence); {c.training_mode} takes --chunk 0 or no --chunk"
+            )
     # optimisation
     key = str(c.optimizer).lower()
     if key not in OPTIMIZERS:

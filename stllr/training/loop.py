@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stllr._base import reset_sequence
+from stllr.deferral import deferred_updates
 from stllr.training import distributed as D
 from stllr.training.config import BPTT_MODES, TRAINING_MODES
 
@@ -29,11 +30,18 @@ __all__ = [
     "bptt_through_time",
     "forward_through_time",
     "train_batch",
+    "resolve_chunk",
+    "DEFAULT_CHUNK",
     "predict",
     "run_epoch",
     "evaluate",
     "seed_everything",
 ]
+
+#: Learning steps per deferred weight-gradient GEMM in the ``stllr`` training mode
+#: (:func:`stllr.deferred_updates`; benchmarks/README.md "Deferred weight gradients": 16 is as fast
+#: as any larger chunk on the SHD net and holds a fraction of the memory).
+DEFAULT_CHUNK = 16
 
 #: The inputs the loops take: a ``[T, B, ...]`` tensor or any sequence of T step inputs ``[B, ...]``.
 StepInputs = Sequence[torch.Tensor]
@@ -70,10 +78,17 @@ def stllr_window(
     after_backward: Optional[Callable[[int], None]] = None,
     step_context: Optional[Callable[[int, bool], ContextManager]] = None,
     keep_outputs: bool = False,
+    chunk: int = 0,
 ) -> LoopOutputs:
     """One S-TLLR sequence, no optimizer step: the state is reset; the steps ``t < T - window``
     run under ``no_grad``; each later step calls ``loss_fn(out_t, labels).backward()``, so the
     rule's per-step gradients add up in ``.grad`` (not zeroed here).
+
+    ``chunk``: 0 (default) adds each step's weight gradients into ``.grad`` at its backward; ``k >
+    0`` defers them (:func:`stllr.deferred_updates`): one GEMM per ``k`` learning steps and one
+    standardisation backward per sequence, the same ``.grad`` at the end (to rounding), faster;
+    ``.grad`` is then complete only when this returns, and the weights must not change in between
+    (``chunk=0`` for an optimizer step per learning step).
 
     x: ``[T, B, ...]`` (or a sequence of T inputs ``[B, ...]``); labels ``[B]``; ``window``: the
     learning steps (more than T: all). At each learning step ``t``, ``before_forward(t)`` runs
@@ -84,10 +99,40 @@ def stllr_window(
     """
     steps = len(x)
     start = max(0, steps - int(window))  # first step with a learning signal
+    chunk = _check_chunk(chunk)
+    deferral = (
+        deferred_updates(model, min(chunk, steps - start))
+        if chunk and steps > start
+        else contextlib.nullcontext()
+    )
     reset_sequence(model)
+    with deferral:
+        return _stllr_steps(
+            model,
+            x,
+            labels,
+            loss_fn,
+            start,
+            before_forward,
+            after_backward,
+            step_context,
+            keep_outputs,
+        )
+
+
+def _check_chunk(chunk) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"chunk: expected an int >= 0 (0 = per step), got {chunk!r}")
+    return chunk
+
+
+def _stllr_steps(
+    model, x, labels, loss_fn, start, before_forward, after_backward, step_context, keep_outputs
+) -> LoopOutputs:
+    """The steps of :func:`stllr_window` (``start``: the first learning step)."""
     pred = None
     outputs: Optional[List[torch.Tensor]] = [] if keep_outputs else None
-    for t in range(steps):
+    for t in range(len(x)):
         learning = t >= start
         if learning and before_forward is not None:
             before_forward(t)
@@ -189,14 +234,20 @@ def train_batch(
     window: int = 5,
     grad_sync: Optional[Callable[[], None]] = None,
     after_backward: Optional[Callable[[int], None]] = None,
+    chunk: Optional[int] = None,
 ) -> torch.Tensor:
     """Train on one batch. frames: [B, T, ...] (batch-major, as the loaders give them), labels [B].
+
+    ``chunk``: learning steps per deferred weight-gradient GEMM in the ``stllr`` mode
+    (:func:`stllr.deferred_updates`; None: :data:`DEFAULT_CHUNK`, 0: per step); the other modes
+    take none (``stllr_online`` steps the optimizer at every learning step).
 
     Returns the detached prediction (logits summed over all T), [B, classes]. ``grad_sync`` is
     called right before every optimizer step (data-parallel gradient averaging).
     ``after_backward(t)`` (S-TLLR modes) is called after the backward of each learning step ``t``,
     e.g. to read the learning signals a hook recorded (:mod:`stllr.studies.learning_signals`).
     """
+    chunk = resolve_chunk(chunk, mode)
     x = time_major(frames)
     if mode in BPTT_MODES:
         optimizer.zero_grad(set_to_none=True)
@@ -204,7 +255,9 @@ def train_batch(
         pred = bptt_through_time(model, x, labels, loss_fn, loss=loss, window=window).pred
     elif mode == "stllr":
         optimizer.zero_grad(set_to_none=True)
-        pred = stllr_window(model, x, labels, loss_fn, window, after_backward=after_backward).pred
+        pred = stllr_window(
+            model, x, labels, loss_fn, window, after_backward=after_backward, chunk=chunk
+        ).pred
     elif mode == "stllr_online":
 
         def step(t: int) -> None:  # an optimizer step after every learning step
@@ -229,6 +282,21 @@ def train_batch(
         grad_sync()
     optimizer.step()
     return pred
+
+
+def resolve_chunk(chunk: Optional[int], mode: str) -> int:
+    """The deferral chunk a training mode runs with: ``chunk`` (None: :data:`DEFAULT_CHUNK` in the
+    ``stllr`` mode, 0 elsewhere). A chunk > 0 for another mode is refused: ``stllr_online``
+    changes the weights at every learning step and BPTT has no per-step weight gradients."""
+    if chunk is None:
+        return DEFAULT_CHUNK if mode == "stllr" else 0
+    chunk = _check_chunk(chunk)
+    if chunk and mode != "stllr":
+        raise ValueError(
+            f"chunk: deferred weight gradients need the stllr training mode (weights fixed for the "
+            f"sequence); mode {mode!r} takes chunk 0 or None, got {chunk}"
+        )
+    return chunk
 
 
 def predict(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
@@ -274,12 +342,13 @@ def run_epoch(
     print_freq: int = 0,
     logger: Optional[logging.Logger] = None,
     train_step: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    chunk: Optional[int] = None,
 ) -> Dict[str, float]:
     """One pass over ``loader``: training when ``optimizer`` is given, else evaluation.
 
     Frames are cast to ``dtype`` (the model's), labels to int64. ``train_step(frames, labels) ->
     pred [B, C]`` (training only) replaces :func:`train_batch` for each batch, e.g. to record
-    something while training; it gets no ``grad_sync``.
+    something while training; it gets no ``grad_sync``. ``chunk``: :func:`train_batch`'s.
 
     Returns ``{"acc": %, "loss": mean loss of the summed logits, "samples": n, "time": s,
     "peak_memory_mb": ..., "memory_kind": ...}`` (peak memory:
@@ -290,6 +359,8 @@ def run_epoch(
 
     ctx = ctx or D.DistContext(device=device)
     training = optimizer is not None
+    if training:
+        resolve_chunk(chunk, mode)  # a bad chunk fails before the first batch
     model.train(training)
     grad_sync = (
         (lambda: D.allreduce_gradients(model.parameters(), ctx))
@@ -323,7 +394,15 @@ def run_epoch(
                             )
                             frames = torch.cat((frames, pad), dim=1)
                     pred = train_batch(
-                        model, frames, labels, optimizer, loss_fn, mode, window, grad_sync
+                        model,
+                        frames,
+                        labels,
+                        optimizer,
+                        loss_fn,
+                        mode,
+                        window,
+                        grad_sync,
+                        chunk=chunk,
                     )
                 with torch.no_grad():
                     batch_loss = float(loss_fn(pred, labels))

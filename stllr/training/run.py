@@ -349,6 +349,7 @@ def train_trial(
             loss_fn=loss_fn,
             mode=cfg.training_mode,
             window=cfg.delay_ls,
+            chunk=cfg.chunk,
             device=device,
             max_batches=cfg.max_batches,
             ctx=ctx,
