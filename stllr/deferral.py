@@ -30,7 +30,15 @@ from torch import nn
 from . import _checks
 from . import functional as SF
 
-__all__ = ["DeferredUpdates", "deferred_updates"]
+__all__ = ["DeferredUpdates", "deferred_updates", "in_deferred_flush"]
+
+_flushing = 0  # > 0 while a deferred GEMM runs (stllr.measure.MacCounter counts it as backward)
+
+
+def in_deferred_flush() -> bool:
+    """True while a deferred weight-gradient GEMM runs (for MAC accounting: it is backward work,
+    also when it runs at the context's exit, outside autograd's engine)."""
+    return _flushing > 0
 
 
 class _LayerBuffer:
@@ -106,8 +114,13 @@ class _LayerBuffer:
         """One GEMM (conv: one ``conv2d_weight``) over the filled rows into the accumulator."""
         if self.rows == 0:
             return
+        global _flushing
         left, right = self.left[: self.rows], self.right[: self.rows]
-        g = self.layer._deferred_weight_grad(left, right)
+        _flushing += 1
+        try:
+            g = self.layer._deferred_weight_grad(left, right)
+        finally:
+            _flushing -= 1
         if self.acc is None:
             self.acc = g
         else:

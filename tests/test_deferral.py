@@ -303,3 +303,19 @@ def test_chunk_in_the_config_and_on_the_command_line():
 
     args = build_parser().parse_args(["train", "--chunk", "0"])
     assert args.chunk == 0
+
+
+def test_mac_counts_are_the_same_deferred_and_per_step():
+    """The deferred GEMMs do the per-step GEMMs' MACs, counted as weight gradients also when
+    the last chunk runs at the context's exit (outside autograd's engine)."""
+    from stllr.measure import MacCounter
+
+    counts = []
+    for chunk in (0, 3):
+        model, shape = _recurrent(torch.float64, -0.7)
+        x, y = _steps(shape, 9, torch.float64), torch.tensor([0, 1, 2])
+        counter = MacCounter(model, B)
+        with counter:
+            stllr_window(model, x, y, F.cross_entropy, 7, chunk=chunk)
+        counts.append({k: counter.counts.total(kind=k) for k in ("forward", "grad_weight")})
+    assert counts[0] == counts[1] and counts[0]["grad_weight"] > 0

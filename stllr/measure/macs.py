@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from stllr.deferral import in_deferred_flush
+
 __all__ = ["MacCounts", "MacCounter"]
 
 # =========================================================================================
@@ -127,6 +129,8 @@ class MacCounter(TorchDispatchMode):
             self.counts.counts[(self.current_section, kind)] += int(macs)
 
     def _matmul_kind(self, out_shape, k) -> str:
+        if in_deferred_flush():  # e.g. [W~ | W~_rec] of a recurrent layer in one GEMM
+            return "grad_weight"
         rows_cols = tuple(out_shape[-2:])
         is_weight = rows_cols in self.weight_shapes or rows_cols[::-1] in self.weight_shapes
         if is_weight and (self.batch_size is None or k % self.batch_size == 0):
@@ -152,7 +156,8 @@ class MacCounter(TorchDispatchMode):
 
     @staticmethod
     def _in_backward() -> bool:
-        return torch._C._current_autograd_node() is not None
+        # a deferred weight-gradient GEMM (stllr.deferred_updates) is backward work wherever it runs
+        return torch._C._current_autograd_node() is not None or in_deferred_flush()
 
     def _count_matmul(self, packet, args):
         a, b = (args[0], args[1]) if packet in (aten.mm, aten.bmm) else (args[1], args[2])
