@@ -55,9 +55,15 @@ class _LayerBuffer:
         self.bias_acc: Optional[torch.Tensor] = None
         self.constants = None  # the layer's per-sequence constants the operands belong to
         self.steps = 0
+        self.batch = 0
+        # dL/db from the buffer: the last batch of rows of each step holds its terms exactly
+        # (delta * psi when alpha_pre = 1; the readout's delta), summed when the chunk's GEMM runs
+        self.bias_from_rows = False
 
     # -- one learning step ----------------------------------------------------------------
-    def step_operands(self, constants, rows: int, left_shape, right_shape, dtype, device):
+    def step_operands(
+        self, constants, rows: int, batch: int, left_shape, right_shape, dtype, device
+    ):
         """Views of the next ``rows`` rows of the buffers (allocated at the first step), after
         flushing a full buffer. Refuses operands computed with other weights than the first."""
         if self.constants is None:
@@ -70,7 +76,7 @@ class _LayerBuffer:
                 ".to()); deferral needs the weights fixed for the sequence: use chunk=0 (per step)"
             )
         if self.left is None:
-            self.rows_per_step = rows
+            self.rows_per_step, self.batch = rows, batch
             self.left = torch.empty((rows,) + tuple(left_shape), dtype=dtype, device=device)
             self.right = torch.empty((rows,) + tuple(right_shape), dtype=dtype, device=device)
         elif rows != self.rows_per_step or tuple(left_shape) != self.left.shape[1:]:
@@ -116,6 +122,10 @@ class _LayerBuffer:
             return
         global _flushing
         left, right = self.left[: self.rows], self.right[: self.rows]
+        if self.bias_from_rows:
+            steps, per_step = self.rows // self.rows_per_step, self.rows_per_step // self.batch
+            rows = left.view((steps, per_step, self.batch) + left.shape[1:])[:, per_step - 1]
+            self.add_bias(self.layer._bias_grad(rows.flatten(0, 1)))
         _flushing += 1
         try:
             g = self.layer._deferred_weight_grad(left, right)
@@ -252,9 +262,15 @@ def gemm_operands_into(buffer: _LayerBuffer, constants, delta, psi_t, post_prev,
     """Write one step's :func:`stllr.functional.stllr_gemm_operands` into ``buffer``'s next rows."""
     rows = delta.shape[0] * (1 if constants.alpha_post == 0.0 else 2)
     left, right = buffer.step_operands(
-        constants, rows, delta.shape[1:], pre_trace_t.shape[1:], delta.dtype, delta.device
+        constants,
+        rows,
+        delta.shape[0],
+        delta.shape[1:],
+        pre_trace_t.shape[1:],
+        delta.dtype,
+        delta.device,
     )
-    SF.stllr_gemm_operands(
+    return SF.stllr_gemm_operands(
         delta,
         psi_t,
         post_prev,

@@ -77,7 +77,7 @@ WS_EPS = 1e-4
 # ---------------------------------------------------------------------------------------
 def rational(v: torch.Tensor) -> torch.Tensor:
     """Eq. 25: ``1 / (100 |v| + 1)^2``. Reference default for linear and recurrent layers."""
-    return 1.0 / (100.0 * v.abs() + 1.0) ** 2
+    return v.abs().mul_(100.0).add_(1.0).square_().reciprocal_()  # in place on one new tensor
 
 
 def triangle(v: torch.Tensor) -> torch.Tensor:
@@ -324,7 +324,9 @@ def stllr_gemm_operands(
             causal.mul_(alpha_pre)
         (right if alpha_post == 0.0 else right[b:]).copy_(pre_trace_t)
         if alpha_post != 0.0:
-            torch.mul(delta, post_trace_prev, out=left[:b]).mul_(alpha_post)
+            noncausal = torch.mul(delta, post_trace_prev, out=left[:b])
+            if alpha_post != 1.0:
+                noncausal.mul_(alpha_post)
             right[:b].copy_(x_t)
         return left, right
     causal = delta * psi_t

@@ -244,10 +244,18 @@ class _STLLRBase(StatefulLayer):
         saved = (x_in if noncausal else None, pre_trace, post_prev if noncausal else None, step.psi)
         return _STLLRRule.apply(step.spikes, self, c, saved, x, *self._rule_params())
 
-    def _defer_step(self, c, delta, psi_t, post_prev, x_in, pre_trace, grad_b):
-        """Inside :func:`stllr.deferred_updates`: store this step's GEMM operands and dL/db."""
-        gemm_operands_into(self._deferral, c, delta, psi_t, post_prev, x_in, pre_trace)
-        self._deferral.add_bias(grad_b)
+    def _defer_step(self, c, delta, psi_t, post_prev, x_in, pre_trace):
+        """Inside :func:`stllr.deferred_updates`: store this step's GEMM operands (and dL/db).
+        Returns ``g = delta * psi_t``: with alpha_pre = 1 the causal rows of the buffer hold it
+        exactly, and dL/db is summed from them when the chunk's GEMM runs."""
+        buf = self._deferral
+        left, _ = gemm_operands_into(buf, c, delta, psi_t, post_prev, x_in, pre_trace)
+        if c.alpha_pre == 1.0:
+            buf.bias_from_rows = self.bias is not None
+            return left if c.alpha_post == 0.0 else left[delta.shape[0] :]
+        g = delta * psi_t
+        buf.add_bias(self._bias_grad(g))
+        return g
 
     def _deferred_weight_grad(self, left, right):
         """dL/dW~ of the deferred rows: ``left^T right`` (conv: ``conv2d_weight``)."""
@@ -328,11 +336,12 @@ class LinearSTLLR(_STLLRBase):
 
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
+        if self._deferral is not None:
+            g = self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace)
+            grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None
+            return self._pack(grad_x, [None] * (2 * len(self._weights())), None)
         g = delta * psi_t  # learning signal x psi
         grad_x = g @ c.w_tilde[:, : self.in_features] if needs[4] else None  # one-step spatial BP
-        if self._deferral is not None:
-            self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace, self._bias_grad(g))
-            return self._pack(grad_x, [None] * (2 * len(self._weights())), None)
         # dL/dW~: causal and non-causal terms in one GEMM per weight matrix ([W | W_rec] columns)
         grads_w_tilde = SF.stllr_linear_weight_grads(
             delta,
@@ -528,7 +537,11 @@ class Conv2dSTLLR(_STLLRBase):
 
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         x_in, pre_trace, post_prev, psi_t = saved
-        g = delta * psi_t
+        deferred = self._deferral is not None
+        if deferred:
+            g = self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace)
+        else:
+            g = delta * psi_t
         grad_x = (
             SF.conv2d_input_grad(
                 g, c.w_tilde, pre_trace.shape, self.stride, self.padding, self.dilation, self.groups
@@ -536,10 +549,9 @@ class Conv2dSTLLR(_STLLRBase):
             if needs[4]
             else None
         )
-        grad_b = g.sum((0, 2, 3)) if self.bias is not None else None
-        if self._deferral is not None:
-            self._defer_step(c, delta, psi_t, post_prev, x_in, pre_trace, grad_b)
+        if deferred:
             return (grad_x, None, None, None)
+        grad_b = self._bias_grad(g)
         grad_w_tilde = SF.stllr_conv2d_weight_grad(
             delta,
             psi_t,
@@ -556,6 +568,9 @@ class Conv2dSTLLR(_STLLRBase):
         )
         gw, gg = self._standardization_backward(grad_w_tilde, c.ws_caches[0])
         return (grad_x, gw, gg, grad_b)
+
+    def _bias_grad(self, g):
+        return g.sum((0, 2, 3)) if self.bias is not None else None
 
     def _deferred_weight_grad(self, left, right):
         return torch.nn.grad.conv2d_weight(
@@ -629,14 +644,23 @@ class LeakyReadout(_STLLRBase):
     def _rule_backward(self, delta, saved, c: _SequenceConstants, needs):
         (pre_trace,) = saved
         grad_x = delta @ c.w_tilde if needs[4] else None
-        grad_b = delta.sum(0) if self.bias is not None else None
         if self._deferral is not None:  # operands: delta and tr_in (readout_weight_grad)
-            left, right = self._deferral.step_operands(
-                c, delta.shape[0], delta.shape[1:], pre_trace.shape[1:], delta.dtype, delta.device
+            buf = self._deferral
+            left, right = buf.step_operands(
+                c,
+                delta.shape[0],
+                delta.shape[0],
+                delta.shape[1:],
+                pre_trace.shape[1:],
+                delta.dtype,
+                delta.device,
             )
             left.copy_(delta)
             right.copy_(pre_trace)
-            self._deferral.add_bias(grad_b)
+            buf.bias_from_rows = self.bias is not None  # dL/db: the sum of the delta rows
             return (grad_x, None, None, None)
         grad_w = SF.readout_weight_grad(delta, pre_trace)
-        return (grad_x, grad_w, None, grad_b)
+        return (grad_x, grad_w, None, self._bias_grad(delta))
+
+    def _bias_grad(self, g):
+        return g.sum(0) if self.bias is not None else None
