@@ -26,7 +26,7 @@ from .layers import Conv2dSTLLR, LeakyReadout, LinearSTLLR, RecurrentSTLLR, STLL
 from .neurons import LIFNeuron, SecondaryActivation
 from .signals import FEEDBACK_MODES, FeedbackContext, LearningSignal, OutputErrorTap
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "functional",
