@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from stllr.training.loop import DEFAULT_CHUNK
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -307,7 +309,8 @@ def check_speed(device) -> list:
         )
         b = build_model(b_arch, num_classes=classes, input_shape=shape).to(device).train()
         cases += [
-            (f"{s_arch} S-TLLR", s, "stllr", T, window, batch),
+            (f"{s_arch} S-TLLR per step", s, "stllr", T, window, batch, 0),
+            (f"{s_arch} S-TLLR deferred", s, "stllr", T, window, batch, DEFAULT_CHUNK),
             (f"{b_arch} BPTT", b, "bptt", T, window, batch),
         ]
     return E.time_per_step(cases, repeats=5, threads=None)

@@ -319,3 +319,27 @@ def test_mac_counts_are_the_same_deferred_and_per_step():
             stllr_window(model, x, y, F.cross_entropy, 7, chunk=chunk)
         counts.append({k: counter.counts.total(kind=k) for k in ("forward", "grad_weight")})
     assert counts[0] == counts[1] and counts[0]["grad_weight"] > 0
+
+
+def test_measure_sequence_runs_the_deferred_path_and_reports_what_it_held():
+    from stllr.measure import measure_sequence
+
+    held = {}
+    grads = {}
+    for chunk in (0, 4):
+        model, shape = _recurrent(torch.float64, -0.7)
+        x, y = _steps(shape, 9, torch.float64), torch.tensor([0, 1, 2])
+        m = measure_sequence(model, x, y, mode="stllr", window=7, chunk=chunk)
+        held[chunk] = m.deferred_bytes
+        grads[chunk] = _grads(model)
+        macs = m.macs.total(kind="grad_weight")
+        assert m.as_dict()["deferred_bytes"] == m.deferred_bytes
+        assert macs > 0 and m.macs.total(section="window", kind="grad_weight") == macs
+    _assert_close(grads[0], grads[4], 1e-12)
+    n, m_in, classes = 5, 6 + 5, 4  # recurrent: z = [x, s_prev]; readout 5 -> 4
+    expected = (4 * 2 * B * (n + m_in) + n * m_in + n) + (
+        4 * B * (classes + n) + classes * n + classes
+    )
+    assert held == {0: None, 4: expected * 8}
+    with pytest.raises(ValueError, match="^chunk: "):
+        measure_sequence(model, x, y, mode="stllr", window=7, chunk=-1)

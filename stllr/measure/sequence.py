@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from stllr._base import reset_sequence
+from stllr.deferral import deferred_updates
 from stllr.measure.analytic import (
     _STLLR_LAYER_NAMES,
     _check_T,
@@ -83,7 +84,8 @@ def run_sequence(
     bptt_loss: str = "sum",
     mac_counter: Optional[MacCounter] = None,
     clone_steps: bool = True,
-) -> None:
+    chunk: int = 0,
+) -> Optional[int]:
     """Run one training sequence (forward and backward, no optimizer step).
 
     - ``mode='stllr'`` (default for S-TLLR models): the first ``T - window`` steps under
@@ -98,7 +100,9 @@ def run_sequence(
     ``inputs``: a tensor [T, B, ...] (each step is cloned into its own storage), a sequence of
     per-step tensors, or a callable ``t -> x_t`` (then pass ``steps``). ``loss_fn`` defaults to
     cross-entropy. Gradients accumulate in ``.grad`` (zeroed first); states are reset first
-    and left as the last step set them.
+    and left as the last step set them. ``chunk`` (``stllr`` mode): 0 (default) computes the weight
+    gradients at every learning step; ``k > 0`` defers them as the training loop does
+    (:func:`stllr.deferred_updates`). Returns the bytes the deferral held at most (None without).
     """
     if mode is None:
         mode = "stllr" if _is_stllr_model(model) else "bptt"
@@ -114,17 +118,22 @@ def run_sequence(
     model.zero_grad(set_to_none=True)
     x = _Steps(inputs, T, clone_steps)
     if mode == "stllr":
-        stllr_window(
-            model,
-            x,
-            target,
-            loss_fn,
-            d,
-            step_context=lambda t, learning: section("window" if learning else "pre_window"),
-        )
-    else:
-        with section("bptt"):
-            bptt_through_time(model, x, target, loss_fn, loss=bptt_loss)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            raise ValueError(f"chunk: expected an int >= 0 (0 = per step), got {chunk!r}")
+        deferral = deferred_updates(model, min(chunk, d)) if chunk else _nullcontext()
+        with section("window"), deferral as held:  # the last chunk's GEMM runs at exit
+            stllr_window(
+                model,
+                x,
+                target,
+                loss_fn,
+                d,
+                step_context=lambda t, learning: section("window" if learning else "pre_window"),
+            )
+        return held.peak_bytes if chunk else None
+    with section("bptt"):
+        bptt_through_time(model, x, target, loss_fn, loss=bptt_loss)
+    return None
 
 
 @contextmanager
@@ -145,6 +154,9 @@ class SequenceMeasurement:
     macs: Optional[MacCounts]
     seconds: float
     peak: Optional[PeakMemory] = None
+    deferred_bytes: Optional[int] = (
+        None  #: most bytes held by deferred weight gradients (chunk > 0)
+    )
 
     def as_dict(self) -> dict:
         return {
@@ -157,6 +169,7 @@ class SequenceMeasurement:
             "macs": None if self.macs is None else self.macs.as_dict(),
             "seconds": self.seconds,
             "peak": None if self.peak is None else self.peak.as_dict(),
+            "deferred_bytes": self.deferred_bytes,
         }
 
 
@@ -174,10 +187,13 @@ def measure_sequence(
     macs: bool = True,
     peak: bool = False,
     clone_steps: bool = True,
+    chunk: int = 0,
 ) -> SequenceMeasurement:
     """Run :func:`run_sequence` once and measure saved bytes, state bytes, MACs and (optionally)
     peak memory. The batch size is read from the first step's input. ``seconds`` includes
-    the measuring overhead (time with ``saved=macs=peak=False`` for speed)."""
+    the measuring overhead (time with ``saved=macs=peak=False`` for speed). ``chunk``:
+    :func:`run_sequence`'s; the bytes the deferral held are ``deferred_bytes`` (not saved tensors:
+    the saved-bytes tracker does not see them)."""
     if mode is None:
         mode = "stllr" if _is_stllr_model(model) else "bptt"
     T = steps if steps is not None else len(inputs)
@@ -194,7 +210,7 @@ def measure_sequence(
         meter if meter is not None else _nullcontext(),
     ):
         t0 = time.perf_counter()
-        run_sequence(
+        held = run_sequence(
             model,
             inputs,
             target,
@@ -205,6 +221,7 @@ def measure_sequence(
             bptt_loss=bptt_loss,
             mac_counter=counter,
             clone_steps=clone_steps,
+            chunk=chunk,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -220,6 +237,7 @@ def measure_sequence(
         counter.counts if counter is not None else None,
         seconds,
         meter.result if meter is not None else None,
+        held,
     )
 
 

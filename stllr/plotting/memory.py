@@ -618,7 +618,8 @@ def plot_time_per_step(rows: Sequence[Dict[str, Any]], title: str = "training ti
     ax.set_yticks(
         y,
         [
-            f"{r['label']} ({'BPTT' if r['mode'] == 'bptt' else 'S-TLLR, window ' + str(r['window'])})"
+            f"{r['label']} ({'BPTT' if r['mode'] == 'bptt' else 'S-TLLR, window ' + str(r['window'])}"
+            f"{', deferred' if r.get('chunk') else ''})"
             for r in rows
         ],
         fontsize=8,

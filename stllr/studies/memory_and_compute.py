@@ -1050,12 +1050,16 @@ def time_per_step(
 ) -> List[Dict[str, Any]]:
     """Wall-clock training time per time step (best of ``repeats`` sequences, no measuring hooks).
 
-    ``cases``: (label, model, mode, T, window, batch_size). Rows: label, mode, T, window, batch,
+    ``cases``: (label, model, mode, T, window, batch_size[, chunk]); ``chunk`` (``stllr`` mode,
+    default 0: per step): defer the weight gradients as the training loop does
+    (:func:`stllr.deferred_updates`). Rows: label, mode, T, window, batch, chunk (None for BPTT),
     ``seconds`` (one sequence), ``ms_per_step``.
     """
     rows = []
     with num_threads(threads):
-        for label, model, mode, T, d, bs in cases:
+        for case in cases:
+            label, model, mode, T, d, bs = case[:6]
+            chunk = (case[6] if len(case) > 6 else 0) if mode == "stllr" else None
             shapes = analytic.model_shapes(model)
             p = next(model.parameters())
             inputs = sequence._random_inputs(shapes.input_shape, bs, seed, p.dtype, p.device)
@@ -1078,6 +1082,7 @@ def time_per_step(
                     bptt_loss="last" if loss is not None else "sum",
                     saved=False,
                     macs=False,
+                    chunk=chunk or 0,
                 )
                 best = min(best, m.seconds)
             model.zero_grad(set_to_none=True)
@@ -1089,6 +1094,7 @@ def time_per_step(
                     "T": T,
                     "window": d if mode == "stllr" else T,
                     "batch": bs,
+                    "chunk": chunk,
                     "seconds": best,
                     "ms_per_step": 1e3 * best / T,
                 }
