@@ -266,17 +266,20 @@ def test_time_per_step_rows():
             ("mlp s", s, "stllr", 5, 2, 3),
             ("mlp b", b, "bptt", 5, 2, 3),
             ("rec", rec, "stllr", 4, 4, 2),
+            ("rec deferred", rec, "stllr", 4, 4, 2, 3),
         ],
         repeats=2,
     )
     assert torch.get_num_threads() == before
-    assert [(r["label"], r["mode"], r["T"], r["window"], r["batch"]) for r in rows] == [
-        ("mlp s", "stllr", 5, 2, 3),
-        ("mlp b", "bptt", 5, 5, 3),
-        ("rec", "stllr", 4, 4, 2),
-    ]  # BPTT: window T
+    keys = ("label", "mode", "T", "window", "batch", "chunk")
+    assert [tuple(r[k] for k in keys) for r in rows] == [
+        ("mlp s", "stllr", 5, 2, 3, 0),
+        ("mlp b", "bptt", 5, 5, 3, None),
+        ("rec", "stllr", 4, 4, 2, 0),
+        ("rec deferred", "stllr", 4, 4, 2, 3),
+    ]  # BPTT: window T, no chunk
     for r in rows:
-        assert set(r) == {"label", "mode", "T", "window", "batch", "seconds", "ms_per_step"}
+        assert set(r) == set(keys) | {"seconds", "ms_per_step"}
         assert r["seconds"] > 0 and math.isfinite(r["seconds"])
         assert r["ms_per_step"] == pytest.approx(1e3 * r["seconds"] / r["T"])
     for m in (s, b, rec):
