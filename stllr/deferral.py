@@ -54,6 +54,7 @@ class _LayerBuffer:
         self.acc: Optional[torch.Tensor] = None  # sum of dL/dW~ (recurrent: [W~ | W~_rec] columns)
         self.bias_acc: Optional[torch.Tensor] = None
         self.constants = None  # the layer's per-sequence constants the operands belong to
+        self.key = None  # and the parameter versions they were computed from
         self.steps = 0
         self.batch = 0
         # dL/db from the buffer: the last batch of rows of each step holds its terms exactly
@@ -66,9 +67,12 @@ class _LayerBuffer:
     ):
         """Views of the next ``rows`` rows of the buffers (allocated at the first step), after
         flushing a full buffer. Refuses operands computed with other weights than the first."""
+        # the parameters' versions the layer's per-sequence constants were computed from (the
+        # key of _STLLRBase._sequence_constants): a change means the weights moved mid-context
+        key = getattr(self.layer, "_constants_key", None)
         if self.constants is None:
-            self.constants = constants
-        elif constants is not self.constants:
+            self.constants, self.key = constants, key
+        elif key != self.key:
             name = type(self.layer).__name__
             raise RuntimeError(
                 f"deferred_updates: the parameters of a {name} changed inside the context (an "

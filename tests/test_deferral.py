@@ -343,3 +343,14 @@ def test_measure_sequence_runs_the_deferred_path_and_reports_what_it_held():
     assert held == {0: None, 4: expected * 8}
     with pytest.raises(ValueError, match="^chunk: "):
         measure_sequence(model, x, y, mode="stllr", window=7, chunk=-1)
+
+
+def test_constants_recomputed_without_a_parameter_change_are_not_refused(monkeypatch):
+    """The refusal keys on the parameters' versions, not on the constants object: a wrapper that
+    returns fresh constants every step (as tools/mutations does) still defers."""
+    from stllr.layers import _STLLRBase
+
+    orig = _STLLRBase._sequence_constants
+    monkeypatch.setattr(_STLLRBase, "_sequence_constants", lambda self: orig(self)._replace())
+    per_step, deferred, _ = _per_step_and_deferred(_linear, torch.float64, -0.7, 3)
+    _assert_close(per_step, deferred, 1e-12)
