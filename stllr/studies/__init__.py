@@ -11,6 +11,7 @@ notebook                module
 06_learning_signals     :mod:`~stllr.studies.learning_signals`
 07_gradient_alignment   :mod:`~stllr.studies.gradient_alignment`
 08_event_data           :mod:`~stllr.studies.event_data`
+09_rule_from_scratch    :mod:`~stllr.studies.rule_from_scratch`
 ======================  =====================================================
 
 Shared by them: :mod:`~stllr.studies.common` (:class:`~stllr.studies.common.StudyConfig`, the
