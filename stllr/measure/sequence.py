@@ -25,7 +25,7 @@ from stllr.measure.analytic import (
 from stllr.measure.macs import MacCounter, MacCounts
 from stllr.measure.peak import PeakMemory, PeakMemoryMeter
 from stllr.measure.saved import SavedTensorStats, SavedTensorTracker, state_bytes
-from stllr.training.loop import bptt_through_time, stllr_window
+from stllr.training.loop import bptt_through_time, check_chunk, stllr_window
 
 __all__ = ["SequenceMeasurement", "run_sequence", "measure_sequence", "compare"]
 
@@ -118,8 +118,7 @@ def run_sequence(
     model.zero_grad(set_to_none=True)
     x = _Steps(inputs, T, clone_steps)
     if mode == "stllr":
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
-            raise ValueError(f"chunk: expected an int >= 0 (0 = per step), got {chunk!r}")
+        chunk = check_chunk(chunk)
         deferral = deferred_updates(model, min(chunk, d)) if chunk else _nullcontext()
         with section("window"), deferral as held:  # the last chunk's GEMM runs at exit
             stllr_window(

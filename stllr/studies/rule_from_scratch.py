@@ -35,6 +35,7 @@ import torch
 
 import stllr
 from stllr import functional as SF
+from stllr.bptt import SurrogateSpike
 from stllr.training.loop import stllr_window
 
 __all__ = [
@@ -230,20 +231,9 @@ def copy_layer(p: Problem, factors: Optional[Sequence[float]] = None) -> stllr.L
     return layer
 
 
-class PsiSpike(torch.autograd.Function):
-    """``s = H(v)`` forward; backward ``dL/dv = dL/ds * psi(v)``: the spike with psi as its
-    surrogate derivative. Call ``PsiSpike.apply(v, psi)``; v: any shape."""
-
-    @staticmethod
-    def forward(ctx, v, psi):
-        ctx.save_for_backward(v)
-        ctx.psi = psi
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_s):
-        (v,) = ctx.saved_tensors
-        return grad_s * ctx.psi(v), None
+#: The spike with psi as its derivative (``PsiSpike.apply(v, psi)``): the library's BPTT twins' own
+#: surrogate spike, :class:`stllr.bptt.SurrogateSpike`.
+PsiSpike = SurrogateSpike
 
 
 def bptt_grads(
@@ -376,18 +366,15 @@ def layer_grad_increments(
     """
     layer = copy_layer(p)
     x, y = p.x[:, batch : batch + 1], p.y[batch : batch + 1]
-    T = len(x)
-    out, before = [], 0.0
-    for t in range(T):
-        if t < T - p.window:
-            with torch.no_grad():
-                layer(x[t])
-            out.append(0.0)
-            continue
-        spike_loss(layer(x[t]), y).backward()
+    out = [0.0] * len(x)  # 0 before the window
+    before = 0.0
+
+    def record(t: int) -> None:  # after step t's backward
+        nonlocal before
         now = float(layer.weight.grad[neuron, synapse])
-        out.append(now - before)
-        before = now
+        out[t], before = now - before, now
+
+    stllr_window(layer, x, y, spike_loss, p.window, after_backward=record)
     return out
 
 
@@ -412,6 +399,17 @@ def format_table(rows: Sequence[Dict[str, float]], digits: int = 4) -> str:
     lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def report(what: str, err: float, tol: float = 1e-12) -> None:
+    """Print a float64 check as text that is the same on every CPU (``what: relative error <
+    tol``); raise ``AssertionError`` with the measured error when ``err >= tol``.
+
+    Parameters:
+        what: the check's name; err: the measured relative error; tol: the bound.
+    """
+    assert err < tol, f"{what}: relative error {err:.3g}, expected < {tol:g}"
+    print(f"{what}: relative error < {tol:g}")
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -31,6 +31,7 @@ __all__ = [
     "forward_through_time",
     "train_batch",
     "resolve_chunk",
+    "check_chunk",
     "DEFAULT_CHUNK",
     "predict",
     "run_epoch",
@@ -99,7 +100,7 @@ def stllr_window(
     """
     steps = len(x)
     start = max(0, steps - int(window))  # first step with a learning signal
-    chunk = _check_chunk(chunk)
+    chunk = check_chunk(chunk)
     deferral = (
         deferred_updates(model, min(chunk, steps - start))
         if chunk and steps > start
@@ -120,7 +121,8 @@ def stllr_window(
         )
 
 
-def _check_chunk(chunk) -> int:
+def check_chunk(chunk) -> int:
+    """``chunk`` as an int >= 0 (0: per step), else a one-line ``ValueError`` naming it."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
         raise ValueError(f"chunk: expected an int >= 0 (0 = per step), got {chunk!r}")
     return chunk
@@ -290,7 +292,7 @@ def resolve_chunk(chunk: Optional[int], mode: str) -> int:
     changes the weights at every learning step and BPTT has no per-step weight gradients."""
     if chunk is None:
         return DEFAULT_CHUNK if mode == "stllr" else 0
-    chunk = _check_chunk(chunk)
+    chunk = check_chunk(chunk)
     if chunk and mode != "stllr":
         raise ValueError(
             f"chunk: deferred weight gradients need the stllr training mode (weights fixed for the "
