@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebooks,test]'
+	@# SpikingJelly (notebook 10 compares OTTT and SLTT with it): without its declared torchvision,
+	@# torchaudio, tensorboard and SciencePlots, which spikingjelly.activation_based never imports
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt spikingjelly
 	@touch $(STAMP)
 	@echo ">> $(VENV) ready"
 

@@ -1,9 +1,9 @@
 """Learning signals: what reaches a hidden layer's output as ``delta = dL/ds_t``.
 
 - ``bp``: the true one-step gradient from the layers above (through psi, not through time).
-- ``dfa``: Direct Feedback Alignment: the incoming gradient is replaced by ``e_t B``, with
-  ``e_t = dL/dlogits_t`` of the same step and B a fixed random matrix [classes, *layer_shape].
-- ``sdfa``: sign-DFA, ``sign(e_t) B / batch``.
+- ``dfa``: Direct Feedback Alignment: the incoming gradient is replaced by ``e_t F``, with
+  ``e_t = dL/dlogits_t`` of the same step and F a fixed random matrix [classes, *layer_shape].
+- ``sdfa``: sign-DFA, ``sign(e_t) F / batch``.
 
 The DFA / sDFA formula is one pure function, :func:`feedback_signal`; the hooks apply it, and
 analyses that form the signals themselves (:mod:`stllr.studies.learning_signals`) call it too.
@@ -38,10 +38,10 @@ FEEDBACK_MODES = ("bp", "dfa", "sdfa")
 def feedback_signal(
     error: torch.Tensor, feedback: torch.Tensor, sign: bool = False
 ) -> torch.Tensor:
-    """The DFA learning signal ``e_t B`` (``sign=True``: sDFA's ``sign(e_t) B / batch``): the
+    """The DFA learning signal ``e_t F`` (``sign=True``: sDFA's ``sign(e_t) F / batch``): the
     formula :class:`LearningSignal` applies, for analyses that form the signals themselves.
 
-    ``error`` [B, C] (cast to B's dtype), ``feedback`` B [C, *shape] -> [B, N], N = prod(shape).
+    ``error`` [B, C] (cast to F's dtype), ``feedback`` F [C, *shape] -> [B, N], N = prod(shape).
     """
     if sign:
         error = torch.sign(error) / error.shape[0]

@@ -75,3 +75,15 @@ def test_makefile_installs_with_the_constraints_and_stamps_on_their_hash():
     assert re.search(r"cat pyproject.toml constraints.txt \| sha256sum", makefile)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_spikingjelly_is_installed_without_its_declared_dependencies_everywhere():
+    """SpikingJelly (notebook 10) is pinned in constraints.txt and installed with --no-deps by the
+    Makefile's venv and by Binder's postBuild, at the same version."""
+    pins = _constraints()
+    assert "spikingjelly" in pins
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --quiet --no-deps -c constraints.txt spikingjelly" in makefile
+    post_build = (ROOT / "postBuild").read_text()
+    assert f"pip install --no-deps spikingjelly=={pins['spikingjelly']}" in post_build
+    assert f"spikingjelly=={pins['spikingjelly']}" in (ROOT / "environment.yml").read_text()

@@ -4,7 +4,7 @@ references, the angles, training while recording (identical to the plain trainin
 References are computed here without the module: the BP signal by autograd (dL/ds_t of the same step's
 loss with respect to the hidden layer's output) and by the chain rule written out (the readout is
 u_t = beta u_{t-1} + s_t W^T + b with u_{t-1} detached, so dL/ds_t = e_t W); the DFA / sDFA signals
-from the logits: e_t = (softmax(logits_t) - onehot(y)) / batch, then e_t B and sign(e_t) B / batch.
+from the logits: e_t = (softmax(logits_t) - onehot(y)) / batch, then e_t F and sign(e_t) F / batch.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def test_spikes_are_the_hidden_output_and_the_model_is_left_unchanged():
 def test_readout_equal_to_B_gives_angle_zero_and_random_B_is_near_orthogonal():
     model = _model("dfa")
     frames, labels = _batch(5)
-    # at initialisation B and W_out are independent random matrices: the signals are far from aligned
+    # at initialisation F and W_out are independent random matrices: the signals are far from aligned
     sig = LS.signals_for_batch(model, frames, labels, WINDOW)
     assert (sig.angles("dfa") > 45).all()
     with torch.no_grad():
@@ -224,8 +224,8 @@ def test_readout_equal_to_B_gives_angle_zero_and_random_B_is_near_orthogonal():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dfa_with_readout_feedback_trains_exactly_as_bp(dtype):
-    """B := W_out makes DFA's e_t B the chain rule e_t W_out: the same .grad as BP, bit for bit,
-    for every parameter; with its own random B it differs in the hidden layer only."""
+    """F := W_out makes DFA's e_t F the chain rule e_t W_out: the same .grad as BP, bit for bit,
+    for every parameter; with its own random F it differs in the hidden layer only."""
     frames, labels = _batch(3, dtype)
     bp = _model("bp", seed=4, dtype=dtype)
     dfa = _model("dfa", seed=4, dtype=dtype)
@@ -384,7 +384,7 @@ def test_run_trials_summary_and_table(tmp_path):
     assert "78.24 +- 1.84" in table and "74.60 +- 0.52" in table and "angle" not in table
     assert table.splitlines()[0].startswith("learning signal")
     table = LS.summary_table(rows, kind="alignment")
-    assert "angle(W_out, B)" in table and "final test" not in table
+    assert "angle(W_out, F)" in table and "final test" not in table
     assert f"{rows[1]['angle_start']:.1f} -> {rows[1]['angle_end']:.1f}" in table
     with pytest.raises(ValueError, match="kind"):
         LS.summary_table(rows, kind="bogus")

@@ -1,4 +1,4 @@
-"""Learning signals: BP passes the gradient unchanged, DFA / sDFA replace it by e_t B.
+"""Learning signals: BP passes the gradient unchanged, DFA / sDFA replace it by e_t F.
 
 The expected signals are computed here from the logits independently:
 e = dCE_mean/dlogits = (softmax(logits) - onehot(y)) / batch.
@@ -126,7 +126,7 @@ def test_feedback_signal_is_the_hooks_formula(mode, conv):
 
     run(model, xs, y, on_step)
     assert steps == list(range(T))
-    # the error is cast to B's dtype first
+    # the error is cast to F's dtype first
     e32 = torch.randn(3, C)
     fb = torch.randn(C, 2, 3, dtype=DT)
     assert torch.equal(feedback_signal(e32, fb), e32.to(DT) @ fb.reshape(C, -1))

@@ -7,8 +7,8 @@ The learning signal of a hidden layer at step t is what arrives at its output as
 
 - BP: the true one-step gradient through the layers above at the same step (not through time); for the
   recurrent networks here the layer above is the leaky readout, so ``delta_t = e_t W_out``;
-- DFA: ``delta_t = e_t B``, with ``e_t = dL/dlogits_t`` and B a fixed random matrix [C, N];
-- sDFA: ``delta_t = sign(e_t) B / batch``;
+- DFA: ``delta_t = e_t F``, with ``e_t = dL/dlogits_t`` and F a fixed random matrix [C, N];
+- sDFA: ``delta_t = sign(e_t) F / batch``;
 
 each optionally plus the firing-rate penalty ``rate_reg * (s_t - rate_target) / batch``.
 
@@ -283,7 +283,7 @@ def stepwise_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def feedback_from_readout(model: nn.Module, hook: Optional[LearningSignal] = None) -> nn.Module:
     """Set the DFA feedback matrix of ``hook`` (default: the last hook) to the readout weight,
-    ``B := W_out`` [C, N]: then the DFA signal ``e_t B`` is the BP signal ``e_t W_out`` (the chain
+    ``F := W_out`` [C, N]: then the DFA signal ``e_t F`` is the BP signal ``e_t W_out`` (the chain
     rule through the readout), and DFA trains exactly as BP. Returns ``model``.
 
     Parameters:
@@ -305,8 +305,8 @@ def feedback_from_readout(model: nn.Module, hook: Optional[LearningSignal] = Non
 
 
 def readout_angle(model: nn.Module, hook: Optional[LearningSignal] = None) -> float:
-    """Angle (degrees) between the readout weight ``W_out`` [C, N] and the feedback matrix ``B`` [C, N]
-    of the hook. With ``W_out = c B`` (c > 0) the BP signal ``e_t W_out`` and the DFA signal ``e_t B``
+    """Angle (degrees) between the readout weight ``W_out`` [C, N] and the feedback matrix ``F`` [C, N]
+    of the hook. With ``W_out = c F`` (c > 0) the BP signal ``e_t W_out`` and the DFA signal ``e_t F``
     point the same way for every error ``e_t``. nan when the readout does not map the hook's output."""
     hook = hook or signal_hook(model)
     w = readout_weight(model, hook)
@@ -330,7 +330,7 @@ class BatchSignals:
 
     ``steps``: the window steps t (0-based, ``t >= T - window``); ``labels`` [B];
     ``error`` [W, B, C] = ``e_t = dL/dlogits_t``; ``bp`` [W, B, N] = ``dL/ds_t`` through the layers above
-    at the same step; ``dfa`` [W, B, N] = ``e_t B``; ``sdfa`` [W, B, N] = ``sign(e_t) B / batch``;
+    at the same step; ``dfa`` [W, B, N] = ``e_t F``; ``sdfa`` [W, B, N] = ``sign(e_t) F / batch``;
     ``spikes`` [W, B, N], the layer's output; ``feedback`` [C, N], B. (N: the layer output flattened.)
     """
 
@@ -453,8 +453,8 @@ def train_batch_recording(
     the learning signal of the hooked layer at every window step, before the optimizer step.
 
     Returns ``(pred [B, C], record)``; ``record`` holds means over the window steps of
-    ``angle_feedback`` (the feedback part of the model's signal, ``e_t B`` for BP and DFA models and
-    ``sign(e_t) B / batch`` for sDFA, against the BP signal ``dL/ds_t``; for a BP model a control: the DFA
+    ``angle_feedback`` (the feedback part of the model's signal, ``e_t F`` for BP and DFA models and
+    ``sign(e_t) F / batch`` for sDFA, against the BP signal ``dL/ds_t``; for a BP model a control: the DFA
     signal it would get), ``angle_signal`` (the signal actually delivered, rate penalty included, against
     the BP signal), ``cos_feedback``, ``signal_norm_ratio`` (|delivered| / |BP|), the
     hidden firing rate ``rate`` over all T steps (fraction of neurons spiking per step) and
@@ -627,7 +627,7 @@ def summarise_trials(runs: Mapping[str, Sequence[RunResult]]) -> List[Dict[str, 
     accuracy, mean), ``angle_start`` / ``angle_end`` (feedback-vs-BP angle at the first batch / over the
     last epoch, mean over trials, degrees), ``angle_end_std``, ``signal_start`` / ``signal_end`` (the
     delivered signal, rate penalty included, vs BP), ``readout_start`` / ``readout_end``
-    (W_out vs B), ``rate_start`` / ``rate_end`` (hidden firing, % of neurons per step)."""
+    (W_out vs F), ``rate_start`` / ``rate_end`` (hidden firing, % of neurons per step)."""
     rows = []
     for key, rs in runs.items():
         m = rs[0].method
@@ -698,9 +698,9 @@ def summary_table(
         ]
     if kind in ("alignment", "all"):
         cols += [
-            ("angle", "angle(e_t B, BP) deg", ""),
+            ("angle", "angle(e_t F, BP) deg", ""),
             ("signal", "angle(delivered, BP) deg", ""),
-            ("readout", "angle(W_out, B) deg", ""),
+            ("readout", "angle(W_out, F) deg", ""),
             ("rate", "firing %", ""),
         ]
     if paper is not None and kind in ("accuracy", "all"):
@@ -733,8 +733,8 @@ def plot_signals(
     kinds = ["bp", "dfa"] + (["sdfa"] if sdfa else [])
     names = {
         "bp": "BP: dL/ds_t (one step, from above)",
-        "dfa": "DFA: e_t B",
-        "sdfa": "sDFA: sign(e_t) B / batch",
+        "dfa": "DFA: e_t F",
+        "sdfa": "sDFA: sign(e_t) F / batch",
     }
     fig, axes = plt.subplots(
         1,
@@ -911,7 +911,7 @@ def plot_feedback_alignment(runs: Mapping[str, Sequence[RunResult]], title: str 
         m, color = rs[0].method, _color(rs[0].method, i)
         x = rs[0].series("epoch")
         label = (
-            m.label if m.feedback_mode != "bp" else f"{m.label} (control: the e_t B it would get)"
+            m.label if m.feedback_mode != "bp" else f"{m.label} (control: the e_t F it would get)"
         )
         _band(axes[0], x, [r.series("angle_feedback") for r in rs], color, label)
         _band(axes[1], x, [r.series("angle_readout") for r in rs], color, m.label)
@@ -931,10 +931,10 @@ def plot_feedback_alignment(runs: Mapping[str, Sequence[RunResult]], title: str 
         ax.set_yticks([0, 30, 60, 90, 120])
         ax.set_ylabel("angle (degrees)")
     axes[0].set_title(
-        "(a) DFA feedback e_t B vs the BP signal dL/ds_t\n(per batch, averaged over window steps)",
+        "(a) DFA feedback e_t F vs the BP signal dL/ds_t\n(per batch, averaged over window steps)",
         fontsize=9,
     )
-    axes[1].set_title("(b) readout weight W_out vs feedback matrix B", fontsize=9)
+    axes[1].set_title("(b) readout weight W_out vs feedback matrix F", fontsize=9)
     axes[2].set_title("(c) hidden firing rate", fontsize=9)
     axes[2].set_ylabel("% of neurons spiking per step")
     axes[0].legend(frameon=False, fontsize=8, loc="lower left")
