@@ -43,16 +43,21 @@ browser:
 # narrows the nbval parts. Figures written by the tests go to build/test-figures/<part>/.
 NOTEBOOKS ?= notebooks
 NBVAL_FORCED_ENV ?= ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE
-TEST_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+TEST_ENV := OMP_WAIT_POLICY=PASSIVE
+# the notebooks' processes: torch threads and sweep workers (stllr.studies.sweeps.default_workers).
+# make test runs its three parts side by side on the machine's cores and sets NBVAL_PROCS to
+# OMP_NUM_THREADS=1 STLLR_WORKERS=1: one busy process per part instead of five (the stored outputs
+# do not depend on either: sweeps are bit-identical for any number of workers, tests/test_sweeps.py)
+NBVAL_PROCS ?= OMP_NUM_THREADS=2 STLLR_WORKERS=2
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 TEST_DESC_package := package tests
 TEST_DESC_nbval-native := notebooks under nbval, native CPU kernels
 TEST_DESC_nbval-forced := notebooks under nbval, kernels forced: $(NBVAL_FORCED_ENV)
-TEST_CMD_package = $(TEST_ENV) STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/package \
+TEST_CMD_package = $(TEST_ENV) OMP_NUM_THREADS=2 STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/package \
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
-TEST_CMD_nbval-native = $(TEST_ENV) STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/nbval-native \
+TEST_CMD_nbval-native = $(TEST_ENV) $(NBVAL_PROCS) STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/nbval-native \
 	$(BIN)/python -m pytest $(NBVAL) $(NOTEBOOKS) $(PYTEST_ARGS)
-TEST_CMD_nbval-forced = $(TEST_ENV) $(NBVAL_FORCED_ENV) STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/nbval-forced \
+TEST_CMD_nbval-forced = $(TEST_ENV) $(NBVAL_PROCS) $(NBVAL_FORCED_ENV) STLLR_FIGURES_DIR=$(CURDIR)/build/test-figures/nbval-forced \
 	$(BIN)/python -m pytest $(NBVAL) $(NOTEBOOKS) $(PYTEST_ARGS)
 # $(call test_part,NAME): run one part; on failure add NAME to $$failed and say which part it was
 # (pytest's exit status 5, "no tests collected", is PYTEST_ARGS deselecting the whole part)

@@ -360,3 +360,34 @@ def test_a_methods_own_lr_trains_that_run_and_keys_its_cache(data, serial, tmp_p
         [faster], data, trials=1, epochs=1, workers=1, progress=False, cache_dir=tmp_path
     )
     assert len(list(tmp_path.glob("*.json"))) == 2 and first["a0_own"][0].method.lr == 2e-3
+
+
+def test_stllr_workers_sets_the_default_and_is_validated(monkeypatch):
+    monkeypatch.delenv("STLLR_WORKERS", raising=False)
+    assert sweeps.default_workers("cuda") == 1
+    assert sweeps.default_workers("cpu") in (1, 2)
+    for value, expected in (("0", 0), ("1", 1), (" 3 ", 3)):
+        monkeypatch.setenv("STLLR_WORKERS", value)
+        assert sweeps.default_workers("cpu") == expected
+        assert sweeps.default_workers("cuda") == expected
+    for bad in ("two", "-1", "1.5"):
+        monkeypatch.setenv("STLLR_WORKERS", bad)
+        with pytest.raises(ValueError, match=r"^STLLR_WORKERS: expected an integer >= 0") as err:
+            sweeps.default_workers()
+        assert "\n" not in str(err.value)
+
+
+def test_stllr_workers_1_trains_in_this_process_with_the_same_numbers(data, serial, monkeypatch):
+    """make test sets STLLR_WORKERS=1: run_trials(workers=None) then spawns no process, and the
+    numbers are the serial run's (an explicit ``workers`` still wins)."""
+
+    class NoPool:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr(sweeps, "ProcessPoolExecutor", NoPool)
+    monkeypatch.setenv("STLLR_WORKERS", "1")
+    here = sweeps.run_trials(_methods(), data, trials=2, epochs=2, lr=2e-3, progress=False)
+    assert _acc(here) == _acc(serial)
+    with pytest.raises(AssertionError, match="a worker process was started"):
+        sweeps.run_trials(_methods(), data, trials=2, epochs=2, lr=2e-3, workers=2, progress=False)

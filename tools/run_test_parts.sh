@@ -16,7 +16,9 @@ parts="package nbval-native nbval-forced"
 if [ "${TEST_PARALLEL:-1}" = "1" ]; then
     echo ">> $parts side by side (logs: $logs/<part>.log, printed when all end)"
     for part in $parts; do
-        ( $make_cmd --no-print-directory "test-$part" > "$logs/$part.log" 2>&1; echo $? > "$logs/$part.rc" ) &
+        # side by side, each notebook part is one process with one thread (see NBVAL_PROCS)
+        ( $make_cmd --no-print-directory "test-$part" NBVAL_PROCS="OMP_NUM_THREADS=1 STLLR_WORKERS=1" \
+            > "$logs/$part.log" 2>&1; echo $? > "$logs/$part.rc" ) &
     done
     wait
     for part in $parts; do

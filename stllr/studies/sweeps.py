@@ -46,6 +46,7 @@ from stllr.studies.common import DataSpec, Method, RunResult, format_table, trai
 __all__ = [
     "Sweep",
     "run_trials",
+    "default_workers",
     "summary_rows",
     "summary_table",
     "learning_curve",
@@ -164,6 +165,30 @@ def _load_cached(path: Path) -> Optional[RunResult]:
         return None
 
 
+def default_workers(device: str = "cpu") -> int:
+    """The ``workers`` of :func:`run_trials` when none is given: ``STLLR_WORKERS`` (an integer
+    >= 0) if that environment variable is set, else 1 on a GPU and 2 on CPU (capped by the cores).
+
+    Example:
+        >>> import os
+        >>> from stllr.studies.sweeps import default_workers
+        >>> default_workers("cuda") if "STLLR_WORKERS" not in os.environ else 1
+        1
+    """
+    value = os.environ.get("STLLR_WORKERS", "").strip()
+    if value:
+        try:
+            workers = int(value)
+        except ValueError:
+            workers = -1
+        if workers < 0:
+            raise ValueError(
+                f"STLLR_WORKERS: expected an integer >= 0 (processes training at once), got {value!r}"
+            )
+        return workers
+    return 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
+
+
 def run_trials(
     methods: Sequence[Method],
     data: DataSpec,
@@ -191,7 +216,9 @@ def run_trials(
         trials, epochs, lr, optimizer: per run, as ``stllr train``; a method with its own ``lr``
             (:attr:`~stllr.studies.common.Method.lr`) trains with that one (``lr`` may then be
             None).
-        workers: processes training at once (default: 2 on CPU, capped by the cores; 1 on a GPU).
+        workers: processes training at once (default: the environment variable
+            ``STLLR_WORKERS`` if set, else 2 on CPU, capped by the cores, and 1 on a GPU; ``make
+            test`` sets ``STLLR_WORKERS=1`` because its parts already run side by side).
             ``1`` trains in this process, ``0`` too and keeps each run's trained ``model`` and
             its Method object (else ``model`` is None and ``method`` a copy, as from a worker).
         threads: torch threads per run (1: the numbers do not depend on ``workers``).
@@ -238,7 +265,7 @@ def run_trials(
     ):
         raise ValueError(f"lr: expected a positive number, got {lr!r}")
     if workers is None:
-        workers = 1 if str(device).startswith("cuda") else max(1, min(2, os.cpu_count() or 1))
+        workers = default_workers(device)
     workers = check_positive_int(workers, "workers", minimum=0, allow_numpy=True)
     train_options = dict(train_options or {})
 
