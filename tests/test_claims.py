@@ -146,6 +146,8 @@ TRAINING_NOTEBOOKS = [
     "04_accuracy_vs_bptt",
     "06_learning_signals",
     "07_gradient_alignment",
+    "11_conv_event_frames",
+    "12_online_and_your_data",
 ]
 
 

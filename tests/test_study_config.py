@@ -331,3 +331,13 @@ def test_data_spec_lives_in_common_and_common_does_not_import_sweeps():
         "import sys; import stllr.studies.common; sys.exit('stllr.studies.sweeps' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_small_task_method_takes_another_training_mode():
+    from stllr.studies.common import small_task_config, small_task_method
+
+    config = small_task_config()
+    assert small_task_method(config, "bp").mode == "stllr"
+    assert small_task_method(config, "bptt").mode == "bptt"
+    online = small_task_method(config, "bp", mode="stllr_online", lr=1e-3)
+    assert (online.mode, online.lr, online.arch) == ("stllr_online", 1e-3, config.arch)

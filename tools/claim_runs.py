@@ -41,6 +41,8 @@ TRAINING_NOTEBOOKS = [
     "04_accuracy_vs_bptt",
     "06_learning_signals",
     "07_gradient_alignment",
+    "11_conv_event_frames",
+    "12_online_and_your_data",
 ]
 KERNELS = {"default": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"}}
 MUTATIONS = ("alpha_pre_zero", "lambda_pre_swapped", "zero_signal", "bptt_instead")

@@ -12,6 +12,9 @@ notebook                module
 07_gradient_alignment   :mod:`~stllr.studies.gradient_alignment`
 08_event_data           :mod:`~stllr.studies.event_data`
 09_rule_from_scratch    :mod:`~stllr.studies.rule_from_scratch`
+10_online_rules         :mod:`~stllr.studies.online_rules`
+11_conv_event_frames    :mod:`~stllr.studies.conv_event_frames`
+12_online_and_your_data :mod:`~stllr.studies.online_and_your_data`
 ======================  =====================================================
 
 Shared by them: :mod:`~stllr.studies.common` (:class:`~stllr.studies.common.StudyConfig`, the

@@ -176,7 +176,9 @@ class Method:
     key: str
     label: str
     arch: str
-    mode: str  # "stllr" or "bptt"
+    #: the training mode of :func:`stllr.training.loop.train_batch`: ``stllr``, ``stllr_online``,
+    #: ``bptt`` or ``bptt_window`` (BPTT on S-TLLR's windowed loss)
+    mode: str
     factors: Sequence[float] = (0.5, 1.0, 1.0, 1.0)
     window: int = 45
     psi: Optional[str] = None
@@ -698,7 +700,8 @@ def small_task_method(
         kind: ``bp``, ``bp_rate``, ``dfa_rate``, ``dfa``, ``bptt_window`` or ``bptt``.
         key, label: default ``kind`` and the label of :data:`SMALL_TASK_METHODS`.
         lr: another learning rate (default: :data:`SMALL_TASK_LR` on the small task, else None).
-        changes: other :class:`Method` fields (``factors``, ``window``, ``psi``, ``options``).
+        changes: other :class:`Method` fields (``factors``, ``window``, ``psi``, ``options``,
+            ``mode``: e.g. ``stllr_online`` for an S-TLLR kind).
 
     Example:
         >>> m = small_task_method(small_task_config(), "dfa_rate")
@@ -721,7 +724,8 @@ def small_task_method(
         options=dict(options),
     )
     fields.update(changes)
-    return Method(key or kind, label or name, arch, mode, lr=lr, **fields)
+    fields.setdefault("mode", mode)
+    return Method(key or kind, label or name, arch, lr=lr, **fields)
 
 
 def paper_shd_config(data_path, epochs: Optional[int] = None, **changes) -> StudyConfig:
