@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebooks,test]'
-	@# SpikingJelly (notebook 10 compares OTTT and SLTT with it): without its declared torchvision,
+	@# SpikingJelly (notebook 04 compares OTTT and SLTT with it): without its declared torchvision,
 	@# torchaudio, tensorboard and SciencePlots, which spikingjelly.activation_based never imports
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt spikingjelly
 	@touch $(STAMP)
@@ -85,7 +85,7 @@ lab: venv
 # The stored notebooks and all figures from one run (defaults: embedded procedural data, minutes on
 # 2 CPU cores): each executed notebook is written over notebooks/NN_*.ipynb, its figures into
 # figures/, and figures/MANIFEST.json records the run id (also in each notebook's metadata) and every
-# figure's sha256 (checked by tests/test_figures_provenance.py). ONLY="01_lif_and_traces 02_stdp_window"
+# figure's sha256 (checked by tests/test_figures_provenance.py). ONLY="01_lif_and_traces 03_stdp_window"
 # runs some notebooks; OUT=DIR writes DIR/notebooks and DIR/figures instead.
 # Paper scale: make figures FULL=1 DATA=/path/to/datasets [DEVICE=cuda] (written to build/full/ unless OUT=...)
 FIGURES_ARGS = $(strip $(if $(FULL),--full) $(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE)) \

@@ -14,7 +14,7 @@ CI has no GPU, so everything here that needs one is run by hand on a GPU machine
    peak of one training sequence vs T for S-TLLR and BPTT;
 4. speed: training time per step of the SHD net (batch 128, T = 100, 90 learning steps) and
    VGG-9 (batch 16, T = 20, 5 learning steps), S-TLLR vs its BPTT twin, on the GPU;
-5. full_paths: the notebooks' ``FULL = True`` code paths (03, 04, 06: paper settings, the real SHD
+5. full_paths: the notebooks' ``FULL = True`` code paths (06, 07, 08: paper settings, the real SHD
    file format) for one epoch on a small SHD fixture, on the GPU.
 
 Prints a readable report and writes ``gpu_check.json`` (and the logs) under ``--out``.
@@ -214,7 +214,7 @@ def check_training(out: Path, quick: bool) -> list:
 
 def check_full_paths(device) -> list:
     """The notebooks' FULL code paths (paper settings, real SHD format) for one epoch on the device, on a
-    small SHD fixture: notebook 03 (factor sweep), 04 (methods and the BPTT window control, two worker
+    small SHD fixture: notebook 07 (factor sweep), 08 (methods and the BPTT window control, two worker
     processes sharing the device), 06 (training while recording the signal angles)."""
     from stllr.data import fixtures
     from stllr.studies import accuracy_vs_bptt as S
@@ -239,7 +239,7 @@ def check_full_paths(device) -> list:
         progress=False,
     )
     rows += [
-        {"notebook": "03", "key": k, "test_acc": v[0].final_test_acc, "params": v[0].num_parameters}
+        {"notebook": "07", "key": k, "test_acc": v[0].final_test_acc, "params": v[0].num_parameters}
         for k, v in sw.items()
     ]
     c = S.study_config(True, shd, epochs=1)
@@ -254,7 +254,7 @@ def check_full_paths(device) -> list:
         device=str(device),
         progress=False,
     )
-    rows += [{"notebook": "04", "key": k, "test_acc": v[0].final_test_acc} for k, v in sw.items()]
+    rows += [{"notebook": "08", "key": k, "test_acc": v[0].final_test_acc} for k, v in sw.items()]
     cfg = LS.signal_config(True, epochs=1, data_path=shd)
     run = LS.train_recording(
         cfg.methods[1],

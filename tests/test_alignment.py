@@ -1,4 +1,4 @@
-"""stllr.studies.gradient_alignment (notebook 07): the S-TLLR update and the exact BPTT gradient of the same loss.
+"""stllr.studies.gradient_alignment (notebook 09): the S-TLLR update and the exact BPTT gradient of the same loss.
 
 References are written here without the module's helpers:
 - the S-TLLR update: the model run step by step by hand (no_grad before the window,

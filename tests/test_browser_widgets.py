@@ -1,6 +1,6 @@
 """The widget demos work in a real JupyterLab, driven by headless Chromium (playwright).
 
-For notebooks 01, 02 and 05: open a copy in JupyterLab, run all cells from the Run menu, wait until
+For notebooks 01, 03 and 05: open a copy in JupyterLab, run all cells from the Run menu, wait until
 the kernel is idle and every code cell has an execution count, check that the ipywidgets sliders
 render, move one slider with the keyboard and check that the demo's plot was redrawn (the
 ``<img>`` data changed) without an error in any output. Screenshots before and after the move
@@ -37,7 +37,7 @@ SHOTS = ROOT / "build" / "test-browser"
 #: notebook -> description of the slider the test moves
 NOTEBOOKS = {
     "01_lif_and_traces.ipynb": "leak",
-    "02_stdp_window.ipynb": "alpha_post",
+    "03_stdp_window.ipynb": "alpha_post",
     "05_memory_and_compute.ipynb": "T",
 }
 #: notebooks whose copy keeps only these cells (ids): the parameters, the imports and the demo, in

@@ -78,7 +78,7 @@ def test_makefile_installs_with_the_constraints_and_stamps_on_their_hash():
 
 
 def test_spikingjelly_is_installed_without_its_declared_dependencies_everywhere():
-    """SpikingJelly (notebook 10) is pinned in constraints.txt and installed with --no-deps by the
+    """SpikingJelly (notebook 04) is pinned in constraints.txt and installed with --no-deps by the
     Makefile's venv and by Binder's postBuild, at the same version."""
     pins = _constraints()
     assert "spikingjelly" in pins

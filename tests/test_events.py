@@ -1,4 +1,4 @@
-"""stllr.studies.event_data (notebook 08): event arrays, frames, rasters, trace time scales, file formats.
+"""stllr.studies.event_data (notebook 10): event arrays, frames, rasters, trace time scales, file formats.
 
 References are hand-computed on a few events (counts per window written out with np.add.at, colours
 from the module's documented formula, trace recursions by a loop) or come from the real file readers:

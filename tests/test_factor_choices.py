@@ -1,4 +1,4 @@
-"""stllr.studies.factor_choices (notebook 03): the sweep grids hold the paper's factors, the paper's numbers
+"""stllr.studies.factor_choices (notebook 07): the sweep grids hold the paper's factors, the paper's numbers
 equal the published tables, the helpers compute what they say, the plots draw what they claim."""
 
 from __future__ import annotations

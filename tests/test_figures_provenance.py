@@ -2,7 +2,7 @@
 
 figures/MANIFEST.json names, for every notebook, the run id that made it and the sha256 of every
 figure file it wrote; the executed notebook carries the same run id in ``metadata["stllr"]``.
-``stllr.plotting.style.savefig`` shows the saved PNG file itself in the notebook (and notebook 08 shows its
+``stllr.plotting.style.savefig`` shows the saved PNG file itself in the notebook (and notebook 10 shows its
 GIF from the file), so each PNG / GIF in figures/ must be byte-identical to an image embedded in
 its notebook. SVGs cannot be compared with an embedded image: their sha256 in the manifest entry
 (the entry whose run id is the notebook's) says they were written in that same run.

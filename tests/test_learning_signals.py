@@ -442,7 +442,7 @@ def test_mean_std_and_configs():
 
 def test_small_setting_is_the_shared_one_with_each_kinds_learning_rate():
     """Notebook 06 trains in the one small-task setting (common.small_task_config) and each signal
-    with notebook 04's rate for its kind: the methods the four notebooks share are the same Method
+    with notebook 08's rate for its kind: the methods the four notebooks share are the same Method
     as common.small_task_method builds (labels aside), so they train identically."""
     small = LS.signal_config()
     shared = E.small_task_config()

@@ -1,4 +1,4 @@
-"""stllr.plotting.neuron (notebooks 01 and 02): what each figure draws, read back from the axes and
+"""stllr.plotting.neuron (notebooks 01 and 03): what each figure draws, read back from the axes and
 compared with the record or the window it was given."""
 
 import matplotlib

@@ -73,7 +73,9 @@ def test_teaching_notebooks_have_exercises_with_solutions_and_checks(notebook):
     assert re.search(r"Exercise", md), f"{stem}: no exercise"
     assert "<details>" in md, f"{stem}: no solution to reveal"
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert any(re.search(r"^assert ", s, re.M) for s in code), f"{stem}: no cell checks an answer"
+    assert any(re.search(r"^\s*assert ", s, re.M) for s in code), (
+        f"{stem}: no cell checks an answer"
+    )
 
 
 def test_readme_tour_is_the_suite_in_order_with_a_thumbnail_each():

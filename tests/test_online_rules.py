@@ -1,4 +1,4 @@
-"""stllr.studies.online_rules (notebook 10): S-TLLR's OTTT and SLTT cases against SpikingJelly's own
+"""stllr.studies.online_rules (notebook 04): S-TLLR's OTTT and SLTT cases against SpikingJelly's own
 implementations (float64), e-prop's per-synapse eligibility, the measured memory growth, bad input."""
 
 from __future__ import annotations

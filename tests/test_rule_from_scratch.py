@@ -1,4 +1,4 @@
-"""stllr.studies.rule_from_scratch (notebook 09): the hand-written rule equals the library's layer,
+"""stllr.studies.rule_from_scratch (notebook 02): the hand-written rule equals the library's layer,
 the BPTT identities hold against autograd, the hand-written window loop equals stllr_window, and the
 worked table's per-step updates are the layer's per-step gradient increments."""
 

@@ -76,7 +76,7 @@ def test_quickstart_small_is_what_notebook_00_says():
     assert f"at each of the {c.window} learning steps instead of once" in text
     assert "`factors` are the paper's SHD setting `[0.5, 1, 1, 1]`" in text
     assert "`stllr.studies.common.SMALL_TASK_LR` keeps its choice" in text
-    # notebook 00 is the one small-task setting (notebooks 03, 04, 06), nothing of its own
+    # notebook 00 is the one small-task setting (notebooks 06, 07, 08), nothing of its own
     small = common.small_task_config()
     assert dataclasses.replace(c, methods=[]) == small
     assert (c.full, c.data.dataset, dict(c.data.data_options)) == (False, "randman", SMALL_RANDMAN)
@@ -95,7 +95,7 @@ def test_quickstart_small_is_what_notebook_00_says():
     )
     assert (c.optimizer, c.data.batch_size, c.data.val_batch_size) == ("Adam", 32, 250)
     assert quickstart.quickstart_config(epochs=10).epochs == 10
-    # S-TLLR (BP) and the BPTT twin on the same (window) loss, each with notebook 04's rate
+    # S-TLLR (BP) and the BPTT twin on the same (window) loss, each with notebook 08's rate
     assert [(m.key, m.arch, m.mode, m.feedback_mode, m.window, m.lr) for m in c.methods] == [
         ("stllr", "randman_rsnn_stllr", "stllr", "bp", 20, common.SMALL_TASK_LR["bp"]),
         (
@@ -111,9 +111,9 @@ def test_quickstart_small_is_what_notebook_00_says():
     assert c.groups == {} and c.options == {} and c.chance == 20.0
 
 
-def test_factor_choices_small_is_what_notebook_03_says():
+def test_factor_choices_small_is_what_notebook_07_says():
     c = factor_choices.sweep_settings()
-    text = _prose("03_factor_choices")
+    text = _prose("07_factor_choices")
     assert (
         f"{c.num_classes} classes, {SMALL_RANDMAN['n_units']} input units each firing once in "
         f"T = {c.T} steps, {c.num_classes * SMALL_RANDMAN['n_train_per_class']} training and "
@@ -173,9 +173,9 @@ def test_factor_choices_small_is_what_notebook_03_says():
     assert (c.twin, c.task, c.chance) == (None, "randman (5 classes, T = 30)", 20.0)
 
 
-def test_accuracy_vs_bptt_small_is_what_notebook_04_says():
+def test_accuracy_vs_bptt_small_is_what_notebook_08_says():
     c = accuracy_vs_bptt.study_config()
-    text = _prose("04_accuracy_vs_bptt")
+    text = _prose("08_accuracy_vs_bptt")
     assert f"once within T = {c.T} steps, {c.num_classes} classes" in text
     assert "`[lambda_post, lambda_pre, alpha_post, alpha_pre] = [0.5, 1, 1, 1]`" in text
     assert c.factors == (0.5, 1.0, 1.0, 1.0)
@@ -219,7 +219,7 @@ def test_learning_signals_small_is_what_notebook_06_says():
         f"`rate_target = {DFA_RATE_PENALTY['rate_target']:g}`)" in text
     )
     # the one small-task setting (common.small_task_config), as the notebook says
-    assert "the one small-task setting that notebooks 00, 03 and 04 use" in text
+    assert "the one small-task setting that notebooks 00, 07 and 08 use" in text
     assert "`common.small_task_config`" in text and "`common.SMALL_TASK_LR`" in text
     assert (c.data.dataset, dict(c.data.data_options), c.num_classes, c.T, c.window) == (
         "randman",
@@ -278,7 +278,7 @@ def test_full_configs_are_the_papers_shd_setting(tmp_path):
     c = full["03"][1]
     assert (
         f"T = {c.T}, a window of {c.window} steps, psi {c.psi}, lr 2e-4, "
-        f"batch {c.data.batch_size}, {c.epochs} epochs" in _prose("03_factor_choices")
+        f"batch {c.data.batch_size}, {c.epochs} epochs" in _prose("07_factor_choices")
     )
     assert full["00"][1].twin == full["04"][1].twin == "bptt_shd_net"
     assert full["04"][1].options["windows"] == (1, 10, 25, 50, 90, 100)
@@ -294,7 +294,7 @@ def test_epochs_argument_reaches_the_config(tmp_path):
 
 
 def test_chance_equals_notebook_03s_former_values(tmp_path):
-    """notebook 03 used ``100.0 / SMALL_RANDMAN["n_classes"]`` and ``100.0 / 20`` (SHD)."""
+    """notebook 07 used ``100.0 / SMALL_RANDMAN["n_classes"]`` and ``100.0 / 20`` (SHD)."""
     assert factor_choices.sweep_settings().chance == 100.0 / SMALL_RANDMAN["n_classes"]
     assert factor_choices.sweep_settings(True, tmp_path).chance == 100.0 / 20
 

@@ -37,10 +37,10 @@ NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "build" / "claims"
 TRAINING_NOTEBOOKS = [
     "00_quickstart",
-    "03_factor_choices",
-    "04_accuracy_vs_bptt",
+    "07_factor_choices",
+    "08_accuracy_vs_bptt",
     "06_learning_signals",
-    "07_gradient_alignment",
+    "09_gradient_alignment",
     "11_conv_event_frames",
     "12_online_and_your_data",
 ]

@@ -1,9 +1,9 @@
-"""The learning-rate sweep of notebook 04 on a wider grid (docs/experiments.md).
+"""The learning-rate sweep of notebook 08 on a wider grid (docs/experiments.md).
 
     python tools/lr_grid.py [--grid 1e-3 2e-3 5e-3 1e-2 2e-2 5e-2] [--trials 3] [--workers 2]
 
 Every method of the small-task comparison (:func:`stllr.studies.accuracy_vs_bptt.comparison_methods`)
-is trained at every rate on the validation split notebook 04 uses (60 of the 300 training samples
+is trained at every rate on the validation split notebook 08 uses (60 of the 300 training samples
 held out; the test set is not loaded), and the table of
 :func:`stllr.studies.accuracy_vs_bptt.lr_table` is printed, with the rate
 :func:`~stllr.studies.accuracy_vs_bptt.choose_lr` picks for each method marked ``<``. The runs are

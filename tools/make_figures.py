@@ -3,7 +3,7 @@ notebooks/ through papermill with its defaults, write the executed notebook over
 (cleaned of papermill's per-cell timing metadata), its figures into figures/, and record in
 figures/MANIFEST.json which run made them.
 
-    python tools/make_figures.py [--only 02_stdp_window ...] [--out-dir DIR]
+    python tools/make_figures.py [--only 03_stdp_window ...] [--out-dir DIR]
     python tools/make_figures.py --full [--data-path DIR] [--device cuda]     # -> build/full/
 
 Provenance: every run gets a run id (UTC time + random suffix). It is written into each executed
@@ -189,6 +189,9 @@ def main(argv=None) -> int:
     manifest_path = out_figures / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("notebooks", {})
+    for stem in [s for s in manifest["notebooks"] if not (out_notebooks / f"{s}.ipynb").exists()]:
+        print(f"manifest: dropping {stem} (no notebooks/{stem}.ipynb any more)", flush=True)
+        del manifest["notebooks"][stem]
 
     run_id = new_run_id()
     run_dir = STAGING / run_id

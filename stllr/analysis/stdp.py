@@ -1,6 +1,6 @@
 """The STDP-like window S-TLLR implies, analytically and by simulating spike pairs through a
 real :class:`~stllr.LinearSTLLR`, and one layer's traces recorded over a sequence
-(notebooks 01 and 02)."""
+(notebooks 01 and 03)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Plots of one neuron and its rule: the secondary activations psi, a recorded layer's traces and
-updates, and STDP windows (notebooks 01 and 02)."""
+updates, and STDP windows (notebooks 01 and 03)."""
 
 from __future__ import annotations
 

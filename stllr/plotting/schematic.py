@@ -1,6 +1,6 @@
 """Schematic of one LIF layer's computational graph unrolled over a few steps: what BPTT
 differentiates through time, and what S-TLLR keeps at each step (the idea of the paper's
-Figs. 1-2; notebook 09)."""
+Figs. 1-2; notebook 02)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plots of training runs (notebooks 00, 03, 04): the S-TLLR vs BPTT comparison, learning curves,
+"""Plots of training runs (notebooks 00, 07, 08): the S-TLLR vs BPTT comparison, learning curves,
 trial boxes and a sample raster. The paper's published numbers are drawn in grey, labelled
 "paper"."""
 
@@ -175,7 +175,7 @@ def plot_sample_raster(
     return fig
 
 
-# ----------------------------------------------------------------------- sweeps (notebooks 03, 04)
+# ----------------------------------------------------------------------- sweeps (notebooks 07, 08)
 def plot_trial_boxes(
     ax,
     sweep,

@@ -1,11 +1,11 @@
-"""Accuracy of S-TLLR (BP, DFA) against BPTT, and against the number of learning steps (notebook 04).
+"""Accuracy of S-TLLR (BP, DFA) against BPTT, and against the number of learning steps (notebook 08).
 
 Three studies, each a :func:`stllr.studies.sweeps.run_trials` sweep over seeds:
 
 1. *a learning rate per method*: every method of the comparison trained at each rate of
    :data:`stllr.studies.common.SMALL_TASK_LR_GRID` on a validation split of the training set
    (:func:`lr_methods`, :func:`lr_rows`, :func:`choose_lr`); the rates it chooses are
-   :data:`stllr.studies.common.SMALL_TASK_LR`, the small-task setting of notebooks 00, 03, 04, 06;
+   :data:`stllr.studies.common.SMALL_TASK_LR`, the small-task setting of notebooks 00, 06, 07, 08;
 2. *the comparison*: S-TLLR with a BP signal, with BP plus the firing-rate penalty, with DFA plus
    that penalty, and the BPTT twin on the loss S-TLLR differentiates (the window's per-step
    losses) and on the loss of the summed logits, same network shape, data and batch order, each at

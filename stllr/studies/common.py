@@ -67,7 +67,7 @@ RANDMAN_TASK = {
 }
 
 
-#: A small randman task for sweeps on a laptop (notebooks 03, 04, 06): :data:`RANDMAN_TASK` with 5
+#: A small randman task for sweeps on a laptop (notebooks 06, 07, 08): :data:`RANDMAN_TASK` with 5
 #: classes, T = 30, 300 training and 200 test samples. ``randman_rsnn_stllr`` trains one epoch of it
 #: in about 0.25 s on one thread.
 SMALL_RANDMAN = dict(
@@ -82,9 +82,9 @@ DFA_RATE_PENALTY = {"rate_reg": 0.3, "rate_target": 0.03}
 
 
 # --------------------------------------------------------------- the one small-task setting
-# Notebooks 00, 03, 04 and 06 train on one setting (:func:`small_task_config`): the task
+# Notebooks 00, 06, 07 and 08 train on one setting (:func:`small_task_config`): the task
 # SMALL_RANDMAN, the learning signal on the last SMALL_TASK_WINDOW steps, SMALL_TASK_EPOCHS epochs,
-# and for each method the learning rate that notebook 04's validation sweep chose.
+# and for each method the learning rate that notebook 08's validation sweep chose.
 
 #: Learning steps of the small-task setting: the last 20 of T = 30 (T_l = 10, where the paper's
 #: SHD runs start theirs, of 100); also the window of the windowed-loss BPTT twin.
@@ -93,7 +93,7 @@ SMALL_TASK_WINDOW = 20
 #: Training epochs of the small-task setting (about 1.5 s per S-TLLR run on one thread).
 SMALL_TASK_EPOCHS = 12
 
-#: The learning rates notebook 04 tries per method (Adam), on a validation split.
+#: The learning rates notebook 08 tries per method (Adam), on a validation split.
 SMALL_TASK_LR_GRID = (5e-3, 1e-2, 2e-2)
 
 #: Training samples held out as the validation split of that sweep (of 300; 240 train on).
@@ -458,7 +458,7 @@ def train_method(
 
 
 # ======================================================================================
-# A study's settings (notebooks 00, 03, 04, 06)
+# A study's settings (notebooks 00, 06, 07, 08)
 # ======================================================================================
 @dataclass(frozen=True)
 class DataSpec:
@@ -535,7 +535,7 @@ _DATA_CACHE: Dict[str, Any] = {}
 
 @dataclass
 class StudyConfig:
-    """The settings of one notebook study (00, 03, 04, 06), as their factories give them
+    """The settings of one notebook study (00, 06, 07, 08), as their factories give them
     (:func:`stllr.studies.quickstart.quickstart_config`,
     :func:`stllr.studies.factor_choices.sweep_settings`,
     :func:`stllr.studies.accuracy_vs_bptt.study_config`,
@@ -551,11 +551,11 @@ class StudyConfig:
         twin: its BPTT twin (None where the study trains none).
         psi: the secondary activation (None: the layers' default, rational).
         factors: ``[lambda_post, lambda_pre, alpha_post, alpha_pre]`` of the S-TLLR methods
-            (notebook 03: the centre of its grid, Table 2's SHD row with alpha_post +1).
+            (notebook 07: the centre of its grid, Table 2's SHD row with alpha_post +1).
         window: learning steps, the last ``window`` of T carry a learning signal (1 <= window <= T).
         optimizer, lr, epochs: per run, as ``stllr train`` (epochs >= 1).
         methods: every :class:`Method` the study trains by default.
-        groups: the methods by sweep (notebook 03: ``bp``, ``bp_rate``, ``dfa``, ``dfa_plain``,
+        groups: the methods by sweep (notebook 07: ``bp``, ``bp_rate``, ``dfa``, ``dfa_plain``,
             ``lambda_pre``, ``lambda_pre_fast``, ``psi``); empty elsewhere.
         options: what only one study needs (04: ``windows``, ``control_windows``, ``lr_grid``,
             ``validation``; 06: ``record_every``, ``model_options``; 03: ``dfa_options``,
@@ -656,7 +656,7 @@ def randman_config(
 
 
 def small_task_config(data_path=None, epochs: Optional[int] = None, **fields) -> StudyConfig:
-    """The one small-task setting of notebooks 00, 03, 04 and 06: :data:`SMALL_RANDMAN` (5
+    """The one small-task setting of notebooks 00, 06, 07 and 08: :data:`SMALL_RANDMAN` (5
     classes, T = 30), ``randman_rsnn_stllr`` / ``randman_rsnn_bptt``, psi sigmoid, factors
     (0.5, 1, 1, 1), learning signal on the last :data:`SMALL_TASK_WINDOW` steps,
     :data:`SMALL_TASK_EPOCHS` epochs, Adam, batch 32, ``lr`` the S-TLLR (BP) rate of

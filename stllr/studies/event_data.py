@@ -1,4 +1,4 @@
-"""Event data for the eye (notebook 08): rasters, frames and animations of tonic events, and how
+"""Event data for the eye (notebook 10): rasters, frames and animations of tonic events, and how
 tonic's ``ToFrame`` time window, the number of steps T and the trace decays relate.
 
 Events are tonic structured arrays with timestamps ``t`` in microseconds: audio-like sensors

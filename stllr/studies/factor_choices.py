@@ -1,4 +1,4 @@
-"""Factor choices of S-TLLR (notebook 03): which ``alpha_post``, ``lambda_pre`` and psi to use.
+"""Factor choices of S-TLLR (notebook 07): which ``alpha_post``, ``lambda_pre`` and psi to use.
 
 The rule's eligibility (paper Eq. 10-13, in the code's convention, see ``docs/rule.md``) is
 ``alpha_post * tr_out_{t-1} x_t + alpha_pre * psi_t tr_in_t`` with ``factors = [lambda_post,
@@ -9,7 +9,7 @@ lambda_pre, alpha_post, alpha_pre]``. The paper studies two of the four factors 
 - ``lambda_pre``, the decay of the pre-synaptic trace: Fig. 5 (BP; lambda_post 0.2, alpha_post -1,
   alpha_pre 1).
 
-This module holds what notebook 03 reuses: the method grids of those sweeps
+This module holds what notebook 07 reuses: the method grids of those sweeps
 (:func:`alpha_post_methods`, :func:`lambda_pre_methods`, :func:`sweep_settings`, on the one
 small-task setting of :func:`stllr.studies.common.small_task_config`), the runner of its groups
 (:func:`run_sweeps`, each group with its own epochs and trials), the paper's numbers for them
@@ -89,18 +89,18 @@ ALPHA_POSTS = (-1.0, 0.0, 1.0)
 LAMBDA_PRES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-#: lambda_pre values of notebook 03's sweeps: points around both membrane decays it compares
+#: lambda_pre values of notebook 07's sweeps: points around both membrane decays it compares
 #: (``beta = sigmoid(5) = 0.993`` of the default net, ``sigmoid(2) = 0.88`` of the fast one), so
 #: that "best near beta" and "bigger is better" give different answers; 0 on the default net only.
 BETA_LAMBDA_PRES = (0.5, 0.75, 0.88, 0.95, 1.0)
 
 
-#: The hidden-layer leak of notebook 03's fast-membrane network (``beta = sigmoid(2) = 0.881``;
+#: The hidden-layer leak of notebook 07's fast-membrane network (``beta = sigmoid(2) = 0.881``;
 #: the default net has leak 5).
 FAST_LEAK = 2.0
 
 
-#: Epochs of notebook 03's lambda_pre and psi sweeps on the small task (the alpha_post and
+#: Epochs of notebook 07's lambda_pre and psi sweeps on the small task (the alpha_post and
 #: learning-signal groups train the setting's 12): shorter, to fit the notebook's time budget.
 SWEEP_EPOCHS = 4
 
@@ -241,7 +241,7 @@ def sweep_settings(
     epochs: Optional[int] = None,
     sweep_epochs: Optional[int] = None,
 ) -> StudyConfig:
-    """Everything notebook 03 trains, a :class:`~stllr.studies.common.StudyConfig`.
+    """Everything notebook 07 trains, a :class:`~stllr.studies.common.StudyConfig`.
 
     ``full=False``: the one small-task setting (:func:`stllr.studies.common.small_task_config`:
     randman, 5 classes, T = 30, ``randman_rsnn_stllr`` with psi sigmoid, learning signal on the

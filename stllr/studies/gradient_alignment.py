@@ -1,8 +1,8 @@
 """Gradient alignment: how close is the S-TLLR update to the exact BPTT gradient of the same loss?
 
-The fair comparison (notebook 07). S-TLLR (``training_mode="stllr"``) gives a learning signal at
+The fair comparison (notebook 09). S-TLLR (``training_mode="stllr"``) gives a learning signal at
 the last ``d`` steps of a sequence of ``T`` (the learning window, ``window``; ``--delay-ls`` of
-``stllr train``; ``d`` as in notebooks 04 and 05, while ``W`` always names a weight matrix) and
+``stllr train``; ``d`` as in notebooks 08 and 05, while ``W`` always names a weight matrix) and
 calls ``CE(out_t, y).backward()`` at each of them; the rule's per-step gradients sum in ``.grad``.
 So the loss S-TLLR descends is
 

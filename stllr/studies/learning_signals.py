@@ -131,7 +131,7 @@ def _color(method: Method, index: int) -> str:
 def signal_config(full: bool = False, epochs: Optional[int] = None, data_path=None) -> StudyConfig:
     """Settings of notebook 06, a :class:`~stllr.studies.common.StudyConfig`.
 
-    ``full=False``: the one small-task setting of notebooks 00, 03, 04 and 06
+    ``full=False``: the one small-task setting of notebooks 00, 06, 07 and 08
     (:func:`stllr.studies.common.small_task_config`): :data:`~stllr.studies.common.SMALL_RANDMAN`
     with ``randman_rsnn_stllr`` (100 -> 128 recurrent -> 5), psi sigmoid, factors 0.5 1 1 1,
     learning signal on the last 20 of 30 steps, Adam, batch 32, ``epochs`` default 12, ``lr`` BP's

@@ -1,4 +1,4 @@
-"""S-TLLR among other online rules (notebook 10): the paper's Table 1 measured, and S-TLLR's two
+"""S-TLLR among other online rules (notebook 04): the paper's Table 1 measured, and S-TLLR's two
 special cases checked against SpikingJelly's own OTTT and SLTT implementations.
 
 Two parts, both float64 where gradients are compared and exact (bytes, MACs) where costs are

@@ -219,7 +219,7 @@ PAPER_TABLE3 = [
 ]
 
 
-#: Our method keys of Table 3's three SHD rows (notebooks 00 and 04).
+#: Our method keys of Table 3's three SHD rows (notebooks 00 and 08).
 _SHD_METHODS = {"bptt": "BPTT", "stllr": "S-TLLR (BP)", "stllr_dfa": "S-TLLR (DFA)"}
 _SHD = {
     key: next(r for r in PAPER_TABLE3 if r["dataset"] == "SHD" and r["method"] == method)
@@ -231,7 +231,7 @@ _SHD = {
 PAPER_SHD_ACCURACY = {key: (r["acc"], r["acc_std"]) for key, r in _SHD.items()}
 
 
-#: Paper Table 3, SHD rows (LIF-RSNN, T = 100, T_l = 10, 200 epochs, 5 trials) as notebook 04 sets
+#: Paper Table 3, SHD rows (LIF-RSNN, T = 100, T_l = 10, 200 epochs, 5 trials) as notebook 08 sets
 #: them beside its own: ``key``, ``method``, ``acc`` (mean, std), ``T``, ``T_l`` (None: BPTT).
 PAPER_SHD_ROWS = [
     {

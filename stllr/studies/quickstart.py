@@ -41,14 +41,14 @@ def quickstart_config(
     """The settings of notebook 00, a :class:`~stllr.studies.common.StudyConfig`.
 
     Parameters:
-        full: ``False``: the one small-task setting of notebooks 00, 03, 04 and 06
+        full: ``False``: the one small-task setting of notebooks 00, 06, 07 and 08
             (:func:`~stllr.studies.common.small_task_config`: randman with 5 classes, T = 30,
             ``randman_rsnn_stllr`` / ``randman_rsnn_bptt``, psi = surrogate = sigmoid, factors
             (0.5, 1, 1, 1), learning signal on the last 20 steps, Adam, batch 32, 12 epochs).
             ``methods``: S-TLLR with a BP signal (key ``stllr``) and the BPTT twin trained on the same
             loss, the per-step losses of the window (key ``bptt_window``, the matched control),
             each with its learning rate of :data:`~stllr.studies.common.SMALL_TASK_LR` (notebook
-            04's validation sweep). ``True``: the paper's SHD setting
+            08's validation sweep). ``True``: the paper's SHD setting
             (:func:`~stllr.studies.common.paper_shd_config`: ``stllr_shd_net`` / ``bptt_shd_net``
             on real SHD from ``data_path``, T = 100, learning signal on the last 90 steps, psi
             rational, Adam lr 2e-4 for both, batch 128, 200 epochs); ``methods``: S-TLLR (key

@@ -1,4 +1,4 @@
-"""The rule from scratch (notebook 09): S-TLLR for one linear LIF layer in plain torch.
+"""The rule from scratch (notebook 02): S-TLLR for one linear LIF layer in plain torch.
 
 Everything here is float64 and deterministic, on a layer small enough to print. The notebook shows
 the short functions below in its cells and checks each against an independent reference:

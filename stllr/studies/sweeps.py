@@ -1,7 +1,7 @@
 """The studies' trial runner: training runs (settings x trials), in this process or in parallel
 worker processes, resumable.
 
-Every notebook that trains (00, 03, 04, 06) trains through :func:`run_trials`: every setting (a
+Every notebook that trains (00, 06, 07, 08, 11, 12) trains through :func:`run_trials`: every setting (a
 :class:`stllr.studies.common.Method`) with one or several seeds, each run by ``train`` (default
 :func:`stllr.studies.common.train_method`, the code of ``stllr train``; notebook 06:
 :func:`stllr.studies.learning_signals.train_recording`), one torch thread per run and one run per
