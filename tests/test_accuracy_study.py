@@ -229,3 +229,43 @@ def test_plot_comparison_draws_every_method():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_a_sweep_and_its_record_give_the_same_rows():
+    """lr_rows of a sweep equal recorded_lr_rows of its record, also after a JSON round trip (the
+    record is what RECORDED_LR_SWEEP stores)."""
+    import json
+
+    sweep = _lr_sweep(
+        {("a", 5e-3): [80, 90, 70], ("a", 1e-2): [85, 85, 86], ("b", 1e-2): [70, 72, 71]}
+    )
+    record = json.loads(json.dumps(S.lr_sweep_record(sweep)))
+    assert record["runs"]["a@0.005"] == {
+        "label": "a, lr 0.005",
+        "lr": 5e-3,
+        "val": [80.0, 90.0, 70.0],
+        "train": [99.0, 99.0, 99.0],
+    }
+    assert S.recorded_lr_rows(record) == S.lr_rows(sweep)
+    assert [r["chosen"] for r in S.recorded_lr_rows(record)] == [False, True, True]
+
+
+def test_the_recorded_lr_sweep_is_current_and_chose_the_small_task_rates():
+    """RECORDED_LR_SWEEP is the sweep notebook 08 runs with LR_SWEEP = True, made by this numerics
+    version of the package (bump the version when training numbers change, then rerun it), and the
+    rates the small-task setting uses are its choices."""
+    import stllr
+
+    record = S.RECORDED_LR_SWEEP
+    config = S.study_config()
+    assert record["stllr_version"] == stllr.__version__, (
+        f"the recorded learning-rate sweep was made by stllr {record['stllr_version']}, this is "
+        f"{stllr.__version__}: rerun notebook 08 with LR_SWEEP = True and record "
+        "accuracy_vs_bptt.lr_sweep_record(lr_sweep)"
+    )
+    assert (record["epochs"], record["trials"], record["seed"]) == (config.epochs, 3, 0)
+    assert record["data"] == config.data.validation_split(config.options["validation"]).as_dict()
+    assert list(record["runs"]) == [m.key for m in S.lr_methods(config)]
+    assert all(len(r["val"]) == 3 and len(r["train"]) == 3 for r in record["runs"].values())
+    chosen = S.choose_lr(S.recorded_lr_rows())
+    assert chosen == {m.key: m.lr for m in config.methods}

@@ -221,3 +221,44 @@ def test_sample_per_class_finds_every_class(tiny):
     train_set, _, _ = c.data.load()
     idx = cef.sample_per_class(train_set)
     assert [int(train_set[i][1]) for i in idx] == list(range(c.num_classes))
+
+
+def test_the_readout_control_trains_only_the_readout():
+    """readout_method: the comparison's S-TLLR method with the conv layers frozen; a training
+    batch through the library's loop moves the readout and leaves both conv layers as they were."""
+    from stllr.studies.common import build_model_for
+    from stllr.training.loop import train_batch
+
+    config = cef.study_config()
+    m = cef.readout_method(config)
+    s = cef._method(config, "stllr")
+    assert (m.key, m.mode, m.window, m.lr, m.factors) == (
+        "readout",
+        s.mode,
+        s.window,
+        s.lr,
+        s.factors,
+    )
+    assert m.options == {**s.options, "train_conv": False}
+    torch.manual_seed(0)
+    info = {"num_classes": 4, "input_shape": (2, 16, 16), "T": 6}
+    model = build_model_for(dataclasses.replace(m, window=3), info)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable == list(model.linear.parameters())
+    opt = torch.optim.Adam(trainable, lr=1e-2)
+    frames = (torch.rand(5, 6, 2, 16, 16) < 0.3).float()  # [B, T, C, H, W]
+    train_batch(
+        model,
+        frames,
+        torch.tensor([0, 1, 2, 3, 0]),
+        opt,
+        torch.nn.functional.cross_entropy,
+        mode="stllr",
+        window=3,
+    )
+    after = model.state_dict()
+    assert all(
+        torch.equal(before[k], after[k]) for k in before if k.startswith(("conv1.", "conv2."))
+    )
+    assert not torch.equal(before["linear.weight"], after["linear.weight"])

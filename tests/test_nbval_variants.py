@@ -72,3 +72,22 @@ def test_forced_nbval_variant_reaches_the_kernel(tmp_path):
         f"make test-nbval-forced on a kernel check failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
     )
     assert "1 passed" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_a_dry_run_of_make_test_prints_the_parts_and_touches_no_log(tmp_path):
+    """``make -n test`` (tests/test_readme.py runs one while ``make test`` may be running) reaches
+    tools/run_test_parts.sh, whose recipe names $(MAKE): it must print each part's command, with the
+    side-by-side settings, and write no log (it used to overwrite the running parts' logs)."""
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    run = subprocess.run(
+        ["make", "-n", "test"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "build" / "test-logs").exists()
+    for part in ("[package]", "[nbval-native]", "[nbval-forced]"):
+        assert part in run.stdout
+    assert run.stdout.count("OMP_NUM_THREADS=1 STLLR_WORKERS=1") >= 2  # the notebook parts

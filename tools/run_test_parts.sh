@@ -8,10 +8,23 @@
 # Usage (from the Makefile): sh tools/run_test_parts.sh "$(MAKE)"
 make_cmd=${1:-make}
 logs=build/test-logs
-mkdir -p "$logs"
 failed=""
 start=$(date +%s)
 parts="package nbval-native nbval-forced"
+
+# `make -n test` (a dry run: tests/test_readme.py does one while the real parts may be running)
+# reaches this script, since its recipe names $(MAKE): print each part's commands and touch no
+# log, instead of overwriting the logs of a running `make test`
+first_flags=${MAKEFLAGS%% *}
+case "$first_flags" in
+    -*|"") ;;
+    *n*)
+        for part in $parts; do
+            $make_cmd --no-print-directory -n "test-$part" NBVAL_PROCS="OMP_NUM_THREADS=1 STLLR_WORKERS=1"
+        done
+        exit 0 ;;
+esac
+mkdir -p "$logs"
 
 if [ "${TEST_PARALLEL:-1}" = "1" ]; then
     echo ">> $parts side by side (logs: $logs/<part>.log, printed when all end)"

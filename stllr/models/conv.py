@@ -223,7 +223,8 @@ class SmallConvNet(SpikingModel):
     conv1 3x3 C_in -> c1 | pool | hook, conv2 3x3 c1 -> c2 | pool | hook, global average pooling,
     Linear(c2, classes). LIF settings as the VGG (threshold 0.6, soft reset, standardised weights,
     psi triangle) but leak 2.0 (beta 0.88) by default, so a neuron integrates over a few frames.
-    x_t [B, C, H, W] -> logits [B, classes].
+    ``train_conv=False`` keeps both conv layers at their initial weights (a control: only the
+    readout learns, on random conv features). x_t [B, C, H, W] -> logits [B, classes].
     """
 
     is_stllr = True
@@ -240,6 +241,7 @@ class SmallConvNet(SpikingModel):
         leak: float = 2.0,
         dropout: float = 0.0,
         dropout_rescale: bool = True,
+        train_conv: bool = True,
     ):
         super().__init__(num_classes, input_shape, feedback_mode)
         c1, c2 = (int(c) for c in channels)
@@ -268,6 +270,9 @@ class SmallConvNet(SpikingModel):
         _kaiming_normal_conv(self.conv1)
         _kaiming_normal_conv(self.conv2)
         _kaiming_normal_linear(self.linear)
+        if not train_conv:
+            for p in (*self.conv1.parameters(), *self.conv2.parameters()):
+                p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1_hook(self.pool1(self.dropout1(self.conv1(x))))
@@ -276,7 +281,8 @@ class SmallConvNet(SpikingModel):
 
 
 class BPTTSmallConvNet(SpikingModel):
-    """BPTT twin of :class:`SmallConvNet` (Conv2dLIF layers, same topology and init)."""
+    """BPTT twin of :class:`SmallConvNet` (Conv2dLIF layers, same topology and init; the same
+    ``train_conv=False`` control)."""
 
     is_stllr = False
 
@@ -290,6 +296,7 @@ class BPTTSmallConvNet(SpikingModel):
         leak: float = 2.0,
         dropout: float = 0.0,
         dropout_rescale: bool = True,
+        train_conv: bool = True,
     ):
         super().__init__(num_classes, input_shape, "bp")
         c1, c2 = (int(c) for c in channels)
@@ -313,6 +320,9 @@ class BPTTSmallConvNet(SpikingModel):
         _kaiming_normal_conv(self.conv1)
         _kaiming_normal_conv(self.conv2)
         _kaiming_normal_linear(self.linear)
+        if not train_conv:
+            for p in (*self.conv1.parameters(), *self.conv2.parameters()):
+                p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.dropout1(self.conv1(x)))

@@ -47,6 +47,9 @@ __all__ = [
     "comparison_methods",
     "lr_methods",
     "lr_rows",
+    "lr_sweep_record",
+    "recorded_lr_rows",
+    "RECORDED_LR_SWEEP",
     "lr_table",
     "choose_lr",
     "comparison_rows",
@@ -164,22 +167,182 @@ def lr_rows(sweep: Sweep) -> List[Dict[str, Any]]:
     """Per method and rate of an :func:`lr_methods` sweep: ``key`` (the method), ``label``,
     ``lr``, ``n``, ``mean`` / ``std`` of the final validation accuracy (%), ``train`` (mean final
     training accuracy) and ``chosen`` (:func:`choose_lr`'s pick for that method)."""
+    return recorded_lr_rows(lr_sweep_record(sweep))
+
+
+def lr_sweep_record(sweep: Sweep) -> Dict[str, Any]:
+    """What an :func:`lr_methods` sweep measured, as JSON-ready data (the form of
+    :data:`RECORDED_LR_SWEEP`): ``stllr_version``, the sweep's ``epochs`` / ``trials`` /
+    ``seed`` / ``data`` and per sweep key its ``label``, ``lr`` and the final validation (``val``)
+    and training (``train``) accuracies (%) of every trial."""
+    from stllr import __version__
+
+    settings = getattr(sweep, "settings", None) or {}
+    return {
+        "stllr_version": __version__,
+        **{k: settings.get(k) for k in ("epochs", "trials", "seed", "data")},
+        "runs": {
+            k: {
+                "label": sweep.labels.get(k, k),
+                "lr": float(runs[0].method.lr),
+                "val": [float(v) for v in sweep.accuracies(k)],
+                "train": [float(r.final["train_acc"]) for r in runs],
+            }
+            for k, runs in sweep.items()
+        },
+    }
+
+
+#: The learning-rate sweep behind :data:`stllr.studies.common.SMALL_TASK_LR`, as
+#: :func:`lr_sweep_record` wrote it from notebook 08 with ``LR_SWEEP = True`` (every method of
+#: :func:`lr_methods` of :func:`study_config`, 3 seeds, on the validation split; run
+#: 2026-12-01, Intel Xeon AVX-512, one thread per run): per run the final validation and
+#: training accuracy (%). tests/test_accuracy_study.py checks that ``stllr_version`` is the
+#: package's, the settings the notebook's, and SMALL_TASK_LR its choice.
+RECORDED_LR_SWEEP: Dict[str, Any] = {
+    "stllr_version": "0.2.0",
+    "epochs": 12,
+    "trials": 3,
+    "seed": 0,
+    "data": {
+        "dataset": "randman",
+        "data_path": None,
+        "data_options": {
+            "n_classes": 5,
+            "n_units": 100,
+            "n_steps": 30,
+            "n_train_per_class": 60,
+            "n_test_per_class": 40,
+            "manifold_dim": 2,
+            "alpha": 2.0,
+            "jitter": 2.0,
+            "seed": 0,
+        },
+        "batch_size": 32,
+        "val_batch_size": 250,
+        "max_train": None,
+        "max_test": None,
+        "data_seed": 0,
+        "validation": 60,
+    },
+    "runs": {
+        "stllr@0.005": {
+            "label": "S-TLLR (BP), lr 0.005",
+            "lr": 0.005,
+            "val": [88.33333333333333, 83.33333333333333, 68.33333333333333],
+            "train": [97.5, 97.5, 90.83333333333333],
+        },
+        "stllr@0.01": {
+            "label": "S-TLLR (BP), lr 0.01",
+            "lr": 0.01,
+            "val": [93.33333333333333, 91.66666666666667, 80.0],
+            "train": [99.58333333333333, 100.0, 100.0],
+        },
+        "stllr@0.02": {
+            "label": "S-TLLR (BP), lr 0.02",
+            "lr": 0.02,
+            "val": [85.0, 93.33333333333333, 98.33333333333333],
+            "train": [98.33333333333333, 99.58333333333333, 96.66666666666667],
+        },
+        "stllr_bp_rate@0.005": {
+            "label": "S-TLLR (BP + rate penalty), lr 0.005",
+            "lr": 0.005,
+            "val": [88.33333333333333, 91.66666666666667, 91.66666666666667],
+            "train": [99.58333333333333, 99.58333333333333, 99.16666666666667],
+        },
+        "stllr_bp_rate@0.01": {
+            "label": "S-TLLR (BP + rate penalty), lr 0.01",
+            "lr": 0.01,
+            "val": [95.0, 98.33333333333333, 96.66666666666667],
+            "train": [100.0, 100.0, 99.58333333333333],
+        },
+        "stllr_bp_rate@0.02": {
+            "label": "S-TLLR (BP + rate penalty), lr 0.02",
+            "lr": 0.02,
+            "val": [96.66666666666667, 95.0, 95.0],
+            "train": [100.0, 100.0, 99.58333333333333],
+        },
+        "stllr_dfa@0.005": {
+            "label": "S-TLLR (DFA + rate penalty), lr 0.005",
+            "lr": 0.005,
+            "val": [80.0, 78.33333333333333, 86.66666666666667],
+            "train": [91.25, 95.0, 96.66666666666667],
+        },
+        "stllr_dfa@0.01": {
+            "label": "S-TLLR (DFA + rate penalty), lr 0.01",
+            "lr": 0.01,
+            "val": [91.66666666666667, 83.33333333333333, 90.0],
+            "train": [100.0, 96.66666666666667, 100.0],
+        },
+        "stllr_dfa@0.02": {
+            "label": "S-TLLR (DFA + rate penalty), lr 0.02",
+            "lr": 0.02,
+            "val": [91.66666666666667, 75.0, 96.66666666666667],
+            "train": [99.16666666666667, 97.5, 100.0],
+        },
+        "bptt_window@0.005": {
+            "label": "BPTT (loss of the window), lr 0.005",
+            "lr": 0.005,
+            "val": [70.0, 81.66666666666667, 70.0],
+            "train": [94.58333333333333, 98.33333333333333, 95.83333333333333],
+        },
+        "bptt_window@0.01": {
+            "label": "BPTT (loss of the window), lr 0.01",
+            "lr": 0.01,
+            "val": [86.66666666666667, 85.0, 80.0],
+            "train": [91.25, 97.91666666666667, 100.0],
+        },
+        "bptt_window@0.02": {
+            "label": "BPTT (loss of the window), lr 0.02",
+            "lr": 0.02,
+            "val": [90.0, 85.0, 91.66666666666667],
+            "train": [100.0, 96.66666666666667, 99.58333333333333],
+        },
+        "bptt@0.005": {
+            "label": "BPTT (loss of the summed logits), lr 0.005",
+            "lr": 0.005,
+            "val": [56.666666666666664, 71.66666666666667, 66.66666666666667],
+            "train": [95.83333333333333, 95.41666666666667, 93.75],
+        },
+        "bptt@0.01": {
+            "label": "BPTT (loss of the summed logits), lr 0.01",
+            "lr": 0.01,
+            "val": [70.0, 75.0, 68.33333333333333],
+            "train": [96.66666666666667, 96.66666666666667, 98.33333333333333],
+        },
+        "bptt@0.02": {
+            "label": "BPTT (loss of the summed logits), lr 0.02",
+            "lr": 0.02,
+            "val": [75.0, 71.66666666666667, 76.66666666666667],
+            "train": [98.33333333333333, 95.41666666666667, 97.5],
+        },
+    },
+}
+
+
+def recorded_lr_rows(record: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+    """:func:`lr_rows` of a recorded sweep (:func:`lr_sweep_record`; default
+    :data:`RECORDED_LR_SWEEP`, the sweep behind :data:`stllr.studies.common.SMALL_TASK_LR`):
+    the same rows as :func:`lr_rows` of the sweep it records.
+
+    Example:
+        >>> rows = recorded_lr_rows()
+        >>> sorted({r["key"] for r in rows}) == sorted(m.key for m in comparison_methods(study_config()))
+        True
+    """
+    record = RECORDED_LR_SWEEP if record is None else record
     rows = []
-    for k, runs in sweep.items():
-        key = k.rsplit("@", 1)[0]
-        acc = sweep.accuracies(k)
-        mean, std = mean_std(acc, exact=False)
-        train = float(np.mean([r.final["train_acc"] for r in runs]))
-        label = sweep.labels.get(k, k).rsplit(", lr ", 1)[0]
+    for k, run in record["runs"].items():
+        mean, std = mean_std(np.array(run["val"]), exact=False)
         rows.append(
             dict(
-                key=key,
-                label=label,
-                lr=runs[0].method.lr,
-                n=len(acc),
+                key=k.rsplit("@", 1)[0],
+                label=run["label"].rsplit(", lr ", 1)[0],
+                lr=run["lr"],
+                n=len(run["val"]),
                 mean=mean,
                 std=std,
-                train=train,
+                train=float(np.mean(run["train"])),
             )
         )
     chosen = choose_lr(rows)

@@ -101,7 +101,8 @@ SMALL_TASK_VALIDATION = 60
 
 #: Each method of :data:`SMALL_TASK_METHODS` with its learning rate, as the validation sweep
 #: chose it (:func:`stllr.studies.accuracy_vs_bptt.choose_lr`: the highest mean final validation
-#: accuracy over 3 seeds, a tie to the smaller rate; the run is in docs/experiments.md).
+#: accuracy over 3 seeds, a tie to the smaller rate; the record of that sweep is
+#: :data:`stllr.studies.accuracy_vs_bptt.RECORDED_LR_SWEEP`, tests/test_accuracy_study.py checks it).
 #: ``dfa`` (plain DFA, not in the sweep) takes ``dfa_rate``'s.
 SMALL_TASK_LR = {
     "bp": 2e-2,

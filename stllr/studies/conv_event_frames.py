@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from stllr.analysis.metrics import mean_std
 from stllr.plotting.style import PAPER_STYLE, _clean, plt
+from stllr.studies import accuracy_vs_bptt
 from stllr.studies.common import DataSpec, Method, StudyConfig, format_table
 from stllr.studies.sweeps import Sweep
 
@@ -53,6 +54,7 @@ __all__ = [
     "SHAPES_WINDOWS",
     "study_config",
     "comparison_methods",
+    "readout_method",
     "window_methods",
     "lr_methods",
     "recorded_lr_rows",
@@ -246,6 +248,19 @@ def comparison_methods(config: StudyConfig) -> List[Method]:
     return [_method(config, "stllr"), _method(config, "bptt")]
 
 
+def readout_method(config: StudyConfig) -> Method:
+    """The control of the comparison (key ``readout``): the S-TLLR method with both conv layers
+    frozen at their initial weights (``train_conv=False``), so only the linear readout learns, on
+    random conv features. What S-TLLR adds by training the conv layers is its margin over this."""
+    m = _method(config, "stllr")
+    return dataclasses.replace(
+        m,
+        key="readout",
+        label=f"readout only (conv layers frozen), last {m.window} of {config.T} steps",
+        options={**m.options, "train_conv": False},
+    )
+
+
 def _check_windows(config: StudyConfig, windows) -> List[int]:
     out = []
     for d in windows:
@@ -310,27 +325,15 @@ def recorded_lr_rows(config: StudyConfig) -> List[Dict[str, Any]]:
 # Results
 # ======================================================================================
 def comparison_rows(sweep: Sweep) -> List[Dict[str, Any]]:
-    """Per method of ``sweep``: ``key``, ``label``, ``lr``, ``n``, mean / std of the final ``test``
-    and ``train`` accuracy (%; train: measured while the last epoch trained) and ``epoch_s``, the
-    mean training time of one epoch (s, over all epochs and trials; the machine's load counts)."""
-    rows = []
-    for key, runs in sweep.items():
-        test = mean_std(sweep.accuracies(key), exact=False)
-        train = mean_std(np.array([r.final["train_acc"] for r in runs]), exact=False)
+    """Per method of ``sweep``: :func:`stllr.studies.accuracy_vs_bptt.comparison_rows` (``key``,
+    ``label``, ``lr``, ``n``, mean / std of the final ``test`` and ``train`` accuracy, %; train:
+    measured while the last epoch trained) plus ``epoch_s``, the mean training time of one epoch
+    (s, over all epochs and trials; the machine's load counts)."""
+    rows = accuracy_vs_bptt.comparison_rows(sweep)
+    for row in rows:
+        runs = sweep[row["key"]]
         times = [h["train_time"] for r in runs for h in r.history[1:] if h.get("train_time")]
-        rows.append(
-            dict(
-                key=key,
-                label=sweep.labels.get(key, key),
-                lr=runs[0].method.lr,
-                n=len(runs),
-                test=test[0],
-                test_std=test[1],
-                train=train[0],
-                train_std=train[1],
-                epoch_s=float(np.mean(times)) if times else float("nan"),
-            )
-        )
+        row["epoch_s"] = float(np.mean(times)) if times else float("nan")
     return rows
 
 
