@@ -7,7 +7,7 @@ DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16
 STAMP := $(VENV)/.stamp-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: venv browser test test-package test-nbval-native test-nbval-forced lab figures bench clean-venv
+.PHONY: venv browser test test-package test-nbval-native test-nbval-forced lab figures docs bench clean-venv
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebooks,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[notebooks,test,docs,cluster]'
 	@# SpikingJelly (notebook 04 compares OTTT and SLTT with it): without its declared torchvision,
 	@# torchaudio, tensorboard and SciencePlots, which spikingjelly.activation_based never imports
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt spikingjelly
@@ -43,7 +43,7 @@ browser:
 # narrows the nbval parts. Figures written by the tests go to build/test-figures/<part>/.
 NOTEBOOKS ?= notebooks
 NBVAL_FORCED_ENV ?= ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE
-TEST_ENV := OMP_WAIT_POLICY=PASSIVE
+TEST_ENV := OMP_WAIT_POLICY=PASSIVE STLLR_CLUSTER=
 # the notebooks' processes: torch threads and sweep workers (stllr.studies.sweeps.default_workers).
 # make test runs its three parts side by side on the machine's cores and sets NBVAL_PROCS to
 # OMP_NUM_THREADS=1 STLLR_WORKERS=1: one busy process per part instead of five (the stored outputs
@@ -88,11 +88,18 @@ lab: venv
 # figure's sha256 (checked by tests/test_figures_provenance.py). ONLY="01_lif_and_traces 03_stdp_window"
 # runs some notebooks; OUT=DIR writes DIR/notebooks and DIR/figures instead.
 # Paper scale: make figures FULL=1 DATA=/path/to/datasets [DEVICE=cuda] (written to build/full/ unless OUT=...)
+# Sweeps on a Dask cluster: make figures FULL=1 DATA=... CLUSTER=tcp://scheduler:8786 (or STLLR_CLUSTER)
 FIGURES_ARGS = $(strip $(if $(FULL),--full) $(if $(DATA),--data-path $(DATA)) $(if $(DEVICE),--device $(DEVICE)) \
-	$(if $(ONLY),--only $(ONLY)) $(if $(OUT),--out-dir $(OUT)))
+	$(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(ONLY),--only $(ONLY)) $(if $(OUT),--out-dir $(OUT)))
 figures: venv
 	@echo ">> tools/make_figures.py $(FIGURES_ARGS)"
 	@OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(BIN)/python tools/make_figures.py $(FIGURES_ARGS)
+
+# The course site: static HTML in build/docs/ from the stored notebooks (not re-executed), docs/ and
+# the API reference, offline, warnings as errors (tools/build_site.py; tests/test_site.py builds it
+# and opens every page in Chromium). Open build/docs/index.html.
+docs: venv
+	@OMP_NUM_THREADS=1 $(BIN)/python tools/build_site.py
 
 bench: venv
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/bench_layers.py

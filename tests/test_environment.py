@@ -53,7 +53,7 @@ def test_every_pyproject_dependency_is_pinned_in_constraints():
 def test_environment_yml_pins_equal_constraints_and_cover_pyproject():
     pins = _constraints()
     pip = _environment_pip()
-    assert "-e .[notebooks,test]" in pip
+    assert "-e .[notebooks,test,docs,cluster]" in pip
     env_pins = {}
     for entry in pip:
         if entry.startswith("-e"):

@@ -138,6 +138,24 @@ def _make_dry_run(command: str) -> Callable:
     return verify
 
 
+def _make_dry_run_passes(command: str, expected: str) -> Callable:
+    """Like :func:`_make_dry_run`, and the recipe it prints contains ``expected``."""
+
+    def verify(ws):
+        proc = _shell(["make", "-n", *shlex.split(command)[1:]], ws, REPO)
+        assert proc.returncode == 0, f"`make -n` of {command!r} failed: {proc.stderr.strip()}"
+        assert expected in proc.stdout, f"`make -n` of {command!r} does not pass {expected!r}"
+
+    return verify
+
+
+def _cli_has_flag(command: str, flag: str) -> None:
+    proc = subprocess.run(
+        [str(BIN / "stllr"), command, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and flag in proc.stdout, f"`stllr {command} --help` lacks {flag}"
+
+
 def _results(ws: Workspace, save: str) -> dict:
     import json
 
@@ -294,6 +312,26 @@ COMMANDS = {
         exempt="two gloo processes; tests/test_distributed.py runs `stllr train` under torchrun with "
         "--nproc-per-node 2 and compares it bit for bit with one process",
         verify=lambda ws: (BIN / "torchrun").is_file() or pytest.fail(f"no torchrun in {BIN}"),
+    ),
+    "stllr train ... --trials 5 --cluster tcp://HOST:8786": Smoke(
+        exempt="needs a running Dask scheduler; tests/test_sweeps_cluster.py runs `stllr train "
+        "--cluster` on a local cluster of 2 workers and compares it with the local run",
+        verify=lambda ws: _cli_has_flag("train", "--cluster"),
+    ),
+    "dask scheduler --port 8786": Smoke(
+        exempt="starts a long-running Dask scheduler; tests/test_sweeps_cluster.py uses a local cluster",
+        verify=lambda ws: (BIN / "dask").is_file() or pytest.fail(f"no dask in {BIN}"),
+    ),
+    "dask worker tcp://HOST:8786 --nthreads 1 --nworkers 4": Smoke(
+        exempt="starts long-running Dask workers; tests/test_sweeps_cluster.py uses a local cluster",
+        verify=lambda ws: (BIN / "dask").is_file() or pytest.fail(f"no dask in {BIN}"),
+    ),
+    "make figures FULL=1 DATA=DIR DEVICE=cuda ONLY=07_factor_choices CLUSTER=tcp://HOST:8786": Smoke(
+        exempt="paper scale on a Dask cluster: the recorded datasets, a cluster and GPUs",
+        verify=_make_dry_run_passes(
+            "make figures FULL=1 DATA=DIR ONLY=07_factor_choices CLUSTER=tcp://HOST:8786",
+            "--cluster tcp://HOST:8786",
+        ),
     ),
     # not in README.md: benchmarks/README.md's `make bench`, known here in case the README quotes it
     "make bench": Smoke(

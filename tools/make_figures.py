@@ -5,6 +5,7 @@ figures/MANIFEST.json which run made them.
 
     python tools/make_figures.py [--only 03_stdp_window ...] [--out-dir DIR]
     python tools/make_figures.py --full [--data-path DIR] [--device cuda]     # -> build/full/
+    python tools/make_figures.py --full --cluster tcp://scheduler:8786 --only 07_factor_choices
 
 Provenance: every run gets a run id (UTC time + random suffix). It is written into each executed
 notebook's metadata (``metadata["stllr"]["run_id"]``) and into that notebook's MANIFEST.json entry,
@@ -20,6 +21,9 @@ executed copy, with the traceback, stays under build/make_figures/<run id>/.
 The default run writes over the committed notebooks/ and figures/. A run with parameters
 (--full, --data-path, --device) is injected with them by papermill and writes to build/full/
 unless --out-dir says otherwise: its outputs are not the committed, nbval-checked ones.
+``--cluster ADDRESS`` (a Dask scheduler) is injected as ``CLUSTER`` into the notebooks whose
+parameters cell has that name (their sweeps then train on the cluster's workers; the others run
+as without it); see docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -143,6 +147,21 @@ def execute(nb_path: Path, out_path: Path, parameters: dict, figures_dir: Path, 
         )
 
 
+def parameter_names(nb_path: Path) -> set:
+    """The names the notebook's cell tagged ``parameters`` assigns (empty when it has none)."""
+    import ast
+
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    names = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.Assign):
+                    names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -150,6 +169,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--data-path", default=None, help="folder with the real datasets (with --full)")
     ap.add_argument("--device", default=None, help="torch device for --full runs, e.g. cuda")
+    ap.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://host:8786): CLUSTER of the notebooks that have it (their "
+        "sweeps train on its workers)",
+    )
     ap.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run")
     ap.add_argument(
         "--out-dir",
@@ -181,7 +207,7 @@ def main(argv=None) -> int:
     out_root = (
         Path(args.out_dir).resolve()
         if args.out_dir
-        else (ROOT / "build" / "full" if params else ROOT)
+        else (ROOT / "build" / "full" if params or args.cluster else ROOT)
     )
     out_notebooks, out_figures = out_root / "notebooks", out_root / "figures"
     out_notebooks.mkdir(parents=True, exist_ok=True)
@@ -203,6 +229,7 @@ def main(argv=None) -> int:
     print(
         f"run {run_id}: {len(notebooks)} notebook(s) -> {rel(out_notebooks)}/, {rel(out_figures)}/"
         + (f" (parameters {params})" if params else "")
+        + (f" (CLUSTER {args.cluster!r} where a notebook has it)" if args.cluster else "")
         + ("" if out_root == ROOT else f" under {out_root}"),
         flush=True,
     )
@@ -212,10 +239,13 @@ def main(argv=None) -> int:
         staged_figures = staged / "figures"
         staged_figures.mkdir(parents=True)
         print(f"[{i}/{len(notebooks)}] {nb_path.name} ...", end="", flush=True)
+        nb_params = dict(params)
+        if args.cluster and "CLUSTER" in parameter_names(nb_path):
+            nb_params["CLUSTER"] = args.cluster
         t0 = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="stllr-kernel-") as tmp:
-                nb = execute(nb_path, staged / nb_path.name, params, staged_figures, Path(tmp))
+                nb = execute(nb_path, staged / nb_path.name, nb_params, staged_figures, Path(tmp))
         except PapermillExecutionError as err:
             print(
                 f" FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
@@ -226,7 +256,7 @@ def main(argv=None) -> int:
             return 1
         seconds = time.perf_counter() - t0
 
-        clean_notebook(nb, run_id, params)
+        clean_notebook(nb, run_id, nb_params)
         embedded = embedded_images(nb)
         figures, not_embedded = {}, []
         for f in sorted(staged_figures.iterdir()):
@@ -252,7 +282,7 @@ def main(argv=None) -> int:
         manifest["notebooks"][stem] = {
             "notebook": f"notebooks/{nb_path.name}",
             "run_id": run_id,
-            "parameters": params,
+            "parameters": nb_params,
             "stllr_version": stllr.__version__,
             "git_commit": commit,
             "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -4,7 +4,8 @@ Commands:
 
 - ``train``: the reference's ``main.py`` with the same flags and meanings (so the paper's commands
   run as printed), plus ``--resume``, ``--max-batches``, ``--reference-baseline``, ``--only-trial``,
-  ``--data-option``/``--model-option``, ``--no-progress`` (:mod:`stllr.cli.train`).
+  ``--data-option``/``--model-option``, ``--no-progress``, ``--cluster`` (trials as tasks of a
+  Dask cluster, :mod:`stllr.training.cluster`) (:mod:`stllr.cli.train`).
 - ``eval``: test accuracy of a checkpoint (ours or the reference's ``*.pth.tar``).
 - ``models``: the registered architectures.
 - ``memory``: measured and analytic memory / MACs (:mod:`stllr.cli.memory`).

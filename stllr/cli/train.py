@@ -128,6 +128,15 @@ def add_train_subcommand(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--only-trial", type=int, default=None, metavar="K", help="run trial K alone")
     a.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     a.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://host:8786; default $STLLR_CLUSTER, unset: this process): each "
+        "trial runs as one task on its workers (start them with --nthreads 1), which write the "
+        "checkpoints into --save-path, so it must be on a filesystem they share; --resume skips "
+        "finished trials (needs pip install 'stllr[cluster]'; not under torchrun)",
+    )
+    a.add_argument(
         "-o",
         "--data-option",
         action="append",
@@ -238,7 +247,17 @@ def config_from_args(args) -> "TrainConfig":  # noqa: F821
         chunk=args.chunk,
         data_options=parse_option_values(args.data_option, "--data-option"),
         model_options=parse_option_values(args.model_option, "--model-option"),
+        cluster=_cluster_address(args),
     )
+
+
+def _cluster_address(args):
+    """``--cluster``, else ``$STLLR_CLUSTER`` (unset or empty: None, this process)."""
+    if getattr(args, "cluster", None) is not None:
+        return args.cluster
+    from stllr.training.cluster import cluster_from_env
+
+    return cluster_from_env()
 
 
 def cmd_train(args) -> int:
@@ -246,7 +265,7 @@ def cmd_train(args) -> int:
     from stllr.training.run import train
 
     cfg = validate_config(config_from_args(args))  # every check before any work
-    train(cfg, validate=False)
+    train(cfg, validate=False, cluster_name="--cluster" if args.cluster else "STLLR_CLUSTER")
     return 0
 
 

@@ -464,12 +464,16 @@ def run_sweeps(
     cache_dir=None,
     progress: bool = False,
     reuse: bool = True,
+    cluster=None,
 ):
     """Train the ``groups`` (default all) of :func:`sweep_settings`' ``settings``, each for its
     ``settings.options['group_epochs']``, ``trials`` times (the ``psi`` group ``psi_trials``,
     default ``trials``), with :func:`stllr.studies.sweeps.run_trials` (one call per distinct
     ``(epochs, trials)``; trial k is seeded with ``seed + k`` in every group, so settings are
     paired by trial). Returns one :class:`~stllr.studies.sweeps.Sweep` (:func:`merge_sweeps`).
+    ``workers``, ``cache_dir``, ``progress`` and ``cluster`` (a Dask scheduler address or
+    ``distributed.Client``; None: ``STLLR_CLUSTER``, else this machine) go to every run_trials
+    call.
 
     ``reuse=True``: a method that trains exactly as a method of a longer group (same arch,
     factors, window, psi, signal, options and lr; e.g. the psi grid's sigmoid row and the BP
@@ -495,6 +499,7 @@ def run_sweeps(
             device=settings.options.get("device", "cpu"),
             cache_dir=cache_dir,
             progress=progress,
+            cluster=cluster,
         )
         for (epochs, n), methods in blocks.items()
         if methods

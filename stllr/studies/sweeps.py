@@ -15,6 +15,11 @@ bit-identical numbers (tested). With ``cache_dir`` each finished trial is writte
 (JSON, atomic), and a rerun with the same settings loads it instead of training again: an
 interrupted sweep resumes where it stopped.
 
+On a Dask cluster (``cluster="tcp://host:8786"``, a ``distributed.Client``, or the environment
+variable ``STLLR_CLUSTER``) every trial is one task on a worker (the same job function and the same
+numbers); this process writes each finished trial to the cache as it arrives, so the workers need
+no shared filesystem. See docs/experiments.md, "Sweeps and trials on a cluster".
+
 Example::
 
     from stllr.studies import common, sweeps
@@ -42,6 +47,7 @@ from stllr._checks import check_positive_int
 from stllr._io import atomic_write_text
 from stllr.analysis.metrics import mean_std
 from stllr.studies.common import DataSpec, Method, RunResult, format_table, train_method
+from stllr.training.cluster import connect, resolve_cluster, run_tasks
 
 __all__ = [
     "Sweep",
@@ -206,6 +212,7 @@ def run_trials(
     train_options: Optional[Mapping[str, Any]] = None,
     cache_dir=None,
     progress: bool = True,
+    cluster=None,
 ) -> Sweep:
     """Train every method ``trials`` times (trial k: seed ``seed + k``) and return a :class:`Sweep`
     of ``{key: [RunResult of trial 0, 1, ...]}``.
@@ -232,6 +239,14 @@ def run_trials(
         train_options: further keyword arguments of ``train`` (JSON data: part of the cache key).
         cache_dir: folder for finished trials (created); a rerun with identical settings loads them.
         progress: a progress bar over all runs (stderr).
+        cluster: a Dask scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``:
+            every trial runs as a task on its workers (``workers`` is then not used, except 0);
+            default None: the environment variable ``STLLR_CLUSTER`` if set and not empty, else
+            this machine. ``workers=0`` (keep the models) always trains in this process, even with
+            ``STLLR_CLUSTER`` set; with an explicit ``cluster`` it is an error. A trial whose
+            worker dies is rerun on another worker (Dask's
+            ``distributed.scheduler.allowed-failures``); trials that keep killing their workers
+            raise one error naming them, after every other trial was cached.
 
     With ``workers > 1`` the runs go to spawned processes: in a script, call this under
     ``if __name__ == "__main__":`` (Python's rule for spawned workers; notebooks need nothing).
@@ -264,6 +279,14 @@ def run_trials(
         isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
     ):
         raise ValueError(f"lr: expected a positive number, got {lr!r}")
+    if workers is not None:
+        workers = check_positive_int(workers, "workers", minimum=0, allow_numpy=True)
+    if cluster is not None and workers == 0:
+        raise ValueError(
+            "workers: 0 keeps the models in this process, so it cannot run on a cluster; "
+            "pass cluster=None (or workers=None)"
+        )
+    cluster, cluster_name = (None, "") if workers == 0 else resolve_cluster(cluster)
     if workers is None:
         workers = default_workers(device)
     workers = check_positive_int(workers, "workers", minimum=0, allow_numpy=True)
@@ -317,7 +340,14 @@ def run_trials(
             bar.update(1)
 
     try:
-        if workers == 0:
+        if cluster is not None and todo:
+            with connect(cluster, name=cluster_name) as client:
+                ids = {_job_id(jobs[i]): i for i in todo}
+                labels = {j: f"{pairs[i][0].key} trial {pairs[i][1]}" for j, i in ids.items()}
+                tasks = {j: (jobs[i], train) for j, i in ids.items()}
+                for j, result in run_tasks(client, _run_job_json, tasks, labels=labels):
+                    finished(ids[j], RunResult.from_json(result))
+        elif workers == 0:
             for i in todo:
                 finished(i, _run_job(jobs[i], train, pairs[i][0]))
         elif workers == 1 or len(todo) <= 1:

@@ -155,6 +155,9 @@ class TrainConfig:
     )
     data_options: Dict[str, Any] = field(default_factory=dict)
     model_options: Dict[str, Any] = field(default_factory=dict)
+    #: a Dask scheduler address ("tcp://host:8786"): each trial runs as a task on its workers
+    #: (the CLI's --cluster, default $STLLR_CLUSTER); None: in this process
+    cluster: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -227,6 +230,13 @@ def validate_config(cfg: TrainConfig, check_data: bool = True) -> TrainConfig:
     if c.only_trial is not None and c.only_trial > c.trials:
         raise ConfigError(f"--only-trial {c.only_trial}: larger than --trials {c.trials}")
     check_positive_int(c.num_workers, "--num-workers", minimum=0, error=ConfigError)
+    if c.cluster is not None:
+        if not isinstance(c.cluster, str) or not c.cluster.strip():
+            raise ConfigError(
+                f"--cluster: expected a Dask scheduler address such as tcp://host:8786, "
+                f"got {c.cluster!r}"
+            )
+        c.cluster = c.cluster.strip()
     if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
         raise ConfigError(f"--lr: expected a positive number, got {c.lr!r}")
     if not (

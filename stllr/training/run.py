@@ -455,7 +455,9 @@ def _trial_history_from_checkpoint(cfg: TrainConfig, trial: int) -> Optional[Lis
     return list(ckpt.get("history", [])) if ckpt.get("format") == CHECKPOINT_FORMAT else None
 
 
-def train(cfg: TrainConfig, validate: bool = True) -> Dict[str, Any]:
+def train(
+    cfg: TrainConfig, validate: bool = True, *, cluster_name: str = "--cluster"
+) -> Dict[str, Any]:
     """Run ``cfg.trials`` trials (or only ``cfg.only_trial``) of ``cfg.epochs`` epochs.
 
     Files in ``cfg.save_path`` (rank 0 only): ``results.json`` (config, per-epoch metrics of every
@@ -463,9 +465,27 @@ def train(cfg: TrainConfig, validate: bool = True) -> Dict[str, Any]:
     ``trial_K_model_best.pth.tar`` (reference format: epoch, state_dict, best_acc1, optimizer).
     Launched by torchrun with several processes, trains data-parallel (``--batch-size`` is the
     global batch). Returns the content of results.json.
+
+    With ``cfg.cluster`` (a Dask scheduler address) each trial is one task on a worker of that
+    cluster, trained there exactly as ``--only-trial K`` would, writing its checkpoints (and its
+    lines of ``log.log``) into ``cfg.save_path``, which must be on a filesystem the workers share;
+    this process writes ``results.json`` and ``metrics.csv`` as trials finish. ``cluster_name``:
+    how errors name the address's source (``--cluster`` or ``STLLR_CLUSTER``).
     """
     if validate:
         cfg = validate_config(cfg)
+    if cfg.cluster is not None:
+        if D.is_distributed_env():
+            raise ConfigError(
+                f"{cluster_name}: each trial runs as one task on a Dask worker; start stllr train "
+                f"as one process, not under torchrun (WORLD_SIZE={os.environ.get('WORLD_SIZE')})"
+            )
+        from stllr.training.cluster import ClusterError
+
+        try:
+            return _train_on_cluster(cfg, cluster_name)
+        except ClusterError as e:
+            raise ConfigError(str(e)) from None
     ctx = D.init_distributed(cpu=cfg.cpu)
     try:
         if cfg.batch_size % ctx.world_size:
@@ -576,6 +596,139 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
             summary["best_test_acc_mean"],
             summary["best_test_acc_std"],
         )
+    return {
+        "config": cfg.to_dict(),
+        **meta,
+        "trials": [
+            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h}
+            for k, h in sorted(histories.items())
+        ],
+        "summary": summary,
+    }
+
+
+# ======================================================================================
+# Trials on a Dask cluster
+# ======================================================================================
+def _cluster_trial(cfg_dict: Dict[str, Any], trial: int) -> Dict[str, Any]:
+    """One trial of ``stllr train --cluster``, run by a Dask worker (top level, so workers import
+    it): :func:`train_trial` as ``--only-trial trial`` would run it, in this process, its
+    checkpoints in the save path; returns ``{"trial", "history", "meta"}``."""
+    cfg = validate_config(
+        dataclasses.replace(TrainConfig(**cfg_dict), cluster=None, only_trial=trial, progress=False)
+    )
+    use_cuda = torch.cuda.is_available() and not cfg.cpu
+    ctx = D.DistContext(device=torch.device("cuda") if use_cuda else torch.device("cpu"))
+    save = Path(cfg.save_path)
+    save.mkdir(parents=True, exist_ok=True)
+    with _run_logging(save, write_files=True, console=False):
+        data = _load_data(cfg, ctx)
+        log.info(
+            "trial %d of %d (seed %d) on a Dask worker (pid %d, %s)",
+            trial,
+            cfg.trials,
+            cfg.seed + trial - 1,
+            os.getpid(),
+            ctx.device,
+        )
+        history = train_trial(cfg, trial, data, ctx)
+    info = data.info
+    meta = {
+        "world_size": 1,
+        "device": str(ctx.device),
+        "torch": torch.__version__,
+        "num_parameters": count_parameters(_build(cfg, info)),
+        "dataset_info": {
+            "num_classes": _info(info, "num_classes"),
+            "input_shape": list(_info(info, "input_shape")),
+            "T": _info(info, "T"),
+        },
+    }
+    return {"trial": trial, "history": history, "meta": meta}
+
+
+def _finished_history(cfg: TrainConfig, trial: int) -> Optional[List[Dict[str, Any]]]:
+    """With ``--resume``: the history of ``trial`` when its checkpoint holds all ``cfg.epochs``
+    epochs of this run (a different run's checkpoint is refused as train_trial would), else
+    None (the trial still has to run)."""
+    last, _ = checkpoint_paths(cfg.save_path, trial)
+    if not last.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError as e:
+        raise e.for_option("--resume:") from None
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"--resume: {last} is not a checkpoint written by stllr train")
+    _check_resume_compatible(ckpt["config"], cfg, last)
+    return list(ckpt["history"]) if int(ckpt["epoch"]) >= cfg.epochs else None
+
+
+def _train_on_cluster(cfg: TrainConfig, name: str) -> Dict[str, Any]:
+    from stllr.training.cluster import connect, run_tasks
+
+    save = Path(cfg.save_path)
+    save.mkdir(parents=True, exist_ok=True)
+    with _run_logging(save, write_files=True, console=True):
+        log.info("stllr train: %s", json.dumps(cfg.to_dict(), sort_keys=True))
+        log.info("=> everything will be saved to %s", save)
+        trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
+        histories: Dict[int, List[Dict[str, Any]]] = {}
+        if cfg.resume or cfg.only_trial is not None:  # keep what other trials already wrote
+            for k in range(1, cfg.trials + 1):
+                if k not in trials:
+                    h = _trial_history_from_checkpoint(cfg, k)
+                    if h:
+                        histories[k] = h
+        todo = []
+        for k in trials:
+            done = _finished_history(cfg, k) if cfg.resume else None
+            if done:
+                histories[k] = done
+                log.info("trial %d: already trained for %d epochs", k, len(done))
+            else:
+                todo.append(k)
+        meta: Dict[str, Any] = {"world_size": 1, "device": None, "torch": None}
+        meta.update(num_parameters=None, dataset_info=None, cluster=cfg.cluster)
+        previous = save / RESULTS_FILE
+        if not todo and previous.is_file():  # nothing to run: the last run's description
+            with contextlib.suppress(OSError, ValueError):
+                old = json.loads(previous.read_text())
+                meta.update({k: old[k] for k in meta if k in old and k != "cluster"})
+        if todo:
+            worker_cfg = dataclasses.replace(cfg, cluster=None).to_dict()
+            with connect(cfg.cluster, name=name) as client:
+                log.info(
+                    "cluster %s: trials %s run as tasks on its workers (checkpoints written by "
+                    "the workers into %s)",
+                    cfg.cluster,
+                    ", ".join(map(str, todo)),
+                    save,
+                )
+                jobs = {f"trial{k}": (worker_cfg, k) for k in todo}
+                labels = {f"trial{k}": f"trial {k}" for k in todo}
+                for _, out in run_tasks(client, _cluster_trial, jobs, labels=labels):
+                    k = int(out["trial"])
+                    histories[k] = out["history"]
+                    meta.update({key: v for key, v in out["meta"].items() if key in meta})
+                    log.info(
+                        "trial %d finished on the cluster: test acc %.2f after %d epochs",
+                        k,
+                        out["history"][-1]["test_acc"] if out["history"] else float("nan"),
+                        len(out["history"]),
+                    )
+                    _write_results(save, cfg, meta, histories)
+        _write_results(save, cfg, meta, histories)
+        summary = _summary(histories)
+        if summary["trials_done"]:
+            log.info(
+                "final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)",
+                summary["trials_done"],
+                summary["final_test_acc_mean"],
+                summary["final_test_acc_std"],
+                summary["best_test_acc_mean"],
+                summary["best_test_acc_std"],
+            )
     return {
         "config": cfg.to_dict(),
         **meta,
