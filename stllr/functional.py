@@ -57,7 +57,7 @@ class Factors(NamedTuple):
 
     lambda_post: float  #: decay of the post-synaptic trace tr_out (Eq. 11)
     lambda_pre: float  #: decay of the pre-synaptic trace tr_in (Eq. 10)
-    alpha_post: float  #: weight of the non-causal term (0 removes it: OTTT-like)
+    alpha_post: float  #: weight of the non-causal term (0 removes it, OTTT-like)
     alpha_pre: float  #: weight of the causal term
 
 

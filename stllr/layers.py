@@ -9,7 +9,7 @@ eligibility-times-learning-signal, not backprop through time. Steps run under
 
 Parameter and buffer names follow the reference (``weight``, ``bias``, ``gain``, ``leak``,
 ``threshold``, ``factors``; recurrent adds ``weight_rec``, ``gain_rec``), so the authors'
-``state_dict``s load as-is.
+state dicts (``state_dict``) load as-is.
 """
 
 from __future__ import annotations

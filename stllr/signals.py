@@ -2,7 +2,7 @@
 
 - ``bp``: the true one-step gradient from the layers above (through psi, not through time).
 - ``dfa``: Direct Feedback Alignment: the incoming gradient is replaced by ``e_t F``, with
-  ``e_t = dL/dlogits_t`` of the same step and F a fixed random matrix [classes, *layer_shape].
+  ``e_t = dL/dlogits_t`` of the same step and F a fixed random matrix ``[classes, *layer_shape]``.
 - ``sdfa``: sign-DFA, ``sign(e_t) F / batch``.
 
 The DFA / sDFA formula is one pure function, :func:`feedback_signal`; the hooks apply it, and
@@ -41,7 +41,7 @@ def feedback_signal(
     """The DFA learning signal ``e_t F`` (``sign=True``: sDFA's ``sign(e_t) F / batch``): the
     formula :class:`LearningSignal` applies, for analyses that form the signals themselves.
 
-    ``error`` [B, C] (cast to F's dtype), ``feedback`` F [C, *shape] -> [B, N], N = prod(shape).
+    ``error`` [B, C] (cast to F's dtype), ``feedback`` F ``[C, *shape]`` -> ``[B, N]``, N = prod(shape).
     """
     if sign:
         error = torch.sign(error) / error.shape[0]
@@ -112,7 +112,7 @@ class LearningSignal(nn.Module):
             ``rate_reg/2 * mean_batch sum (s_t - rate_target)^2``; e-prop style, it keeps the firing
             of a recurrent layer trained by DFA from running away (docs/experiments.md).
 
-    Buffer ``feedback``: B, [num_classes, *shape], kaiming-uniform, fixed (saved with the model).
+    Buffer ``feedback``: F, ``[num_classes, *shape]``, kaiming-uniform, fixed (saved with the model).
     """
 
     def __init__(

@@ -259,6 +259,10 @@ COMMANDS = {
         exempt="paper scale: the recorded datasets and a GPU",
         verify=_make_dry_run("make figures FULL=1 DATA=DIR"),
     ),
+    "make docs": Smoke(
+        exempt="tests/test_site.py builds the site with the same function and checks it in Chromium",
+        verify=_make_dry_run_passes("make docs", "tools/build_site.py"),
+    ),
     "make figures ONLY=01_lif_and_traces": Smoke(
         exempt="runs a notebook through papermill (a minute or more); `make test` runs the notebooks under nbval",
         verify=_make_dry_run("make figures ONLY=01_lif_and_traces"),

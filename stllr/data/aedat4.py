@@ -106,7 +106,7 @@ def write_aedat4(
 
     Parameters:
         path: output file.
-        t (int, microseconds), x, y (pixel), p (bool or 0/1): event fields, length N.
+        t, x, y, p: event fields, length N (t: int, microseconds; x, y: pixel; p: bool or 0/1).
         sensor_size: (width, height) written to the stream description.
         events_per_packet: events per packet (one packet per chunk).
     """

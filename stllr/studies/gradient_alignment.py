@@ -82,7 +82,7 @@ __all__ = [
     "first_batches",
 ]
 
-#: The layers compared for the recurrent networks (randman_rsnn_*, *_shd_net): display name ->
+#: The layers compared for the recurrent networks (``randman_rsnn_*``, ``*_shd_net``): display name ->
 #: parameter name (the same in the S-TLLR model and its BPTT twin).
 RECURRENT_LAYERS: Dict[str, str] = {
     "input W_in": "linear1.weight",

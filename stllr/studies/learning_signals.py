@@ -456,7 +456,7 @@ def train_batch_recording(
     ``angle_feedback`` (the feedback part of the model's signal, ``e_t F`` for BP and DFA models and
     ``sign(e_t) F / batch`` for sDFA, against the BP signal ``dL/ds_t``; for a BP model a control: the DFA
     signal it would get), ``angle_signal`` (the signal actually delivered, rate penalty included, against
-    the BP signal), ``cos_feedback``, ``signal_norm_ratio`` (|delivered| / |BP|), the
+    the BP signal), ``cos_feedback``, ``signal_norm_ratio`` (``|delivered| / |BP|``), the
     hidden firing rate ``rate`` over all T steps (fraction of neurons spiking per step) and
     ``angle_readout`` (:func:`readout_angle`, the weights of this batch).
     """
@@ -727,7 +727,7 @@ def plot_signals(
     neurons: Optional[int] = None,
 ):
     """Heatmaps (hidden neuron x window step) of the BP, DFA (and sDFA) signals of one sample, each divided by
-    its own largest |value| (printed in the panel title: the three differ in scale), and a last panel with
+    its own largest ``|value|`` (printed in the panel title: the three differ in scale), and a last panel with
     the per-step cosine of DFA / sDFA against BP over the whole batch (solid) and for this sample (dotted)."""
     plt = _plt()
     kinds = ["bp", "dfa"] + (["sdfa"] if sdfa else [])

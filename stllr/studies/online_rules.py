@@ -169,9 +169,9 @@ def table1_text() -> str:
 # One layer, three implementations
 # =========================================================================================
 #: SpikingJelly surrogate per S-TLLR psi: (constructor, factor) with the surrogate's derivative
-#: equal to ``factor * psi`` (Sigmoid(alpha)' = alpha s (1 - s), s = sigmoid(alpha v), is the
-#: sigmoid psi at alpha = 4; SoftSign(alpha)' = alpha / (2 (1 + alpha |v|)^2) is 50 x the rational
-#: psi 1 / (100 |v| + 1)^2 at alpha = 100).
+#: equal to ``factor * psi`` (``Sigmoid(alpha)' = alpha s (1 - s)``, ``s = sigmoid(alpha v)``, is
+#: the sigmoid psi at alpha = 4; ``SoftSign(alpha)' = alpha / (2 (1 + alpha |v|)^2)`` is 50 x the
+#: rational psi ``1 / (100 |v| + 1)^2`` at alpha = 100).
 SURROGATES: Dict[str, Tuple[Callable[[], Any], float]] = {
     "sigmoid": (lambda: sj_surrogate.Sigmoid(alpha=4.0), 1.0),
     "rational": (lambda: sj_surrogate.SoftSign(alpha=100.0), 50.0),
