@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+#: Chromium's flags in the browser tests (headless in a container: no sandbox, GPU, network
+#: services or first-run dialogs)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
 
 
 def pytest_configure(config):
@@ -13,6 +28,37 @@ def pytest_configure(config):
         "markers",
         "browser: drives JupyterLab in headless Chromium (deselect with -m 'not browser')",
     )
+
+
+@pytest.fixture(scope="module")
+def chromium_launch() -> dict:
+    """Keyword arguments of playwright's ``chromium.launch`` for the system's Chromium
+    (``chromium`` or ``chromium-browser`` on PATH; ``make test`` installs it with
+    tools/ensure_chromium.sh, no browser download). Without it the test fails, or is skipped with
+    STLLR_SKIP_BROWSER=1."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("STLLR_SKIP_BROWSER") == "1":
+            pytest.skip("chromium not found and STLLR_SKIP_BROWSER=1")
+        pytest.fail(
+            "chromium (or chromium-browser) is not on PATH: run tools/ensure_chromium.sh "
+            "(make test does), or set STLLR_SKIP_BROWSER=1 to skip the browser tests"
+        )
+    pytest.importorskip("playwright.sync_api")
+    return {"executable_path": path, "headless": True, "args": list(CHROMIUM_ARGS)}
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_launch):
+    """A headless Chromium (playwright ``Browser``) for the module's tests, closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(**chromium_launch)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 @pytest.fixture

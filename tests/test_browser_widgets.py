@@ -48,16 +48,6 @@ WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 SERVER_START_S = 120
 RUN_ALL_S = 240
 REDRAW_S = 90
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 #: user settings for the test's JupyterLab (its own settings dir): no autosave, no news popup,
 #: every cell kept in the DOM (no windowing), no pending-input dialogs
 LAB_SETTINGS = {
@@ -66,24 +56,6 @@ LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 ERROR_TEXT = re.compile(r"Traceback|Error\b")
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = _chromium()
-    if path is None:
-        if os.environ.get("STLLR_SKIP_BROWSER") == "1":
-            pytest.skip("chromium not found and STLLR_SKIP_BROWSER=1")
-        pytest.fail(
-            "chromium (or chromium-browser) is not on PATH: run tools/ensure_chromium.sh "
-            "(make test does), or set STLLR_SKIP_BROWSER=1 to skip the browser test"
-        )
-    pytest.importorskip("playwright.sync_api")
-    return path
 
 
 def _copy_notebook(src: Path, dst: Path, keep=None) -> None:
@@ -255,25 +227,13 @@ class LabServer:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, chromium_path):
+def lab(tmp_path_factory, chromium_launch):
     server = LabServer(tmp_path_factory.mktemp("jupyterlab"))
     try:
         server.start()
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _wait_until(predicate, timeout_s: float, message, poll_s: float = 0.5):

@@ -23,7 +23,6 @@ import functools
 import html
 import http.server
 import json
-import os
 import re
 import shutil
 import socket
@@ -48,17 +47,6 @@ SHOTS = ROOT / "build" / "test-browser"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 EXAMPLE_REPOSITORY = "https://github.com/example-org/stllr"
-#: same arguments as tests/test_browser_widgets.py
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 #: pages of the site that are no document (Sphinx's generated indexes)
 GENERATED = {"genindex.html", "search.html", "py-modindex.html"}
 
@@ -285,24 +273,6 @@ def test_a_warning_fails_the_build_and_a_repository_url_gives_launch_links(tmp_p
 # in Chromium
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = _chromium()
-    if path is None:
-        if os.environ.get("STLLR_SKIP_BROWSER") == "1":
-            pytest.skip("chromium not found and STLLR_SKIP_BROWSER=1")
-        pytest.fail(
-            "chromium (or chromium-browser) is not on PATH: run tools/ensure_chromium.sh "
-            "(make test does), or set STLLR_SKIP_BROWSER=1 to skip the browser test"
-        )
-    pytest.importorskip("playwright.sync_api")
-    return path
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -378,18 +348,6 @@ class _Links:
         if anchor and ids is not None and anchor not in ids:
             return f"{link}: no id {anchor!r} on {urlparse(url).path}"
         return None
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _shot(page, name: str) -> Path:

@@ -45,15 +45,16 @@ def _methods():
     ]
 
 
+def tiny_data(folder) -> E.DataSpec:
+    """The tiny randman task of these tests (also tests/test_sweeps_cluster.py's), cached in folder."""
+    return E.DataSpec(
+        "randman", data_path=str(folder), data_options=TINY, batch_size=8, val_batch_size=24
+    )
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return E.DataSpec(
-        "randman",
-        data_path=str(tmp_path_factory.mktemp("data")),
-        data_options=TINY,
-        batch_size=8,
-        val_batch_size=24,
-    )
+    return tiny_data(tmp_path_factory.mktemp("data"))
 
 
 def _acc(sweep):

@@ -26,52 +26,18 @@ import dask  # noqa: E402  (installed with distributed)
 if str(Path(__file__).parent) not in sys.path:  # pytest puts tests/ there; workers copy sys.path
     sys.path.insert(0, str(Path(__file__).parent))
 import _cluster_jobs  # noqa: E402  (the workers import it by name)
+from test_sweeps import _methods, tiny_data  # noqa: E402  (the same tiny sweep as the local tests)
+from test_sweeps import _numbers as run_numbers  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(
-    E.SMALL_RANDMAN,
-    n_classes=3,
-    n_steps=12,
-    n_units=40,
-    n_train_per_class=16,
-    n_test_per_class=8,
-)
 RUN = dict(trials=2, epochs=2, lr=2e-3, progress=False)
 UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens
 
 
-def _methods():
-    return [
-        E.Method(
-            "a0", "alpha_post 0", "randman_rsnn_stllr", "stllr", (0.5, 1.0, 0.0, 1.0), 6, "sigmoid"
-        ),
-        E.Method(
-            "bptt",
-            "BPTT",
-            "randman_rsnn_bptt",
-            "bptt",
-            (0.5, 1.0, 1.0, 1.0),
-            6,
-            "sigmoid",
-            options={"hidden": 24},
-        ),
-    ]
-
-
 def _numbers(sweep):
     """Every run's JSON without the wall-clock times, per method in order."""
-    out = {}
-    for key, runs in sweep.items():
-        out[key] = []
-        for r in runs:
-            d = r.to_json()
-            d["history"] = [
-                {k: v for k, v in h.items() if not k.endswith("_time")} for h in d["history"]
-            ]
-            del d["seconds"]
-            out[key].append(d)
-    return out
+    return {key: [run_numbers(r) for r in runs] for key, runs in sweep.items()}
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +63,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return E.DataSpec(
-        "randman",
-        data_path=str(tmp_path_factory.mktemp("data")),
-        data_options=TINY,
-        batch_size=8,
-        val_batch_size=24,
-    )
+    return tiny_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

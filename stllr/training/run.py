@@ -527,6 +527,31 @@ def _note_delay_ls(cfg: TrainConfig, data: "_Data") -> None:
         )
 
 
+def _finish(
+    cfg: TrainConfig, meta: Dict[str, Any], histories: Dict[int, List[Dict[str, Any]]]
+) -> Dict[str, Any]:
+    """The summary line of a finished run and what :func:`train` returns (results.json's content)."""
+    summary = _summary(histories)
+    if summary["trials_done"]:
+        log.info(
+            "final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)",
+            summary["trials_done"],
+            summary["final_test_acc_mean"],
+            summary["final_test_acc_std"],
+            summary["best_test_acc_mean"],
+            summary["best_test_acc_std"],
+        )
+    return {
+        "config": cfg.to_dict(),
+        **meta,
+        "trials": [
+            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h}
+            for k, h in sorted(histories.items())
+        ],
+        "summary": summary,
+    }
+
+
 def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, Any]:
     log.info("stllr train: %s", json.dumps(cfg.to_dict(), sort_keys=True))
     log.info("=> everything will be saved to %s", save)
@@ -586,25 +611,7 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
         histories[k] = train_trial(cfg, k, data, ctx, on_epoch=on_epoch)
     if ctx.is_main:
         _write_results(save, cfg, meta, histories)
-    summary = _summary(histories)
-    if summary["trials_done"]:
-        log.info(
-            "final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)",
-            summary["trials_done"],
-            summary["final_test_acc_mean"],
-            summary["final_test_acc_std"],
-            summary["best_test_acc_mean"],
-            summary["best_test_acc_std"],
-        )
-    return {
-        "config": cfg.to_dict(),
-        **meta,
-        "trials": [
-            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h}
-            for k, h in sorted(histories.items())
-        ],
-        "summary": summary,
-    }
+    return _finish(cfg, meta, histories)
 
 
 # ======================================================================================
@@ -719,25 +726,7 @@ def _train_on_cluster(cfg: TrainConfig, name: str) -> Dict[str, Any]:
                     )
                     _write_results(save, cfg, meta, histories)
         _write_results(save, cfg, meta, histories)
-        summary = _summary(histories)
-        if summary["trials_done"]:
-            log.info(
-                "final test accuracy over %d trial(s): %.2f +- %.2f (best %.2f +- %.2f)",
-                summary["trials_done"],
-                summary["final_test_acc_mean"],
-                summary["final_test_acc_std"],
-                summary["best_test_acc_mean"],
-                summary["best_test_acc_std"],
-            )
-    return {
-        "config": cfg.to_dict(),
-        **meta,
-        "trials": [
-            {"trial": k, "seed": cfg.seed + k - 1, "epochs": h}
-            for k, h in sorted(histories.items())
-        ],
-        "summary": summary,
-    }
+        return _finish(cfg, meta, histories)  # its summary line goes to log.log too
 
 
 # ======================================================================================
