@@ -244,29 +244,65 @@ def test_binder_link():
         build_site.binder_link(" ", "main", path)
 
 
+def _small_repository(root: Path) -> list[str]:
+    """A repository of two notebooks and stub pages (a build of seconds, not of the whole site):
+    docs/site/ with its conf.py and assets, the landing page listing what is there, no API pages.
+    Returns the notebooks' file names."""
+    site = root / "docs" / "site"
+    shutil.copytree(ROOT / "docs" / "site", site, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "notebooks").mkdir()
+    stored = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    names = [nb.name for nb in stored[:2]]
+    for nb in stored:  # two real ones; the others (which they link to) as one-cell stubs
+        if nb.name in names:
+            shutil.copy2(nb, root / "notebooks" / nb.name)
+        else:
+            stub = {
+                "cells": [
+                    {
+                        "cell_type": "markdown",
+                        "id": "stub",
+                        "metadata": {},
+                        "source": f"# {nb.stem}\n\nA stub notebook.",
+                    }
+                ],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+            (root / "notebooks" / nb.name).write_text(json.dumps(stub), encoding="utf-8")
+    for page in build_site.PAGES:
+        (root / page).parent.mkdir(parents=True, exist_ok=True)
+        (root / page).write_text(f"# {page}\n\n## Notation\n\nA stub page.\n", encoding="utf-8")
+    toc = [f"notebooks/{nb.stem}" for nb in stored]
+    toc += [str(Path(p).with_suffix("")) for p in build_site.PAGES] + ["api/index"]
+    (site / "index.md").write_text(
+        "# A small site\n\n```{toctree}\n" + "\n".join(toc) + "\n```\n", encoding="utf-8"
+    )
+    (site / "api" / "index.md").write_text("# API\n\nNo modules here.\n", encoding="utf-8")
+    return names
+
+
 def test_a_warning_fails_the_build_and_a_repository_url_gives_launch_links(tmp_path):
     repo = tmp_path / "repo"
-    for name in ("notebooks", "docs", "stllr", "benchmarks", "figures"):
-        skip = ("*.svg", "*.gif") if name == "figures" else ()  # the README shows the PNGs
-        shutil.copytree(
-            ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", *skip)
-        )
-    for name in ("README.md", "CONTRIBUTING.md"):
-        shutil.copy2(ROOT / name, repo / name)
+    names = _small_repository(repo)
+    out = tmp_path / "docs"
+    assert build_site.build_site(out, root=repo)["warnings"] == []  # the small site is clean
     rule = repo / "docs" / "rule.md"
     rule.write_text(rule.read_text() + "\nSee [the missing page](missing-page.md).\n")
-    out = tmp_path / "docs"
     with pytest.raises(build_site.SiteBuildError) as e:
         build_site.build_site(out, repository_url=EXAMPLE_REPOSITORY, root=repo)
     message = str(e.value)
-    assert "docs/rule.md" in message and "missing-page.md" in message, message
+    assert "docs/rule.md:7" in message and "missing-page.md" in message, message
     assert message.count("WARNING") == 1, message
     # keep-going wrote every page: with the URL, each notebook page links Binder (its note, the
     # theme's launch button)
-    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        text = (out / "notebooks" / f"{nb.stem}.html").read_text(encoding="utf-8")
-        link = f"https://mybinder.org/v2/gh/example-org/stllr/main?urlpath=lab/tree/notebooks/{nb.name}"
-        assert text.count(link) >= 2, f"{nb.name}: Binder link in the note and the launch button"
+    for name in names:
+        text = (out / "notebooks" / f"{Path(name).stem}.html").read_text(encoding="utf-8")
+        link = (
+            f"https://mybinder.org/v2/gh/example-org/stllr/main?urlpath=lab/tree/notebooks/{name}"
+        )
+        assert text.count(link) >= 2, f"{name}: Binder link in the note and the launch button"
 
 
 # ---------------------------------------------------------------------------------------------
