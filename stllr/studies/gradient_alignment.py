@@ -10,13 +10,13 @@ So the loss S-TLLR descends is
 
 and its update is ``g_S = weight.grad`` after those ``d`` backward calls (before the optimizer
 step). The reference is the exact gradient of the *same* ``L_d`` with respect to the *same*
-weights on the *same* batch: ``g_B = dL_d / dW``, computed by backpropagation through time on the
+weights on the *same* batch: ``g_BPTT = dL_d / dW``, computed by backpropagation through time on the
 BPTT twin (same topology and dynamics, ``psi`` as surrogate derivative) into which the S-TLLR
 model's weights were loaded. (The BPTT *training mode* uses ``CE(sum_t out_t, y)`` instead: a
 different loss, so comparing against it would mix a change of loss into the rule's error.)
 
 Both models compute the same forward pass (the factors only shape the traces, never the spikes),
-so every difference between ``g_S`` and ``g_B`` is the rule's approximation: no gradient through
+so every difference between ``g_S`` and ``g_BPTT`` is the rule's approximation: no gradient through
 time except what the traces carry, and a one-step learning signal.
 
 Because the rule is linear in its two terms, ``g_S = alpha_post * N(lambda_post) + alpha_pre *
@@ -26,7 +26,7 @@ steps, the whole grid (alpha_post x lambda_pre x lambda_post x window) needs one
 :class:`RuleComponents` holds those parts, :func:`alignment_sweep` combines them.
 
 Metrics: :func:`~stllr.analysis.cosine_similarity` (direction) and
-:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_B|`` (scale), per layer, averaged over batches.
+:func:`~stllr.analysis.relative_norm` ``|g_S| / |g_BPTT|`` (scale), per layer, averaged over batches.
 
 psi (the secondary activation) plays two parts: in the rule it multiplies the learning signal and
 feeds the post trace; in the BPTT twin it is the surrogate derivative ``ds_t/dv_t`` of every spike,
@@ -351,7 +351,7 @@ class AlignmentSweep:
     """Alignment of S-TLLR with BPTT over a grid of factors and windows.
 
     ``cos`` and ``rel`` are arrays ``[layer, alpha_post, lambda_pre, lambda_post, window, batch]``
-    of :func:`cosine_similarity` and :func:`relative_norm` ``|g_S| / |g_B|``. ``alpha_pre`` is fixed.
+    of :func:`cosine_similarity` and :func:`relative_norm` ``|g_S| / |g_BPTT|``. ``alpha_pre`` is fixed.
     """
 
     layers: list  # display names
@@ -426,18 +426,18 @@ class AlignmentSweep:
 
     def table(self, points: Sequence[tuple], digits: int = 3) -> str:
         """A text table: one row per ``(alpha_post, lambda_pre, lambda_post, window)`` point,
-        cosine and relative norm per layer."""
+        cosine and norm ratio ``|g_S| / |g_BPTT|`` per layer."""
         head = f"{'alpha_post':>10} {'l_pre':>6} {'l_post':>6} {'d':>4} | " + " | ".join(
-            f"{l:^17}" for l in self.layers
+            f"{l:^18}" for l in self.layers
         )
-        sub = " " * 31 + "| " + " | ".join(f"{'cos':>7} {'|S|/|B|':>9}" for _ in self.layers)
+        sub = " " * 31 + "| " + " | ".join(f"{'cos':>7} {'norm ratio':>10}" for _ in self.layers)
         rows = [head, sub]
         for pt in points:
             r = self.at(*pt)
             rows.append(
                 f"{pt[0]:>+10g} {pt[1]:>6g} {pt[2]:>6g} {pt[3]:>4d} | "
                 + " | ".join(
-                    f"{r[l]['cos']:>7.{digits}f} {r[l]['rel']:>9.{digits}f}" for l in self.layers
+                    f"{r[l]['cos']:>7.{digits}f} {r[l]['rel']:>10.{digits}f}" for l in self.layers
                 )
             )
         return "\n".join(rows)
@@ -980,7 +980,7 @@ def plot_alignment_point(
         lines.append(
             f"{name}: "
             + ", ".join(
-                f"{l} cos {results[name][l]['cos']:+.3f} (|S|/|B| {results[name][l]['rel']:.3f})"
+                f"{l} cos {results[name][l]['cos']:+.3f} (norm ratio {results[name][l]['rel']:.3f})"
                 for l in sw.layers
             )
             + f"  | best at this d and alpha_post: lambda_pre {best['lambda_pre']:g}, "
