@@ -53,6 +53,15 @@ def test_config_is_the_papers_gesture_setting_on_moving_shapes():
 
 
 def test_the_rates_used_are_the_recorded_sweeps_choice():
+    import stllr
+
+    assert cef.SHAPES_LR_SWEEP_VERSION == stllr.__version__, (
+        f"the recorded learning-rate sweep of notebook 11 was made by stllr "
+        f"{cef.SHAPES_LR_SWEEP_VERSION}, this is {stllr.__version__}: rerun notebook 11 with "
+        "LR_SWEEP = True and record its means in conv_event_frames.SHAPES_LR_SWEEP"
+    )
+    assert list(cef.SHAPES_LR_SWEEP) == [m.key for m in cef.study_config().methods]
+    assert all(tuple(by_lr) == cef.SHAPES_LR_GRID for by_lr in cef.SHAPES_LR_SWEEP.values())
     rows = cef.recorded_lr_rows(cef.study_config())
     chosen = accuracy_vs_bptt.choose_lr(rows)
     assert chosen == cef.SHAPES_LR
