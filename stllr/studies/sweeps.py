@@ -289,7 +289,6 @@ def run_trials(
     cluster, cluster_name = (None, "") if workers == 0 else resolve_cluster(cluster)
     if workers is None:
         workers = default_workers(device)
-    workers = check_positive_int(workers, "workers", minimum=0, allow_numpy=True)
     train_options = dict(train_options or {})
 
     pairs = [(m, t) for m in methods for t in range(trials)]

@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -444,15 +444,55 @@ def train_trial(
     return history
 
 
-def _trial_history_from_checkpoint(cfg: TrainConfig, trial: int) -> Optional[List[Dict[str, Any]]]:
+def _trial_checkpoint(cfg: TrainConfig, trial: int) -> Tuple[Path, Optional[Dict[str, Any]]]:
+    """``(path, content)`` of ``trial``'s last checkpoint in the save path (content None when there
+    is none); an unreadable file is a one-line error naming ``--resume`` / ``--only-trial``."""
     last, _ = checkpoint_paths(cfg.save_path, trial)
     if not last.is_file():
-        return None
+        return last, None
     try:
-        ckpt = load_checkpoint(last)
+        return last, load_checkpoint(last)
     except CheckpointError as e:  # read to keep other trials' results (--resume, --only-trial)
         raise e.for_option("--resume:" if cfg.resume else "--only-trial:") from None
+
+
+def _trial_history_from_checkpoint(cfg: TrainConfig, trial: int) -> Optional[List[Dict[str, Any]]]:
+    _, ckpt = _trial_checkpoint(cfg, trial)
+    if ckpt is None:
+        return None
     return list(ckpt.get("history", [])) if ckpt.get("format") == CHECKPOINT_FORMAT else None
+
+
+def _selected_trials(
+    cfg: TrainConfig, keep_selected: bool
+) -> Tuple[List[int], Dict[int, List[Dict[str, Any]]]]:
+    """The trials this run trains (all, or ``--only-trial``) and the histories it keeps from the
+    checkpoints (``--resume`` or ``--only-trial``): those of the other trials, and with
+    ``keep_selected`` (a local ``--resume``) also those of the selected ones."""
+    trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
+    histories: Dict[int, List[Dict[str, Any]]] = {}
+    if cfg.resume or cfg.only_trial is not None:  # keep what other trials already wrote
+        for k in range(1, cfg.trials + 1):
+            if k not in trials or keep_selected:
+                h = _trial_history_from_checkpoint(cfg, k)
+                if h:
+                    histories[k] = h
+    return trials, histories
+
+
+def _run_meta(ctx: D.DistContext, info, num_parameters: Optional[int] = None) -> Dict[str, Any]:
+    """results.json's description of the run: processes, device, torch, parameters, dataset."""
+    return {
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "torch": torch.__version__,
+        "num_parameters": num_parameters,
+        "dataset_info": {
+            "num_classes": _info(info, "num_classes"),
+            "input_shape": list(_info(info, "input_shape")),
+            "T": _info(info, "T"),
+        },
+    }
 
 
 def train(
@@ -574,25 +614,8 @@ def _train_run(cfg: TrainConfig, ctx: D.DistContext, save: Path) -> Dict[str, An
         _info(info, "T"),
     )
     _note_delay_ls(cfg, data)
-    trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
-    histories: Dict[int, List[Dict[str, Any]]] = {}
-    if cfg.resume or cfg.only_trial is not None:  # keep what other trials already wrote
-        for k in range(1, cfg.trials + 1):
-            if k not in trials or cfg.resume:
-                h = _trial_history_from_checkpoint(cfg, k)
-                if h:
-                    histories[k] = h
-    meta = {
-        "world_size": ctx.world_size,
-        "device": str(ctx.device),
-        "torch": torch.__version__,
-        "num_parameters": None,
-        "dataset_info": {
-            "num_classes": _info(info, "num_classes"),
-            "input_shape": list(_info(info, "input_shape")),
-            "T": _info(info, "T"),
-        },
-    }
+    trials, histories = _selected_trials(cfg, keep_selected=cfg.resume)
+    meta = _run_meta(ctx, info)
 
     def on_epoch(trial, history):
         histories[trial] = list(history)
@@ -639,18 +662,7 @@ def _cluster_trial(cfg_dict: Dict[str, Any], trial: int) -> Dict[str, Any]:
             ctx.device,
         )
         history = train_trial(cfg, trial, data, ctx)
-    info = data.info
-    meta = {
-        "world_size": 1,
-        "device": str(ctx.device),
-        "torch": torch.__version__,
-        "num_parameters": count_parameters(_build(cfg, info)),
-        "dataset_info": {
-            "num_classes": _info(info, "num_classes"),
-            "input_shape": list(_info(info, "input_shape")),
-            "T": _info(info, "T"),
-        },
-    }
+    meta = _run_meta(ctx, data.info, count_parameters(_build(cfg, data.info)))
     return {"trial": trial, "history": history, "meta": meta}
 
 
@@ -658,13 +670,9 @@ def _finished_history(cfg: TrainConfig, trial: int) -> Optional[List[Dict[str, A
     """With ``--resume``: the history of ``trial`` when its checkpoint holds all ``cfg.epochs``
     epochs of this run (a different run's checkpoint is refused as train_trial would), else
     None (the trial still has to run)."""
-    last, _ = checkpoint_paths(cfg.save_path, trial)
-    if not last.is_file():
+    last, ckpt = _trial_checkpoint(cfg, trial)
+    if ckpt is None:
         return None
-    try:
-        ckpt = load_checkpoint(last)
-    except CheckpointError as e:
-        raise e.for_option("--resume:") from None
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"--resume: {last} is not a checkpoint written by stllr train")
     _check_resume_compatible(ckpt["config"], cfg, last)
@@ -679,14 +687,7 @@ def _train_on_cluster(cfg: TrainConfig, name: str) -> Dict[str, Any]:
     with _run_logging(save, write_files=True, console=True):
         log.info("stllr train: %s", json.dumps(cfg.to_dict(), sort_keys=True))
         log.info("=> everything will be saved to %s", save)
-        trials = list(range(1, cfg.trials + 1)) if cfg.only_trial is None else [cfg.only_trial]
-        histories: Dict[int, List[Dict[str, Any]]] = {}
-        if cfg.resume or cfg.only_trial is not None:  # keep what other trials already wrote
-            for k in range(1, cfg.trials + 1):
-                if k not in trials:
-                    h = _trial_history_from_checkpoint(cfg, k)
-                    if h:
-                        histories[k] = h
+        trials, histories = _selected_trials(cfg, keep_selected=False)
         todo = []
         for k in trials:
             done = _finished_history(cfg, k) if cfg.resume else None
